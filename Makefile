@@ -1,0 +1,48 @@
+# Two commands matter: `make demo` and `make test`. Both install what is missing first and are
+# fast when everything is already there (stamp files record what was installed from what).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP   := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-python test-contracts compile artifacts bench clean
+
+install: $(PY_STAMP) $(NODE_STAMP)
+
+# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+$(PY_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[compress,dev]"
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+compile: $(NODE_STAMP)
+	npx hardhat compile --quiet
+
+# Refreshes the committed ABI + bytecode that the Python package ships.
+artifacts: compile $(PY_STAMP)
+	$(BIN)/python scripts/export_artifacts.py
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+test: test-contracts test-python
+
+test-contracts: $(NODE_STAMP)
+	npx hardhat test
+
+test-python: install compile
+	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/gas.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
