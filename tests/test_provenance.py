@@ -1,0 +1,163 @@
+"""Provenance documents: canonical hashing, file binding, strict parsing of hostile input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from registry.errors import ProvenanceError
+from registry.provenance import (
+    PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    accuracy,
+    canonical_json,
+    load_provenance,
+    provenance_sha256,
+    render_lines,
+    statement,
+    subject_sha256,
+    write_provenance,
+)
+
+DIGEST = "ab" * 32
+
+
+def _doc(**predicate):
+    pred = {"base_model": {"sha256": "cd" * 32, "format": "onnx"}, "metrics": {"accuracy": 0.93}}
+    pred.update(predicate)
+    return statement(DIGEST, "model.onnx", pred)
+
+
+def test_statement_shape():
+    doc = _doc()
+    assert doc["_type"] == STATEMENT_TYPE
+    assert doc["predicateType"] == PREDICATE_TYPE
+    assert doc["subject"] == [{"name": "model.onnx", "digest": {"sha256": DIGEST}}]
+    assert subject_sha256(doc) == DIGEST
+
+
+def test_statement_normalises_prefixed_upper_hex():
+    doc = statement("sha256:" + DIGEST.upper(), "m", {})
+    assert subject_sha256(doc) == DIGEST
+
+
+@pytest.mark.parametrize("bad", ["", "ab" * 31, "zz" * 32, None, "ab" * 33])
+def test_statement_rejects_bad_digest(bad):
+    with pytest.raises(ProvenanceError):
+        statement(bad, "m", {})
+
+
+def test_canonical_is_key_order_independent():
+    a = {"b": 1, "a": {"y": [1, 2.5], "x": "é"}}
+    b = {"a": {"x": "é", "y": [1, 2.5]}, "b": 1}
+    assert canonical_json(a) == canonical_json(b) == b'{"a":{"x":"\xc3\xa9","y":[1,2.5]},"b":1}'
+
+
+def test_written_file_hash_equals_provenance_sha256(tmp_path):
+    doc = _doc()
+    path = write_provenance(doc, tmp_path / "p.json")
+    assert hashlib.sha256(path.read_bytes()).digest() == provenance_sha256(doc)
+    assert load_provenance(path) == doc
+    assert load_provenance(path.read_bytes()) == doc
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_any_change_changes_the_digest():
+    doc = _doc()
+    other = _doc(metrics={"accuracy": 0.931})
+    assert provenance_sha256(doc) != provenance_sha256(other)
+
+
+def test_accuracy_extraction():
+    assert accuracy(_doc()) == pytest.approx(0.93)
+    assert accuracy(_doc(metrics={})) is None
+    assert accuracy(_doc(metrics={"accuracy": True})) is None
+    assert accuracy(_doc(metrics={"accuracy": "0.9"})) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"_type": "x"}',
+        b'{"a": NaN}',
+        b'{"a": 1e999}',
+        b'{"a": 1, "a": 2}',
+        b"[" * 100000 + b"]" * 100000,
+        json.dumps({"_type": STATEMENT_TYPE, "subject": [], "predicateType": "p", "predicate": {}}).encode(),
+        json.dumps({"_type": STATEMENT_TYPE, "subject": [{"name": "m", "digest": {"sha256": "XY"}}],
+                    "predicateType": "p", "predicate": {}}).encode(),
+        json.dumps({"_type": STATEMENT_TYPE, "subject": [{"name": "m", "digest": {"sha256": DIGEST}}],
+                    "predicateType": "p", "predicate": []}).encode(),
+        json.dumps({"_type": STATEMENT_TYPE, "subject": [{"name": "m", "digest": {"sha256": DIGEST}}],
+                    "predicateType": "p", "predicate": {"metrics": 3}}).encode(),
+    ],
+)
+def test_malformed_documents_are_clean_errors(raw):
+    with pytest.raises(ProvenanceError):
+        load_provenance(raw)
+
+
+def test_oversized_document_rejected_without_reading_it_all(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * (5 * 1024 * 1024))
+    with pytest.raises(ProvenanceError, match="larger"):
+        load_provenance(path)
+
+
+def test_missing_file_is_provenance_error(tmp_path):
+    with pytest.raises(ProvenanceError, match="cannot read"):
+        load_provenance(tmp_path / "nope.json")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_arbitrary_json_never_tracebacks(value):
+    raw = json.dumps(value).encode()
+    try:
+        doc = load_provenance(raw)
+    except ProvenanceError:
+        return
+    assert subject_sha256(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=300))
+def test_arbitrary_bytes_never_traceback(raw):
+    try:
+        load_provenance(raw)
+    except ProvenanceError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(predicate=st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+def test_roundtrip_through_canonical_bytes(predicate):
+    doc = statement(DIGEST, "m", predicate)
+    try:
+        data = canonical_json(doc)
+    except ProvenanceError:
+        return  # e.g. integers beyond JCS's safe range
+    assert load_provenance(data) == json.loads(data)
+    assert hashlib.sha256(data).digest() == provenance_sha256(doc)
+
+
+def test_render_lines_mentions_steps_and_metrics():
+    doc = _doc(steps=[{"name": "prune", "params": {"amount": 0.5}, "metrics_before": {"accuracy": 0.95},
+                       "metrics_after": {"accuracy": 0.94}}])
+    text = "\n".join(render_lines(doc))
+    assert DIGEST in text and "prune" in text and "0.94" in text and "accuracy" in text
