@@ -1,0 +1,294 @@
+"""Gas report: what anchoring a release costs, against an EAS attestation of the same fields.
+
+Deploys the committed ModelRegistry artifact (the bytes the Python package ships, not a fresh
+build) on a throw-away anvil, runs every state-changing call once with realistic inputs and reads
+``gasUsed`` from the receipts. The baseline, measured in the same run on the same chain, is the
+Ethereum Attestation Service (npm ``@ethereum-attestation-service/eas-contracts``, its shipped
+artifacts): a schema with the same fields as our Release and one attestation whose ``refUID``
+points at a parent attestation, which is the closest EAS analogue of "a signed release with a
+parent".
+
+Run: ``.venv/bin/python bench/gas.py`` (writes ``bench/out/gas.json``). Exit status is 0 even on a
+target miss: this is a report, not a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+
+ROOT = Path(__file__).resolve().parent.parent
+ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
+REGISTRY_ARTIFACT = ROOT / "registry" / "chain" / "artifacts" / "ModelRegistry.json"
+EAS_ARTIFACTS = ROOT / "node_modules" / "@ethereum-attestation-service" / "eas-contracts" / "artifacts" / "contracts"
+OUT = ROOT / "bench" / "out" / "gas.json"
+
+PUBLISH_TARGET = 200_000
+EAS_SCHEMA = (
+    "string name,string version,bytes32 artifactSha256,bytes artifactCid,uint64 artifactSize,"
+    "bytes32 provenanceSha256,bytes provenanceCid"
+)
+RELEASE_TYPES = {
+    "Release": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "artifactSha256", "type": "bytes32"},
+        {"name": "artifactCid", "type": "bytes"},
+        {"name": "artifactSize", "type": "uint64"},
+        {"name": "provenanceSha256", "type": "bytes32"},
+        {"name": "provenanceCid", "type": "bytes"},
+        {"name": "parent", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str
+    gas: int
+    note: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def anvil() -> Iterator[Web3]:
+    """A private anvil on a free port, killed (by its own pid) when the block ends."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "cancun", "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 30}))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if w3.is_connected() and w3.eth.chain_id:
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("anvil did not start")
+            time.sleep(0.1)
+        yield w3
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def deploy(w3: Web3, artifact: dict[str, Any], sender: str, *args: Any) -> tuple[Contract, int]:
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": sender}))
+    if receipt["status"] != 1:
+        raise RuntimeError(f"deploy of {artifact.get('contractName')} failed")
+    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"]), int(receipt["gasUsed"])
+
+
+def send(call: Any, sender: str) -> Any:
+    receipt = call.transact({"from": sender})
+    receipt = call.w3.eth.wait_for_transaction_receipt(receipt)
+    if receipt["status"] != 1:
+        raise RuntimeError(f"transaction {call.fn_name} reverted")
+    return receipt
+
+
+def cid(codec: int, digest: bytes) -> bytes:
+    """Binary CIDv1 with a sha2-256 multihash, the form the contract stores."""
+    return bytes([0x01, codec, 0x12, 0x20]) + digest
+
+
+def digest(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def sign(account: LocalAccount, release: dict[str, Any], chain_id: int, contract: str) -> bytes:
+    message = encode_typed_data(
+        full_message={
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                **RELEASE_TYPES,
+            },
+            "primaryType": "Release",
+            "domain": {"name": "ModelRegistry", "version": "1", "chainId": chain_id, "verifyingContract": contract},
+            "message": release,
+        }
+    )
+    return bytes(account.sign_message(message).signature)
+
+
+def release_fields(name: str, version: str, parent: bytes, nonce: int, provenance_cid_equals_sha: bool) -> dict[str, Any]:
+    """A realistic release: a multi-block ONNX file (dag-pb root CID, so its CID digest differs
+    from its SHA-256) and a small provenance document. With ``provenance_cid_equals_sha`` the
+    provenance CID is what ``kubo-v1`` gives a single-block file (raw codec, digest = SHA-256);
+    otherwise it is a dag-pb CID with an unrelated digest (the ``kubo-v0`` profile)."""
+    provenance_sha = digest(f"provenance {name}@{version}")
+    provenance_cid = cid(0x55, provenance_sha) if provenance_cid_equals_sha else cid(0x70, digest(f"pcid {version}"))
+    return {
+        "name": name,
+        "version": version,
+        "artifactSha256": digest(f"artifact {name}@{version}"),
+        "artifactCid": cid(0x70, digest(f"acid {name}@{version}")),
+        "artifactSize": 1_834_567,
+        "provenanceSha256": provenance_sha,
+        "provenanceCid": provenance_cid,
+        "parent": parent,
+        "nonce": nonce,
+        "deadline": 2**40,
+    }
+
+
+def as_tuple(release: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(release[f["name"]] for f in RELEASE_TYPES["Release"])
+
+
+def measure_registry(w3: Web3) -> tuple[list[Measurement], dict[str, int]]:
+    artifact = json.loads(REGISTRY_ARTIFACT.read_text())
+    owner, relayer, attester, stranger = w3.eth.accounts[:4]
+    registry, deploy_gas = deploy(w3, artifact, owner)
+    chain_id = w3.eth.chain_id
+    publisher: LocalAccount = Account.from_key(digest("bench publisher"))
+    out: list[Measurement] = [Measurement("deploy ModelRegistry", deploy_gas, "one-off")]
+    nonce = 0
+
+    def publish(name: str, version: str, parent: bytes, equal: bool) -> tuple[bytes, int]:
+        nonlocal nonce
+        fields = release_fields(name, version, parent, nonce, equal)
+        signature = sign(publisher, fields, chain_id, registry.address)
+        receipt = send(registry.functions.publish(as_tuple(fields), publisher.address, signature), relayer)
+        nonce += 1
+        return registry.functions.computeReleaseId(name, version).call(), int(receipt["gasUsed"])
+
+    name = "acme/digits-int8"
+    first_id, gas_first = publish(name, "1.0.0", b"\0" * 32, True)
+    out.append(Measurement("publish (first of name: claims it)", gas_first, "relayer submits, parent=0"))
+    second_id, gas_full = publish(name, "1.1.0", first_id, True)
+    out.append(Measurement("publish (full record)", gas_full, "parent set, 36-byte CIDs, raw provenance CID"))
+    _, gas_full_v0 = publish(name, "1.2.0", second_id, False)
+    out.append(Measurement("publish (full, dag-pb provenance CID)", gas_full_v0, "provenance CID digest != SHA-256"))
+
+    out.append(Measurement("claimName", int(send(registry.functions.claimName("acme/other"), owner)["gasUsed"]), "new name"))
+    # The published name is owned by the signing key, which has no ETH; add a publisher on the
+    # name the unlocked owner account holds instead (same code path).
+    gas_add = int(send(registry.functions.addPublisher("acme/other", stranger), owner)["gasUsed"])
+    out.append(Measurement("addPublisher", gas_add, ""))
+    gas_attest = int(
+        send(registry.functions.attest(second_id, True, digest("report")), attester)["gasUsed"]
+    )
+    out.append(Measurement("attest (first verdict)", gas_attest, ""))
+    gas_reattest = int(
+        send(registry.functions.attest(second_id, False, digest("report 2")), attester)["gasUsed"]
+    )
+    out.append(Measurement("attest (replace verdict)", gas_reattest, ""))
+    # Revoke needs the publisher or the name owner as sender: fund the signing key once.
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": owner, "to": publisher.address, "value": 10**18}))
+    tx = registry.functions.revoke(first_id, "accuracy regression on eval set").build_transaction(
+        {"from": publisher.address, "nonce": w3.eth.get_transaction_count(publisher.address), "chainId": chain_id}
+    )
+    signed = publisher.sign_transaction(tx)
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+    if receipt["status"] != 1:
+        raise RuntimeError("revoke reverted")
+    out.append(Measurement("revoke", int(receipt["gasUsed"]), "31-char reason"))
+    return out, {"publish_full": gas_full, "publish_first": gas_first, "publish_full_dagpb_provenance": gas_full_v0}
+
+
+def measure_eas(w3: Web3) -> list[Measurement]:
+    load: Callable[[str], dict[str, Any]] = lambda n: json.loads((EAS_ARTIFACTS / f"{n}.sol" / f"{n}.json").read_text())
+    sender = w3.eth.accounts[5]
+    schemas, _ = deploy(w3, load("SchemaRegistry"), sender)
+    eas, _ = deploy(w3, load("EAS"), sender, schemas.address)
+    receipt = send(schemas.functions.register(EAS_SCHEMA, "0x" + "00" * 20, True), sender)
+    schema_uid = schemas.events.Registered().process_receipt(receipt)[0]["args"]["uid"]
+    out = [Measurement("EAS register schema", int(receipt["gasUsed"]), "one-off")]
+
+    def attest(version: str, ref: bytes) -> tuple[bytes, int]:
+        fields = release_fields("acme/digits-int8", version, b"\0" * 32, 0, True)
+        data = w3.codec.encode(
+            ["string", "string", "bytes32", "bytes", "uint64", "bytes32", "bytes"],
+            [fields[k] for k in ("name", "version", "artifactSha256", "artifactCid", "artifactSize", "provenanceSha256", "provenanceCid")],
+        )
+        request = (schema_uid, ("0x" + "00" * 20, 0, True, ref, data, 0))
+        rec = send(eas.functions.attest(request), sender)
+        uid = eas.events.Attested().process_receipt(rec)[0]["args"]["uid"]
+        return uid, int(rec["gasUsed"])
+
+    parent_uid, gas_first = attest("1.0.0", b"\0" * 32)
+    out.append(Measurement("EAS attest (no refUID)", gas_first, ""))
+    _, gas_ref = attest("1.1.0", parent_uid)
+    out.append(Measurement("EAS attest (refUID = parent)", gas_ref, "baseline for publish"))
+    return out
+
+
+def main() -> int:
+    with anvil() as w3:
+        ours, key = measure_registry(w3)
+        eas = measure_eas(w3)
+    eas_attest = next(m.gas for m in eas if m.label == "EAS attest (refUID = parent)")
+    width = max(len(m.label) for m in ours + eas)
+    print(f"{'operation':<{width}}  {'gasUsed':>9}  note")
+    for m in ours + eas:
+        print(f"{m.label:<{width}}  {m.gas:>9,}  {m.note}")
+    full = key["publish_full"]
+    ratio = full / eas_attest
+    verdict = "PASS" if full <= PUBLISH_TARGET else "MISS"
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
+        json.dumps(
+            {
+                "measurements": [m.__dict__ for m in ours + eas],
+                "publish_full": full,
+                "publish_first": key["publish_first"],
+                "publish_full_dagpb_provenance": key["publish_full_dagpb_provenance"],
+                "eas_attest_with_ref": eas_attest,
+                "target": PUBLISH_TARGET,
+                "verdict": verdict,
+                "ratio_publish_to_eas_attest": round(ratio, 4),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(
+        f"publish={full / 1000:.1f}k gas (target <={PUBLISH_TARGET // 1000}k: {verdict}), "
+        f"first publish={key['publish_first'] / 1000:.1f}k, "
+        f"kubo-v0 provenance CID={key['publish_full_dagpb_provenance'] / 1000:.1f}k, "
+        f"ratio to EAS attest={ratio:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
