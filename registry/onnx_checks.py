@@ -1,0 +1,305 @@
+"""Is this artifact an ONNX model a device may load? Checked on the verified in-memory bytes.
+
+Rules: it parses as an ONNX ModelProto and passes ``onnx.checker`` (full check, with shape
+inference); no tensor points at external data (the release covers exactly one file, so any external
+file is unverified bytes the runtime would read from disk); the default-domain opset lies in a
+range; optionally every op type is in an allow-list and the artifact is under a size limit.
+
+Why a wire-level pre-pass: for a model with a 1 GiB initializer, ``onnx.load`` copies the whole
+tensor into Python and ``onnx.checker`` serialises it again (seconds each), while the weights
+themselves carry no structure to check beyond their length. So large ``raw_data`` initializers are
+cut out at the protobuf wire level, their length is checked against dtype x shape here, and the
+checker sees the graph with those tensors as typed graph inputs: the same structure, none of the
+copying. The SHA-256 and CID of the full bytes were already checked before this runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import TYPE_CHECKING, Iterator
+
+from registry.errors import PolicyError
+
+if TYPE_CHECKING:
+    from registry.policy import Policy
+
+# Initializers whose raw_data is larger than this are checked by length and kept out of the checker.
+STRIP_THRESHOLD = 1 << 20
+DEFAULT_OPSET_MIN = 7
+
+# ModelProto / GraphProto / TensorProto field numbers (onnx.proto3, stable since IR v3).
+_MODEL_GRAPH = 7
+_GRAPH_INITIALIZER = 5
+_TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_RAW, _TENSOR_LOCATION = 1, 2, 8, 9, 14
+# bytes per element of each fixed-size TensorProto.DataType (strings and 4-bit types are never stripped)
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1}
+
+
+@dataclass(frozen=True)
+class OnnxFacts:
+    """What the check learned: reported as evidence, used by policy rules."""
+
+    ir_version: int
+    opset: int
+    op_types: tuple[str, ...]
+    nodes: int
+    producer: str
+    size: int
+    large_initializers: int = 0
+    domains: tuple[str, ...] = field(default_factory=tuple)
+
+    def evidence(self) -> dict[str, object]:
+        return {
+            "ir_version": self.ir_version,
+            "opset": self.opset,
+            "op_types": list(self.op_types),
+            "nodes": self.nodes,
+            "producer": self.producer,
+            "size": self.size,
+            "large_initializers_length_checked": self.large_initializers,
+        }
+
+
+@dataclass(frozen=True)
+class _Stripped:
+    name: str
+    data_type: int
+    dims: tuple[int, ...]
+    raw_length: int
+
+
+def check_onnx(data: bytes | memoryview, policy: "Policy | None" = None) -> OnnxFacts:
+    """All ONNX rules on ``data``; ``PolicyError`` with one clear line on the first violation."""
+    import onnx
+
+    view = memoryview(data)
+    size = len(view)
+    if policy is not None and policy.max_artifact_size is not None and size > policy.max_artifact_size:
+        raise PolicyError(f"artifact is {size} bytes, policy max_artifact_size is {policy.max_artifact_size}")
+    try:
+        slim, stripped = _strip_large_initializers(view)
+    except _WireError as exc:
+        raise PolicyError(f"not an ONNX model: {exc}") from exc
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(slim)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise PolicyError(f"not an ONNX model: protobuf parse failed ({type(exc).__name__})") from exc
+    if not model.HasField("graph") or model.ir_version <= 0:
+        raise PolicyError("not an ONNX model: no graph or no IR version")
+
+    _reject_external_data(model)
+    for tensor in stripped:
+        itemsize = _ITEMSIZE.get(tensor.data_type)
+        expected = None if itemsize is None or any(d < 0 for d in tensor.dims) else prod(tensor.dims) * itemsize
+        if expected != tensor.raw_length:
+            raise PolicyError(
+                f"initializer {tensor.name!r}: raw_data is {tensor.raw_length} bytes, shape {list(tensor.dims)} "
+                f"of type {tensor.data_type} needs {expected}"
+            )
+        _add_as_input(model, tensor)
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # ValidationError, InferenceError, and C++ errors surfaced as RuntimeError
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolicyError(f"onnx.checker rejected the model: {message[:300]}") from exc
+
+    opset = _default_opset(model)
+    low = policy.opset_min if policy is not None else DEFAULT_OPSET_MIN
+    high = policy.opset_max if policy is not None and policy.opset_max is not None else onnx.defs.onnx_opset_version()
+    if opset is None:
+        raise PolicyError("model imports no default-domain (ai.onnx) opset")
+    if not low <= opset <= high:
+        raise PolicyError(f"opset {opset} is outside the accepted range [{low}, {high}]")
+
+    op_types = sorted({node.op_type for node in _all_nodes(model.graph) if node.domain in ("", "ai.onnx")})
+    foreign = sorted({f"{node.domain}::{node.op_type}" for node in _all_nodes(model.graph)
+                      if node.domain not in ("", "ai.onnx")})
+    if policy is not None and policy.allowed_ops is not None:
+        refused = sorted(set(op_types) - policy.allowed_ops) + foreign
+        if refused:
+            raise PolicyError(f"op types not in the policy's allow-list: {', '.join(refused[:10])}")
+    return OnnxFacts(
+        ir_version=model.ir_version,
+        opset=opset,
+        op_types=tuple(op_types) + tuple(foreign),
+        nodes=sum(1 for _ in _all_nodes(model.graph)),
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        size=size,
+        large_initializers=len(stripped),
+        domains=tuple(sorted({imp.domain or "ai.onnx" for imp in model.opset_import})),
+    )
+
+
+def _default_opset(model: object) -> int | None:
+    for imp in model.opset_import:  # type: ignore[attr-defined]
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return None
+
+
+def _all_nodes(graph: object) -> Iterator[object]:
+    """Every node, including those inside If/Loop/Scan subgraphs."""
+    for node in graph.node:  # type: ignore[attr-defined]
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+def _all_tensors(graph: object) -> Iterator[object]:
+    yield from graph.initializer  # type: ignore[attr-defined]
+    for sparse in graph.sparse_initializer:  # type: ignore[attr-defined]
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:  # type: ignore[attr-defined]
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
+def _reject_external_data(model: object) -> None:
+    import onnx
+
+    for tensor in _all_tensors(model.graph):  # type: ignore[attr-defined]
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            outside = location.startswith(("/", "\\")) or ".." in location.replace("\\", "/").split("/")
+            where = "outside the artifact directory" if outside else "a separate file"
+            raise PolicyError(
+                f"tensor {tensor.name!r} uses external data at {location[:200]!r} ({where}); "
+                "a release covers one file, so external data is refused"
+            )
+
+
+def _add_as_input(model: object, tensor: _Stripped) -> None:
+    from onnx import helper
+
+    graph = model.graph  # type: ignore[attr-defined]
+    if any(inp.name == tensor.name for inp in graph.input):
+        return
+    graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+
+
+# --------------------------------------------------------------------------------------------
+# Protobuf wire format, just enough to lift big initializers out without copying them
+# --------------------------------------------------------------------------------------------
+
+
+class _WireError(ValueError):
+    pass
+
+
+def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise _WireError("truncated or overlong varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """Yields (field number, wire type, field start, value start, value end) for one message."""
+    pos = start
+    while pos < end:
+        field_start = pos
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _WireError("field number 0")
+        if wire == 0:
+            _, value_end = _varint(buf, pos, end)
+            value_start = pos
+        elif wire == 1:
+            value_start, value_end = pos, pos + 8
+        elif wire == 2:
+            length, value_start = _varint(buf, pos, end)
+            value_end = value_start + length
+        elif wire == 5:
+            value_start, value_end = pos, pos + 4
+        else:
+            raise _WireError(f"unsupported wire type {wire}")
+        if value_end > end:
+            raise _WireError("field runs past the end of its message")
+        pos = value_end
+        yield number, wire, field_start, value_start, value_end
+
+
+def _strip_large_initializers(buf: memoryview) -> tuple[bytes, list[_Stripped]]:
+    """The model bytes with big raw_data initializers removed, and what was removed."""
+    stripped: list[_Stripped] = []
+    out: list[bytes | memoryview] = []
+    for number, wire, field_start, value_start, value_end in _fields(buf, 0, len(buf)):
+        if number != _MODEL_GRAPH or wire != 2:
+            out.append(buf[field_start:value_end])
+            continue
+        graph_parts: list[bytes | memoryview] = []
+        for g_number, g_wire, g_field_start, g_value_start, g_value_end in _fields(buf, value_start, value_end):
+            if g_number == _GRAPH_INITIALIZER and g_wire == 2 and g_value_end - g_value_start > STRIP_THRESHOLD:
+                tensor = _describe_tensor(buf, g_value_start, g_value_end)
+                if tensor is not None:
+                    stripped.append(tensor)
+                    continue
+            graph_parts.append(buf[g_field_start:g_value_end])
+        graph = b"".join(graph_parts)
+        out.append(_encode_varint((_MODEL_GRAPH << 3) | 2) + _encode_varint(len(graph)))
+        out.append(graph)
+    return b"".join(out), stripped
+
+
+def _describe_tensor(buf: memoryview, start: int, end: int) -> _Stripped | None:
+    """A raw_data tensor's name, type, dims and data length; None if it is not a plain raw tensor."""
+    dims: list[int] = []
+    name, data_type, raw_length, external = "", 0, -1, False
+    for number, wire, _fs, value_start, value_end in _fields(buf, start, end):
+        if number == _TENSOR_DIMS and wire == 0:
+            dims.append(_signed(_varint(buf, value_start, value_end)[0]))
+        elif number == _TENSOR_DIMS and wire == 2:
+            pos = value_start
+            while pos < value_end:
+                value, pos = _varint(buf, pos, value_end)
+                dims.append(_signed(value))
+        elif number == _TENSOR_TYPE and wire == 0:
+            data_type = _varint(buf, value_start, value_end)[0]
+        elif number == _TENSOR_NAME and wire == 2:
+            name = bytes(buf[value_start:value_end]).decode("utf-8", "replace")
+        elif number == _TENSOR_RAW and wire == 2:
+            raw_length = value_end - value_start
+        elif number == _TENSOR_LOCATION:
+            external = True
+        elif number in (4, 5, 6, 7, 10, 11, 13):  # typed data fields / external_data: leave to the checker
+            return None
+    if raw_length < 0 or external or not name:
+        return None
+    return _Stripped(name=name, data_type=data_type, dims=tuple(dims), raw_length=raw_length)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
