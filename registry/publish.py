@@ -1,0 +1,291 @@
+"""Publish: one pass over the model (SHA-256 + CID + blocks into the store), sign, anchor, manifest.
+
+Order matters for safety. Content goes to the store first (a block store write is idempotent and
+harmless if nothing ever points at it), the chain transaction is the single commit point, and the
+manifest is written last, atomically. Re-running after an interruption at any step converges:
+if the chain already has ``NAME@VERSION`` with the same artifact, provenance, parent and publisher,
+the signed release is recovered from the publishing transaction's calldata and the manifest is
+(re)written; if it has *different* content, publish refuses. So the same bytes and label always
+give the same release, never a duplicate or a half record.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from registry.errors import ChainError, InputError, ProvenanceError, RevokedError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from registry.chain.client import RegistryClient
+    from registry.chain.records import ReleaseRecord
+    from registry.config import Settings
+    from registry.content.base import ContentStore
+    from registry.content.unixfs import ImportResult
+    from registry.manifest import Manifest
+
+DEADLINE_S = 3600
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    manifest: "Manifest"
+    manifest_path: Path
+    record: "ReleaseRecord"
+    artifact: "ImportResult"
+    provenance_sha256: bytes
+    provenance_generated: bool
+    already_published: bool
+    transaction: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.record.ref,
+            "release_id": "0x" + self.record.id.hex(),
+            "publisher": self.record.publisher,
+            "artifact": self.artifact.to_json(),
+            "provenance_sha256": self.provenance_sha256.hex(),
+            "provenance_generated": self.provenance_generated,
+            "manifest": str(self.manifest_path),
+            "already_published": self.already_published,
+            "transaction": self.transaction,
+            "chain_id": self.manifest.chain_id,
+            "contract": self.manifest.contract,
+        }
+
+
+def publish_model(
+    path: str | os.PathLike[str],
+    name: str,
+    version: str,
+    provenance_path: str | os.PathLike[str] | None = None,
+    parent: str | None = None,
+    settings: "Settings | None" = None,
+    *,
+    signer: "LocalAccount | None" = None,
+    sender: "LocalAccount | None" = None,
+    client: "RegistryClient | None" = None,
+    store: "ContentStore | None" = None,
+    progress: Callable[[int], None] | None = None,
+    manifest_dir: str | os.PathLike[str] | None = None,
+) -> PublishResult:
+    """Publishes ``path`` as ``name@version`` and writes the manifest beside it (or in ``manifest_dir``)."""
+    from registry.config import load_settings
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.stores import open_store
+    from registry.keys import load_signer
+    from registry.manifest import Manifest, filename, write_manifest
+    from registry.release import Release, validate_name, validate_version
+
+    validate_name(name)
+    validate_version(version)
+    model = Path(path)
+    if not model.is_file():
+        raise InputError(f"cannot read {model}: not a file")
+    settings = settings or load_settings()
+    profile = settings.profile.cid_profile
+    store = store or open_store(settings)
+
+    artifact = store.put_file(model, profile, progress)
+    if artifact.size == 0:
+        raise InputError(f"{model} is empty")
+    prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)
+    prov_result = store.put_bytes(prov_bytes, profile)
+    _pin(store, artifact.cid)
+    _pin(store, prov_result.cid)
+
+    client = client or _connect(settings)
+    signer = signer or load_signer(settings)
+    parent_id = _parent_id(client, parent) if parent else b"\x00" * 32
+
+    draft = Release(
+        name=name,
+        version=version,
+        artifact_sha256=artifact.sha256,
+        artifact_cid=cid_bytes_v1(artifact.cid),
+        artifact_size=artifact.size,
+        provenance_sha256=prov_result.sha256,
+        provenance_cid=cid_bytes_v1(prov_result.cid),
+        parent=parent_id,
+    )
+    target = Path(manifest_dir) if manifest_dir is not None else model.resolve().parent
+    manifest_path = target / filename(name, version)
+
+    existing = _existing(client, name, version)
+    already = existing is not None
+    transaction: str | None = None
+    if existing is None:
+        import dataclasses
+        import time
+
+        deadline = max(int(time.time()), _chain_time(client)) + DEADLINE_S
+        release = dataclasses.replace(draft, nonce=client.next_nonce(signer.address), deadline=deadline)
+        signature = client.sign(release, signer)
+        try:
+            record = client.publish(release, signature, signer.address, sender or signer)
+        except ChainError as exc:
+            if getattr(exc, "error_name", None) != "DuplicateVersion":
+                raise
+            existing = _existing(client, name, version)  # a concurrent or interrupted run got there first
+            if existing is None:
+                raise
+            already = True
+        else:
+            transaction = _publishing_tx(client, record.id)
+    if existing is not None:
+        _require_same(existing, draft, signer.address)
+        release, signature, transaction = _signed_from_chain(client, existing)
+        record = existing
+
+    manifest = Manifest(
+        release=release,
+        signature=signature,
+        publisher=record.publisher,
+        chain_id=client.chain_id,
+        contract=client.address,
+        cid_profile=artifact.profile,
+        transaction=transaction,
+    )
+    write_manifest(manifest, manifest_path)
+    return PublishResult(
+        manifest=manifest,
+        manifest_path=manifest_path,
+        record=record,
+        artifact=artifact,
+        provenance_sha256=prov_result.sha256,
+        provenance_generated=generated,
+        already_published=already,
+        transaction=transaction,
+    )
+
+
+def _connect(settings: "Settings") -> "RegistryClient":
+    from registry.chain.client import RegistryClient
+
+    return RegistryClient.connect(settings)
+
+
+def _pin(store: "ContentStore", cid: Any) -> None:
+    pin = getattr(store, "pin", None)
+    if pin is not None:
+        pin(cid)
+
+
+def _provenance_bytes(provenance_path: Any, artifact_sha256: bytes, artifact_name: str) -> tuple[bytes, bool]:
+    """The canonical provenance bytes to store and anchor; a minimal statement when none is given."""
+    from registry import __version__
+    from registry.provenance import canonical_json, load_provenance, statement, subject_sha256
+
+    if provenance_path is None:
+        doc = statement(artifact_sha256.hex(), artifact_name, {
+            "note": "published without a compression record",
+            "tools": {"registry": __version__},
+        })
+        return canonical_json(doc), True
+    doc = load_provenance(provenance_path)
+    subject = subject_sha256(doc)
+    if subject != artifact_sha256.hex():
+        raise ProvenanceError(
+            f"provenance {Path(provenance_path).name} is about sha256:{subject[:16]}…, "
+            f"not this artifact (sha256:{artifact_sha256.hex()[:16]}…)"
+        )
+    return canonical_json(doc), False
+
+
+def _parent_id(client: "RegistryClient", parent: str) -> bytes:
+    from registry.release import parse_ref
+
+    text = parent.strip()
+    if text.startswith("0x") and len(text) == 66:
+        try:
+            record = client.get_by_id(bytes.fromhex(text[2:]))
+        except ValueError as exc:
+            raise InputError(f"invalid parent id {parent!r}") from exc
+    else:
+        ref = parse_ref(text)
+        if ref.kind != "version":
+            raise InputError(f"--parent must be NAME@VERSION or a release id, not {parent!r}")
+        record = client.resolve(ref)
+    if record.revoked:
+        raise RevokedError(f"parent {record.ref} is revoked: {record.revocation_reason or '(no reason given)'}")
+    return record.id
+
+
+def _existing(client: "RegistryClient", name: str, version: str) -> "ReleaseRecord | None":
+    from registry.release import release_id
+
+    try:
+        return client.get_by_id(release_id(name, version))
+    except ChainError as exc:
+        if getattr(exc, "error_name", None) == "UnknownRelease":
+            return None
+        raise
+
+
+def _require_same(existing: "ReleaseRecord", draft: Any, publisher: str) -> None:
+    fields = ("artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256", "provenance_cid", "parent")
+    differing = [f for f in fields if getattr(existing, f) != getattr(draft, f)]
+    if differing:
+        raise ChainError(
+            f"{existing.ref} is already published with different content ({', '.join(differing)} differ; "
+            f"on chain sha256:{existing.artifact_sha256.hex()[:16]}…): pick a new version"
+        )
+    if existing.publisher != publisher:
+        raise ChainError(f"{existing.ref} is already published by {existing.publisher}, not {publisher}")
+
+
+def _chain_time(client: "RegistryClient") -> int:
+    try:
+        return int(client.w3.eth.get_block("latest")["timestamp"])
+    except Exception:  # the deadline only needs a lower bound; local time is that when the node is shy
+        return 0
+
+
+def _publish_log(client: "RegistryClient", release_id: bytes) -> Any:
+    from registry.chain.rpc import with_retries
+
+    def read() -> Any:
+        logs = client.contract.events.ReleasePublished().get_logs(
+            from_block=0, argument_filters={"releaseId": release_id})
+        return logs[-1] if logs else None
+
+    return with_retries(read, client.rpc_url, client.retries)
+
+
+def _publishing_tx(client: "RegistryClient", release_id: bytes) -> str | None:
+    log = _publish_log(client, release_id)
+    return "0x" + bytes(log["transactionHash"]).hex() if log is not None else None
+
+
+def _signed_from_chain(client: "RegistryClient", record: "ReleaseRecord") -> tuple[Any, bytes, str]:
+    """The exact signed Release and signature, read back from the publishing transaction's calldata.
+
+    The chain stores neither nonce, deadline nor signature, but the transaction that published the
+    release carries all three, so an interrupted publish can always rebuild its manifest.
+    """
+    from registry.release import Release
+
+    log = _publish_log(client, record.id)
+    if log is None:
+        raise ChainError(f"no ReleasePublished event for {record.ref}")
+    tx_hash = bytes(log["transactionHash"])
+    tx = client.w3.eth.get_transaction(tx_hash)
+    try:
+        function, args = client.contract.decode_function_input(tx["input"])
+    except Exception as exc:
+        raise ChainError(f"{record.ref} was published through another contract; its signature cannot be "
+                         "recovered from the transaction") from exc
+    if function.fn_name != "publish":
+        raise ChainError(f"transaction 0x{tx_hash.hex()} is not a publish call")
+    raw = args["release"]
+    values = list(raw.values()) if isinstance(raw, dict) else list(raw)
+    release = Release(
+        name=values[0], version=values[1], artifact_sha256=bytes(values[2]), artifact_cid=bytes(values[3]),
+        artifact_size=int(values[4]), provenance_sha256=bytes(values[5]), provenance_cid=bytes(values[6]),
+        parent=bytes(values[7]), nonce=int(values[8]), deadline=int(values[9]),
+    )
+    return release, bytes(args["signature"]), "0x" + tx_hash.hex()

@@ -1,0 +1,74 @@
+"""End-to-end: publish on a real anvil, verify online and offline, tamper and watch each check fail."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from registry.verify import CHECK_NAMES, load_verified, verify, VerificationFailed
+
+from tests._verify_fixtures import published, publish_tiny, tiny_onnx  # noqa: F401
+
+
+def _status(report):
+    return {c.name: c.status for c in report.checks}
+
+
+def test_publish_writes_manifest_and_verify_is_all_green(published):
+    assert published.manifest_path.is_file()
+    report = verify(published.ref, file=published.model, settings=published.settings)
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
+    assert report.ok, report.to_json()
+    assert report.exit_code == 0
+    st = _status(report)
+    assert all(st[n] == "pass" for n in CHECK_NAMES if n != "policy"), st
+    assert report.check("signature").evidence["recovered"] == published.deployed.publisher.address
+
+
+def test_verify_from_store_without_file(published):
+    report = verify(published.ref, settings=published.settings)
+    assert report.ok, report.to_json()
+    assert "store" in report.check("sha256").evidence["source"]
+
+
+def test_flipped_byte_is_integrity_failure(published, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    data = bytearray(published.model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(data)
+    report = verify(published.ref, file=bad, manifest=published.manifest_path, settings=published.settings)
+    assert not report.ok
+    assert report.exit_code == 10
+    assert _status(report)["sha256"] == "fail"
+    assert _status(report)["onnx"] == "skip"
+
+
+def test_load_verified_returns_session(published):
+    import numpy as np
+
+    session = load_verified(published.ref, file=published.model, settings=published.settings)
+    out = session.run(None, {"x": np.ones((2, 8), np.float32)})[0]
+    assert out.shape == (2, 3)
+
+
+def test_load_verified_raises_with_report(published, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(published.model.read_bytes() + b"\0")
+    with pytest.raises(VerificationFailed) as info:
+        load_verified(published.ref, file=bad, manifest=published.manifest_path, settings=published.settings)
+    assert info.value.exit_code == 10
+    assert info.value.report.check("sha256").status == "fail"
+
+
+def test_republish_is_idempotent(published):
+    from registry.publish import publish_model
+
+    first = published.manifest_path.read_bytes()
+    published.manifest_path.unlink()
+    again = publish_model(published.model, published.name, published.version,
+                          provenance_path=published.model.parent / "provenance.json", settings=published.settings,
+                          signer=published.deployed.publisher, client=published.deployed.client)
+    assert again.already_published
+    assert published.manifest_path.read_bytes() == first
+    assert published.deployed.client.release_count(published.name) == 1
