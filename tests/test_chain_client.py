@@ -1,0 +1,337 @@
+"""RegistryClient against a real anvil: every method, revert names, wrong chain, no contract, node down."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import socket
+import threading
+import time
+
+import pytest
+from eth_account import Account
+
+from registry.chain.client import RegistryClient
+from registry.chain.errors import ContractRevert, decode_revert
+from registry.chain.records import ReleaseRecord
+from registry.errors import ChainError, InputError, UnreachableError
+from registry.release import Release, release_id, sign_release
+
+ZERO32 = b"\x00" * 32
+
+
+def cid(digest: bytes, codec: int = 0x55) -> bytes:
+    return bytes([0x01, codec, 0x12, 0x20]) + digest
+
+
+def make_release(name: str = "acme/demo", version: str = "1.0.0", **changes: object) -> Release:
+    release = Release(
+        name=name,
+        version=version,
+        artifact_sha256=secrets.token_bytes(32),
+        artifact_cid=cid(secrets.token_bytes(32)),
+        artifact_size=4096,
+        provenance_sha256=secrets.token_bytes(32),
+        provenance_cid=cid(secrets.token_bytes(32), 0x71),
+        deadline=2**40,
+    )
+    return dataclasses.replace(release, **changes)  # type: ignore[arg-type]
+
+
+def expect_revert(name: str):
+    class _Ctx:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, exc, tb):
+            assert exc is not None, f"expected a {name} revert, nothing was raised"
+            assert isinstance(exc, ContractRevert), f"expected ContractRevert, got {kind.__name__}: {exc}"
+            assert exc.error_name == name, str(exc)
+            assert str(exc).startswith(f"ModelRegistry reverted: {name}(")
+            self.exc = exc
+            return True
+
+    return _Ctx()
+
+
+# ------------------------------------------------------------------------------------------
+# Publishing and reading releases
+# ------------------------------------------------------------------------------------------
+
+
+def test_publish_get_latest_history_by_digest(deployed) -> None:
+    client, alice = deployed.client, deployed.accounts[1]
+    first = client.sign_and_publish(make_release(version="1.0.0"), alice)
+    assert isinstance(first, ReleaseRecord)
+    assert first.publisher == alice.address and not first.revoked and first.published_at > 0
+    second = client.sign_and_publish(
+        make_release(version="1.1.0", parent=first.id, artifact_sha256=first.artifact_sha256), alice
+    )
+    assert client.get("acme/demo", "1.0.0") == first
+    assert client.get_by_id(release_id("acme/demo", "1.1.0")) == second
+    assert client.latest("acme/demo") == second
+    assert [r.version for r in client.history("acme/demo")] == ["1.0.0", "1.1.0"]
+    assert second.parent == first.id and second.has_parent and not first.has_parent
+    assert [r.version for r in client.by_digest(first.artifact_sha256)] == ["1.0.0", "1.1.0"]
+    assert client.by_digest(secrets.token_bytes(32)) == []
+    assert client.release_count("acme/demo") == 2
+    assert client.next_nonce(alice.address) == 2
+    assert client.resolve("acme/demo@1.0.0") == first
+    assert client.resolve("acme/demo@latest") == second
+    assert client.resolve("sha256:" + first.artifact_sha256.hex()) == second
+    assert client.name_owner("acme/demo") == (alice.address, None)
+    assert client.is_publisher("acme/demo", alice.address)
+    assert client.is_active(first.id) and not client.is_revoked(first.id)
+
+
+def test_relayer_publishes_presigned_release(deployed) -> None:
+    client, publisher, relayer = deployed.client, Account.create(), deployed.accounts[4]
+    release = dataclasses.replace(make_release(), nonce=client.next_nonce(publisher.address))
+    signature = sign_release(release, publisher, client.chain_id, client.address)
+    before = client.w3.eth.get_balance(publisher.address)
+    record = client.publish_signed(release, signature, relayer)
+    assert record.publisher == publisher.address  # unfunded publisher, relayer paid
+    assert before == 0 and client.w3.eth.get_balance(publisher.address) == 0
+    assert client.name_owner("acme/demo")[0] == publisher.address
+
+
+def test_revoke_and_latest_skips_revoked(deployed) -> None:
+    client, alice = deployed.client, deployed.accounts[1]
+    one = client.sign_and_publish(make_release(version="1.0.0"), alice)
+    two = client.sign_and_publish(make_release(version="2.0.0"), alice)
+    result = client.revoke(two.id, "bad accuracy", alice)
+    assert result.tx_hash.startswith("0x") and result.gas_used > 0
+    revoked = client.get_by_id(two.id)
+    assert revoked.revoked and revoked.revocation_reason == "bad accuracy" and revoked.revoked_at > 0
+    assert client.is_revoked(two.id) and not client.is_active(two.id)
+    assert client.latest("acme/demo") == one
+    assert client.resolve("sha256:" + two.artifact_sha256.hex()).revoked  # only match, still shown
+    client.revoke(one.id, "all bad", alice)
+    with expect_revert("NoActiveRelease") as ctx:
+        client.latest("acme/demo")
+    assert "no release that is not revoked" in str(ctx.exc)
+    with expect_revert("ReleaseIsRevoked"):
+        client.revoke(one.id, "again", alice)
+    with expect_revert("ReleaseIsRevoked"):  # a revoked parent cannot have children
+        client.sign_and_publish(make_release(version="3.0.0", parent=one.id), alice)
+
+
+def test_attestations(deployed) -> None:
+    client, alice, auditor, other = deployed.client, deployed.accounts[1], deployed.accounts[2], deployed.accounts[3]
+    record = client.sign_and_publish(make_release(), alice)
+    assert client.attestations(record.id) == []
+    report = secrets.token_bytes(32)
+    client.attest(record.id, True, report, auditor)
+    client.attest(record.id, False, ZERO32, other)
+    client.attest(record.id, False, report, auditor)  # replaces auditor's verdict
+    found = client.attestations(record.id)
+    assert [(a.attester, a.passed, a.report_sha256) for a in found] == [
+        (auditor.address, False, report),
+        (other.address, False, ZERO32),
+    ]
+    assert all(a.attested_at > 0 for a in found)
+    assert client.attested_by(auditor.address) == [record.id]
+    with expect_revert("UnknownRelease"):
+        client.attest(secrets.token_bytes(32), True, report, auditor)
+
+
+def test_names_publishers_and_ownership_transfer(deployed) -> None:
+    client = deployed.client
+    owner, bob, carol = deployed.accounts[1], deployed.accounts[2], deployed.accounts[3]
+    client.claim_name("acme/demo", owner)
+    info = client.name_info("acme/demo")
+    assert (info.owner, info.pending_owner, info.release_count, info.claimed) == (owner.address, None, 0, True)
+    assert not client.name_info("acme/none").claimed
+    with expect_revert("NameAlreadyClaimed"):
+        client.claim_name("acme/demo", bob)
+    with expect_revert("NotPublisher"):
+        client.sign_and_publish(make_release(), bob)
+    client.add_publisher("acme/demo", bob.address, owner)
+    assert client.is_publisher("acme/demo", bob.address)
+    with expect_revert("AlreadyPublisher"):
+        client.add_publisher("acme/demo", bob.address, owner)
+    with expect_revert("NotNameOwner"):
+        client.add_publisher("acme/demo", carol.address, bob)
+    record = client.sign_and_publish(make_release(), bob)
+    assert record.publisher == bob.address
+    with expect_revert("NotAuthorisedToRevoke"):
+        client.revoke(record.id, "no", carol)
+    client.remove_publisher("acme/demo", bob.address, owner)
+    assert not client.is_publisher("acme/demo", bob.address)
+    with expect_revert("NotPublisher"):
+        client.remove_publisher("acme/demo", bob.address, owner)
+    assert client.get_by_id(record.id).publisher == bob.address  # old releases stay valid
+
+    client.propose_owner("acme/demo", carol.address, owner)
+    assert client.name_owner("acme/demo") == (owner.address, carol.address)
+    with expect_revert("NotPendingOwner"):
+        client.accept_owner("acme/demo", bob)
+    client.accept_owner("acme/demo", carol)
+    assert client.name_owner("acme/demo") == (carol.address, None)
+    assert client.is_publisher("acme/demo", carol.address)
+    with expect_revert("UnknownName"):
+        client.accept_owner("acme/other", carol)
+
+
+def test_publish_reverts_are_named(deployed) -> None:
+    client, alice, mallory = deployed.client, deployed.accounts[1], deployed.accounts[6]
+    release = client.prepare(make_release(), alice.address)
+    signature = client.sign(release, alice)
+    client.publish(release, signature, alice.address, alice)
+
+    with expect_revert("DuplicateVersion") as ctx:
+        again = client.prepare(dataclasses.replace(release), alice.address)
+        client.publish(again, client.sign(again, alice), alice.address, alice)
+    assert ctx.exc.error_args == (release.id,)
+    assert f"DuplicateVersion(0x{release.id.hex()})" in str(ctx.exc)
+
+    fresh = client.prepare(make_release(version="2.0.0"), alice.address)
+    with expect_revert("InvalidSignature"):  # signed by someone else
+        client.publish(fresh, client.sign(fresh, mallory), alice.address, alice)
+    with expect_revert("InvalidAccountNonce"):  # replay of a used nonce
+        stale = dataclasses.replace(fresh, nonce=0)
+        client.publish(stale, client.sign(stale, alice), alice.address, alice)
+    with expect_revert("ExpiredDeadline"):
+        expired = dataclasses.replace(fresh, deadline=1)
+        client.publish(expired, client.sign(expired, alice), alice.address, alice)
+    with expect_revert("UnsupportedCid"):
+        bad_cid = dataclasses.replace(fresh, artifact_cid=b"\x12\x20" + secrets.token_bytes(32))
+        client.publish(bad_cid, client.sign(bad_cid, alice), alice.address, alice)
+    with expect_revert("InvalidRelease"):
+        empty = dataclasses.replace(fresh, artifact_size=0)
+        client.publish(empty, client.sign(empty, alice), alice.address, alice)
+    with expect_revert("UnknownRelease"):
+        orphan = dataclasses.replace(fresh, parent=secrets.token_bytes(32))
+        client.publish(orphan, client.sign(orphan, alice), alice.address, alice)
+    with expect_revert("UnknownRelease") as ctx:
+        client.get("acme/demo", "9.9.9")
+    assert "no release acme/demo@9.9.9" in str(ctx.exc)
+    # a cross-chain signature (another chain id in the domain) does not verify here
+    foreign = sign_release(fresh, alice, 1, client.address)
+    with expect_revert("InvalidSignature"):
+        client.publish(fresh, foreign, alice.address, alice)
+    # the state is unchanged by all the failures
+    assert client.release_count("acme/demo") == 1
+
+
+def test_bad_input_rejected_before_sending(deployed) -> None:
+    client, alice = deployed.client, deployed.accounts[1]
+    with pytest.raises(InputError, match="invalid model name"):
+        client.claim_name("Acme/Demo", alice)
+    with pytest.raises(InputError, match="invalid version"):
+        client.sign_and_publish(make_release(version="1.0"), alice)
+    with pytest.raises(InputError, match="invalid address"):
+        client.add_publisher("acme/demo", "0x1234", alice)
+    with pytest.raises(InputError):
+        client.get_by_id(b"short")
+
+
+def test_confirmations_wait_for_blocks(deployed) -> None:
+    client = RegistryClient.at(deployed.rpc_url, deployed.address, deployed.chain_id, confirmations=2)
+    alice = deployed.accounts[1]
+    stop = threading.Event()
+
+    def miner() -> None:
+        while not stop.is_set():
+            time.sleep(0.3)
+            deployed.rpc("evm_mine")
+
+    start_block = client.block_number
+    thread = threading.Thread(target=miner, daemon=True)
+    thread.start()
+    try:
+        result = client.claim_name("acme/confirm", alice)
+    finally:
+        stop.set()
+        thread.join()
+    assert client.block_number >= result.block_number + 2 > start_block
+
+
+def test_connect_via_env_profile(deployed) -> None:
+    client = RegistryClient.connect(deployed.settings())
+    assert (client.address, client.chain_id) == (deployed.address, 31337)
+
+
+# ------------------------------------------------------------------------------------------
+# Wrong chain, no contract, node down
+# ------------------------------------------------------------------------------------------
+
+
+def test_wrong_chain_id(deployed) -> None:
+    with pytest.raises(ChainError, match="wrong chain: profile expects chain id 1, node at .* says 31337"):
+        RegistryClient.at(deployed.rpc_url, deployed.address, chain_id=1)
+
+
+def test_no_contract_at_address(deployed) -> None:
+    empty = Account.create().address
+    with pytest.raises(ChainError, match=f"no contract at {empty}"):
+        RegistryClient.at(deployed.rpc_url, empty, chain_id=31337)
+
+
+def test_bad_contract_address(deployed) -> None:
+    with pytest.raises(InputError, match="invalid contract address"):
+        RegistryClient.at(deployed.rpc_url, "0xnope", chain_id=31337)
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_rpc_down_is_unreachable_after_bounded_retries() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(UnreachableError, match=f"RPC node at {url} did not answer after 3 attempts"):
+        RegistryClient.at(url, "0x" + "11" * 20, timeout_s=0.5, retries=2)
+    elapsed = time.monotonic() - started
+    assert 0.25 + 0.5 <= elapsed < 5  # backoff slept 0.25 s then 0.5 s, and stopped
+
+
+def test_rpc_timeout_is_unreachable() -> None:
+    """A node that accepts connections but never answers: each attempt times out."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(UnreachableError, match="timed out"):
+            RegistryClient.at(url, "0x" + "11" * 20, timeout_s=0.3, retries=1)
+        assert time.monotonic() - started < 4
+    finally:
+        server.close()
+
+
+def test_node_dies_mid_session(tmp_path) -> None:
+    """A client connected to a node that then goes away fails with UnreachableError, not a trace."""
+    from registry.chain.devnet import free_port, spawn_anvil, wait_for_rpc
+    from registry.chain.rpc import make_web3
+    from registry.chain.tx import deploy_registry
+
+    port = free_port()
+    log = tmp_path / "anvil.log"
+    process = spawn_anvil(port, None, log, detached=False)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_rpc(url, process, log)
+        deployer = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+        address = deploy_registry(make_web3(url), deployer)
+        client = RegistryClient.at(url, address, 31337, timeout_s=0.5, retries=1)
+    finally:
+        process.kill()
+        process.wait()
+    with pytest.raises(UnreachableError):
+        client.release_count("acme/demo")
+    with pytest.raises(UnreachableError):
+        client.claim_name("acme/demo", deployer)
+
+
+def test_decode_revert_handles_garbage() -> None:
+    assert decode_revert("0xdeadbeef00").error_name == "UnknownError"
+    assert "no reason given" in str(decode_revert(None))
+    err = decode_revert("0x08c379a0" + "00" * 31 + "20" + "00" * 31 + "02" + "6869" + "00" * 30)
+    assert err.error_name == "Error" and "'hi'" in str(err)
+    assert decode_revert({"data": "0xd92e233d"}).error_name == "ZeroAddress"
