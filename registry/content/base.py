@@ -1,0 +1,127 @@
+"""What every content store offers, and the verified read path they all share.
+
+A store only has to fetch a block by CID (``_fetch_block``); reading a file, exporting a CAR and
+writing a download to disk go through ``reader.walk``, which verifies each block against its CID
+before any byte is yielded. Downloads land in a temp file beside the destination and are renamed
+into place only after the last block verified, so a failed get leaves nothing at the path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from os import PathLike
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
+
+from multiformats import CID
+
+from registry.content.car import write_car
+from registry.content.cids import parse_cid
+from registry.content.reader import checked_block, iter_file, walk
+from registry.content.unixfs import ImportResult, Progress
+from registry.errors import InputError
+
+
+@runtime_checkable
+class ContentStore(Protocol):
+    """Put a file, get verified bytes back by CID, ask whether a CID is there, pin it."""
+
+    def put_file(self, path: str | PathLike[str], profile: str | None = None,
+                 progress: Progress | None = None) -> ImportResult: ...
+
+    def put_bytes(self, data: bytes, profile: str | None = None) -> ImportResult: ...
+
+    def open(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[bytes]: ...
+
+    def get_bytes(self, cid: CID | str | bytes, max_size: int | None = None) -> bytes: ...
+
+    def get_file(self, cid: CID | str | bytes, dest: str | PathLike[str], max_size: int | None = None,
+                 progress: Progress | None = None) -> int: ...
+
+    def get_block(self, cid: CID | str | bytes) -> bytes: ...
+
+    def has(self, cid: CID | str | bytes) -> bool: ...
+
+    def pin(self, cid: CID | str | bytes) -> None: ...
+
+
+def write_atomic(dest: str | PathLike[str], chunks: Iterable[bytes], progress: Progress | None = None) -> int:
+    """Writes chunks to a temp file in dest's directory, fsyncs, renames; on any error removes the temp.
+
+    Returns the number of bytes written. Nothing ever appears at ``dest`` unless every chunk arrived.
+    """
+    dest = Path(dest)
+    directory = dest.parent if str(dest.parent) else Path(".")
+    if dest.is_dir():
+        raise InputError(f"cannot write {dest}: it is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=directory)
+    except OSError as exc:
+        raise InputError(f"cannot write into {directory}: {exc.strerror or exc}") from exc
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return written
+
+
+class BlockReadingStore:
+    """Shared verified reads on top of ``_fetch_block`` (which need not verify anything itself)."""
+
+    def _fetch_block(self, cid: CID) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_block(self, cid: CID | str | bytes) -> bytes:
+        """One block, verified against its CID."""
+        c = parse_cid(cid)
+        return checked_block(c, self._fetch_block(c))
+
+    def open(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[bytes]:
+        """The file's bytes, block by block, each verified before it is yielded."""
+        return iter_file(parse_cid(cid), self._fetch_block, max_size)
+
+    def get_bytes(self, cid: CID | str | bytes, max_size: int | None = None) -> bytes:
+        return b"".join(self.open(cid, max_size))
+
+    def get_file(self, cid: CID | str | bytes, dest: str | PathLike[str], max_size: int | None = None,
+                 progress: Progress | None = None) -> int:
+        """Verified download to ``dest`` (atomic: nothing at ``dest`` unless it all verified)."""
+        return write_atomic(dest, self.open(cid, max_size), progress)
+
+    def iter_blocks(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[tuple[CID, bytes]]:
+        """Every block of the file's DAG, verified, in depth-first order (the order CARs use)."""
+        for item in walk(parse_cid(cid), self._fetch_block, max_size):
+            yield item.cid, item.block
+
+    def export_car(self, cid: CID | str | bytes, out: BinaryIO) -> int:
+        """Writes the whole DAG under ``cid`` as a CAR v1 with ``cid`` as its root."""
+        root = parse_cid(cid)
+        return write_car(out, [root], self.iter_blocks(root))
+
+    def export_car_file(self, cid: CID | str | bytes, dest: str | PathLike[str]) -> int:
+        """Same as ``export_car`` into a file, atomically."""
+        root = parse_cid(cid)
+
+        def chunks() -> Iterator[bytes]:
+            from registry.content.car import encode_header, encode_section
+
+            yield encode_header([root])
+            for c, block in self.iter_blocks(root):
+                yield encode_section(c, block)
+
+        return write_atomic(dest, chunks())
+

@@ -1,0 +1,153 @@
+"""CIDs in the three shapes the registry meets them: text (``Qm…``/``b…``), binary, and on chain.
+
+The chain stores every CID as 36 bytes of binary CIDv1 (sha2-256), so a ``kubo-v0`` CID is turned
+into its CIDv1 dag-pb twin before it is anchored; both name the same block. Parsing and base
+encodings come from the ``multiformats`` package, never from hand-rolled code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from multiformats import CID, multihash
+
+from registry.errors import InputError, IntegrityError
+
+RAW = 0x55
+DAG_PB = 0x70
+DAG_CBOR = 0x71
+SHA2_256 = 0x12
+CODECS = {RAW: "raw", DAG_PB: "dag-pb", DAG_CBOR: "dag-cbor"}
+CID_V1_LEN = 36
+_V1_PREFIX = {code: bytes([0x01, code, SHA2_256, 0x20]) for code in CODECS}
+_V0_PREFIX = bytes([SHA2_256, 0x20])
+
+__all__ = [
+    "CID",
+    "RAW",
+    "DAG_PB",
+    "DAG_CBOR",
+    "parse_cid",
+    "cid_from_bytes",
+    "cid_bytes_v1",
+    "cid_binary",
+    "make_cid",
+    "cid_object",
+    "display",
+    "to_v1_text",
+    "verify_block",
+    "read_cid_prefix",
+]
+
+
+def make_cid(version: int, codec: int, digest: bytes) -> CID:
+    """A sha2-256 CID from a raw 32-byte digest (v0 is always dag-pb, base58btc)."""
+    mh = multihash.wrap(digest, "sha2-256")
+    if version == 0:
+        if codec != DAG_PB:
+            raise ValueError("CIDv0 is dag-pb only")
+        return CID("base58btc", 0, "dag-pb", mh)
+    return CID("base32", 1, CODECS[codec], mh)
+
+
+def cid_binary(version: int, codec: int, digest: bytes) -> bytes:
+    """Binary form without building a CID object: the importer's hot path for link hashes."""
+    if version == 0:
+        return _V0_PREFIX + digest
+    return _V1_PREFIX[codec] + digest
+
+
+def cid_object(binary: bytes) -> CID:
+    """A CID object from trusted binary (our own importer), spelled as Kubo prints it."""
+    cid = CID.decode(binary)
+    return cid if cid.version == 0 else cid.set(base="base32")
+
+
+def parse_cid(value: str | bytes | bytearray | memoryview | CID) -> CID:
+    """Any CID the user can type or a contract can return; InputError on anything else."""
+    if isinstance(value, CID):
+        return value
+    try:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return cid_from_bytes(bytes(value))
+        text = value.strip()
+        if text.startswith("/ipfs/"):
+            text = text[len("/ipfs/"):]
+        if not text:
+            raise ValueError("empty")
+        cid = CID.decode(text)
+        return cid if cid.version == 0 else cid.set(base="base32")
+    except InputError:
+        raise
+    except Exception as exc:  # multiformats raises several unrelated types on garbage
+        shown = value if isinstance(value, str) else "0x" + bytes(value).hex()
+        raise InputError(f"not a CID: {shown[:80]!r} ({exc})") from exc
+
+
+def cid_from_bytes(data: bytes) -> CID:
+    """Binary CID (v0 multihash form or v1), the exact length and nothing after it."""
+    try:
+        cid = CID.decode(bytes(data))
+    except Exception as exc:
+        raise InputError(f"not a binary CID: 0x{bytes(data).hex()[:96]} ({exc})") from exc
+    if bytes(cid) != bytes(data):
+        raise InputError(f"not a canonical binary CID: 0x{bytes(data).hex()[:96]}")
+    return cid if cid.version == 0 else cid.set(base="base32")
+
+
+def cid_bytes_v1(cid: CID | str | bytes) -> bytes:
+    """The 36-byte binary CIDv1 stored on chain; a v0 CID becomes its v1 dag-pb twin."""
+    cid = parse_cid(cid)
+    if cid.hashfun.code != SHA2_256 or len(cid.raw_digest) != 32:
+        raise InputError(f"CID {cid} does not use sha2-256; the registry stores only sha2-256 CIDs")
+    if cid.codec.code not in CODECS:
+        raise InputError(f"CID {cid} has codec {cid.codec.name}; expected raw, dag-pb or dag-cbor")
+    return _V1_PREFIX[cid.codec.code] + bytes(cid.raw_digest)
+
+
+def to_v1_text(cid: CID | str | bytes) -> str:
+    """Base32 CIDv1 text (``bafy…``/``bafk…``): one spelling per block, used as the store key."""
+    cid = parse_cid(cid)
+    return cid.set(version=1).encode("base32") if cid.version == 0 else cid.encode("base32")
+
+
+def display(cid: CID | str | bytes) -> dict[str, str | None]:
+    """Both spellings a user may search for: base32 v1 always, ``Qm…`` when dag-pb/sha2-256."""
+    cid = parse_cid(cid)
+    v0: str | None = None
+    if cid.codec.code == DAG_PB and cid.hashfun.code == SHA2_256 and len(cid.raw_digest) == 32:
+        v0 = str(cid.set(version=0)) if cid.version == 1 else str(cid)
+    return {"v1": to_v1_text(cid), "v0": v0}
+
+
+def verify_block(cid: CID, data: bytes | memoryview) -> None:
+    """The block's hash must be the CID's digest; only sha2-256 is accepted (identity hashes are refused)."""
+    if cid.hashfun.code != SHA2_256:
+        raise IntegrityError(f"block {cid}: hash function {cid.hashfun.name} is not accepted (sha2-256 only)")
+    if hashlib.sha256(data).digest() != bytes(cid.raw_digest):
+        raise IntegrityError(f"block {cid}: bytes do not match the CID")
+
+
+def read_cid_prefix(buf: bytes | memoryview, offset: int = 0) -> tuple[CID, int]:
+    """Parses a binary CID at ``offset`` (CAR sections, dag-pb links) and returns it with its length."""
+    from multiformats import varint
+
+    mv = memoryview(buf)
+    try:
+        if len(mv) - offset >= 2 and mv[offset] == SHA2_256 and mv[offset + 1] == 0x20:
+            end = offset + 34
+        else:
+            pos = offset
+            for _ in range(3):  # version, codec, hash function code
+                _, n, _ = varint.decode_raw(mv[pos:pos + 10])
+                pos += n
+            length, n, _ = varint.decode_raw(mv[pos:pos + 10])
+            end = pos + n + length
+        if end > len(mv):
+            raise ValueError("truncated")
+        raw = bytes(mv[offset:end])
+        return cid_from_bytes(raw), end - offset
+    except InputError as exc:
+        raise IntegrityError(f"malformed CID in data: {exc}") from exc
+    except Exception as exc:
+        raise IntegrityError(f"malformed CID in data ({exc})") from exc

@@ -1,0 +1,127 @@
+"""The importer must give Kubo's CIDs: every vector row, streaming, bounded memory, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from registry.content import unixfs
+from registry.content.cids import parse_cid
+from registry.content.dagpb import decode_node, decode_unixfs
+from registry.content.unixfs import PROFILES, import_bytes, import_chunks, import_file
+from registry.errors import InputError
+
+from tests._content_fixtures import gen_stream, load_vectors, vector_bytes
+
+VECTORS = load_vectors()
+SMALL = [v for v in VECTORS if v.size <= 4_000_000]
+LARGE = [v for v in VECTORS if v.size > 4_000_000]
+
+
+@pytest.mark.parametrize("vector", SMALL, ids=[v.file for v in SMALL])
+def test_vectors_small(vector):
+    data = vector_bytes(vector)
+    assert len(data) == vector.size
+    r0 = import_bytes(data, "kubo-v0")
+    r1 = import_bytes(data, "kubo-v1")
+    assert str(r0.cid) == vector.kubo_v0
+    assert str(r1.cid) == vector.kubo_v1
+    assert r0.sha256 == r1.sha256 == hashlib.sha256(data).digest()
+    assert r0.size == r1.size == vector.size
+
+
+@pytest.mark.slow
+def test_vectors_large_streamed():
+    """The two rows around the second DAG level, fed as a stream of odd-sized pieces (never on disk)."""
+    assert [v.size for v in LARGE] == [45613056, 45613057]
+    data = b"".join(gen_stream(LARGE[-1].size))
+    for vector in LARGE:
+        view = memoryview(data)[:vector.size]
+        pieces = (view[i:i + 1_000_003] for i in range(0, vector.size, 1_000_003))
+        r0 = import_chunks(pieces, "kubo-v0")
+        r1 = import_bytes(view, "kubo-v1")
+        assert str(r0.cid) == vector.kubo_v0
+        assert str(r1.cid) == vector.kubo_v1
+        assert r0.size == r1.size == vector.size
+        assert r0.sha256 == r1.sha256 == hashlib.sha256(view).digest()
+
+
+def test_vector_file_on_disk(tmp_path):
+    vector = next(v for v in VECTORS if v.size == 3_000_000)
+    path = tmp_path / vector.file
+    path.write_bytes(vector_bytes(vector))
+    seen = []
+    result = import_file(path, "kubo-v0", progress=seen.append)
+    assert str(result.cid) == vector.kubo_v0
+    assert sum(seen) == vector.size
+    assert result.to_json()["cid_v1"] == str(parse_cid(vector.kubo_v0).set(version=1).encode("base32"))
+
+
+def test_profiles_are_the_documented_ones():
+    assert set(PROFILES) == {"kubo-v0", "kubo-v1", "unixfs-v1-2025"}
+    assert PROFILES["kubo-v0"].cid_version == 0 and not PROFILES["kubo-v0"].raw_leaves
+    assert PROFILES["unixfs-v1-2025"].chunk_size == 1 << 20 and PROFILES["unixfs-v1-2025"].max_links == 1024
+
+
+def test_single_chunk_v1_is_one_raw_block_and_empty_file_is_empty_raw_block():
+    assert import_bytes(b"", "kubo-v1").cid.codec.name == "raw"
+    assert str(import_bytes(b"", "kubo-v1").cid) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    assert import_bytes(b"x" * 262144, "kubo-v1").cid.codec.name == "raw"
+    assert import_bytes(b"x" * 262145, "kubo-v1").cid.codec.name == "dag-pb"
+
+
+def test_links_carry_an_empty_name_and_precede_data():
+    blocks = {}
+    r = import_bytes(os.urandom(262144 * 3 + 1), "kubo-v1", block_sink=lambda c, b: blocks.__setitem__(str(c), b))
+    root = blocks[str(r.cid)]
+    node = decode_node(root)
+    assert len(node.links) == 4
+    assert all(link.name == "" for link in node.links)
+    assert root.startswith(b"\x12")  # field 2 (Links) comes first
+    fs = decode_unixfs(node.data)
+    assert fs.filesize == 262144 * 3 + 1 and fs.blocksizes == [262144] * 3 + [1]
+
+
+def test_block_sink_receives_every_block_once_with_matching_hashes():
+    blocks = []
+    r = import_bytes(os.urandom(262144 * 200), "kubo-v0", block_sink=lambda c, b: blocks.append((c, b)))
+    # 200 leaves, 2 level-one nodes, 1 root
+    assert len(blocks) == 203
+    for cid, block in blocks:
+        assert hashlib.sha256(block).digest() == bytes(cid.raw_digest)
+    assert blocks[-1][0] == r.cid
+
+
+@given(st.binary(max_size=3000), st.sampled_from(sorted(PROFILES)), st.integers(1, 5000))
+@settings(max_examples=60, deadline=None)
+def test_stream_piece_size_does_not_change_the_result(data, profile, piece):
+    pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    assert import_chunks(pieces, profile) == import_bytes(data, profile)
+
+
+def test_small_read_batches_give_the_same_cid(monkeypatch):
+    data = os.urandom(262144 * 5 + 17)
+    expected = import_bytes(data, "kubo-v0")
+    monkeypatch.setattr(unixfs, "READ_BATCH", 1)  # one chunk per batch
+    assert import_bytes(data, "kubo-v0") == expected
+
+
+def test_unknown_profile_is_an_input_error():
+    with pytest.raises(InputError, match="unknown CID profile 'kubo-v9'"):
+        import_bytes(b"x", "kubo-v9")
+
+
+def test_unreadable_files_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="cannot read"):
+        import_file(tmp_path / "missing.bin")
+    with pytest.raises(InputError, match="directory"):
+        import_file(tmp_path)
+    locked = tmp_path / "locked.bin"
+    locked.write_bytes(b"x")
+    locked.chmod(0)
+    if os.geteuid() != 0:
+        with pytest.raises(InputError, match="cannot read"):
+            import_file(locked)
