@@ -1,9 +1,146 @@
-"""CLI commands for this area (filled in by its issue). Import the library lazily inside commands."""
+"""``registry publish``, ``registry verify``, ``registry pull``: thin shells over the library.
+
+The library is imported inside each command so ``registry verify --help`` costs nothing and a
+device never imports torch. Verify prints every check with its status and evidence; its exit code
+is the class of the first failing check.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, List, Optional
+
 import typer
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 verified; 3 bad input (reference, manifest, policy file); 6 chain refused "
+    "(unknown release, wrong chain); 10 integrity (SHA-256, CID or size); 11 signature or publisher "
+    "authorisation; 12 revoked (release or an ancestor); 13 provenance; 14 format/policy (ONNX, policy "
+    "rules); 15 unreachable (RPC, store)."
+)
+_STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this area's commands to the top-level app."""
+    """Adds publish, verify and pull to the top-level app."""
+    app.command("publish", help="Store, sign and anchor a model; writes NAME@VERSION.release.json beside it.")(publish)
+    app.command("verify", help="Run the nine verification checks on a release. " + EXIT_CODES_HELP)(verify)
+    app.command("pull", help="Download, verify and only then install a model in DIR. " + EXIT_CODES_HELP)(pull)
+
+
+def publish(
+    model: Path = typer.Argument(..., help="The ONNX model file."),
+    name: str = typer.Option(..., "--name", help="owner/model"),
+    version: str = typer.Option(..., "--version", help="SemVer version, unique per name."),
+    provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance statement (JSON)."),
+    parent: Optional[str] = typer.Option(None, "--parent", help="Parent release NAME@VERSION."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    from registry.cli._render import console, print_json, progress, wants_progress
+    from registry.config import load_settings
+    from registry.publish import publish_model
+
+    settings = load_settings(profile)
+    size = model.stat().st_size if model.is_file() else None
+    with progress(f"hashing {model.name}", size, wants_progress(json_output)) as advance:
+        result = publish_model(model, name, version, provenance_path=provenance, parent=parent, settings=settings,
+                               progress=advance)
+    if json_output:
+        print_json(result.to_json())
+        return
+    out = console()
+    verb = "already published" if result.already_published else "published"
+    out.print(f"[green]{verb}[/green] {result.record.ref}  id 0x{result.record.id.hex()}")
+    out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes)")
+    out.print(f"  cid       {result.artifact.to_json()['cid_v1']}  ({result.artifact.profile})")
+    out.print(f"  publisher {result.record.publisher}")
+    if result.transaction:
+        out.print(f"  tx        {result.transaction}")
+    if result.provenance_generated:
+        out.print("  [yellow]no --provenance given: anchored a minimal statement without compression steps[/yellow]")
+    out.print(f"  manifest  {result.manifest_path}")
+
+
+def verify(
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or sha256:HEX"),
+    file: Optional[Path] = typer.Option(None, "--file", help="Verify this local file (else fetch from the store)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest (enables offline mode)."),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (TOML)."),
+    provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance document (else store)."),
+    offline: bool = typer.Option(False, "--offline", help="Never contact an RPC (needs --manifest and --trust)."),
+    installed: Optional[str] = typer.Option(None, "--installed", help="Installed version (for the rollback rule)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    from registry.cli._render import print_json, progress, wants_progress
+    from registry.config import load_settings
+    from registry.verify import verify as run_verify
+
+    settings = load_settings(profile)
+    with progress("verifying", None, wants_progress(json_output)) as advance:
+        report = run_verify(ref, file=file, manifest=manifest, trust=tuple(trust or ()), policy=policy,
+                            provenance=provenance, offline=offline, installed_version=installed, settings=settings,
+                            progress=advance)
+    if json_output:
+        print_json(report.to_json())
+    else:
+        render_report(report)
+    raise typer.Exit(report.exit_code)
+
+
+def pull(
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or sha256:HEX"),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Destination directory."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest."),
+    trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (TOML)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    from registry.cli._render import console, print_json
+    from registry.config import load_settings
+    from registry.pull import pull as run_pull
+    from registry.verify import VerificationFailed
+
+    settings = load_settings(profile)
+    try:
+        result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy, settings=settings)
+    except VerificationFailed as failed:
+        if json_output:
+            print_json({"error": str(failed), "exit_code": failed.exit_code, "report": failed.report.to_json()})
+        else:
+            render_report(failed.report)
+            console().print(f"[bold red]nothing was written to {out_dir}[/bold red]")
+        raise typer.Exit(failed.exit_code)
+    if json_output:
+        print_json(result.to_json())
+        return
+    render_report(result.report)
+    out = console()
+    out.print(f"[green]installed[/green] {result.model_path}")
+    out.print(f"  manifest   {result.manifest_path}")
+    out.print(f"  provenance {result.provenance_path}")
+
+
+def render_report(report: Any) -> None:
+    """One line per check (status, name, detail), the key evidence under a failure, then a verdict."""
+    from registry.cli._render import console
+
+    out = console()
+    out.print(f"[bold]{report.ref}[/bold] ({report.mode})")
+    for check in report.checks:
+        style = _STYLE[check.status]
+        out.print(f"  [{style}]{check.status.upper():4}[/{style}] {check.name:<21} {check.detail}", highlight=False)
+        if check.status == "fail":
+            for key in ("expected", "actual", "expected_size", "actual_size", "recovered", "publisher", "reason",
+                        "revoked_ancestor", "subject_sha256", "expected_sha256", "actual_sha256"):
+                if key in check.evidence:
+                    out.print(f"         {key}: {check.evidence[key]}", highlight=False)
+    for note in report.notes:
+        out.print(f"  [yellow]note[/yellow] {note}", highlight=False)
+    if report.ok:
+        out.print("[bold green]VERIFIED[/bold green]")
+    else:
+        out.print(f"[bold red]REJECTED[/bold red] (exit {report.exit_code})")
