@@ -1,0 +1,91 @@
+"""What an oracle node must remember across restarts, written atomically.
+
+The feed contract already refuses a second answer from a node in one round; the state file makes
+the node not even try (no wasted gas, no error noise after a restart) and lets it resume following
+the registry's events from the block it had reached instead of from genesis. Writes go to a temp
+file in the same directory, are fsynced and renamed over the old file, so a crash leaves either the
+old state or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from registry.errors import InputError
+
+SCHEMA = "registry.oracle-state/v1"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node's progress on one feed. Hex strings, so the file is readable by an operator."""
+
+    feed: str = ""
+    model: str = ""
+    last_block: int = -1
+    active_release: str | None = None
+    active_version: str | None = None
+    active_sha256: str | None = None
+    last_submitted_round: int = 0
+    last_submission_tx: str | None = None
+    last_submission_at: float | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def evolve(self, **changes: Any) -> "NodeState":
+        return replace(self, **changes)
+
+
+def load_state(path: Path, feed: str, model: str) -> NodeState:
+    """The saved state for this feed and model; a fresh one if there is none.
+
+    A state file written for another feed or model is refused: silently reusing its round counter
+    would skip rounds on the new feed.
+    """
+    if not path.exists():
+        return NodeState(feed=feed, model=model)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"oracle state {path} is unreadable ({exc}); move it away to start fresh") from exc
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or not isinstance(raw.get("state"), dict):
+        raise InputError(f"oracle state {path} is not a {SCHEMA} document; move it away to start fresh")
+    known = {f.name for f in fields(NodeState)}
+    body = {k: v for k, v in raw["state"].items() if k in known}
+    try:
+        state = NodeState(**body)
+    except TypeError as exc:  # pragma: no cover - filtered above
+        raise InputError(f"oracle state {path}: {exc}") from exc
+    if not isinstance(state.last_submitted_round, int) or not isinstance(state.last_block, int):
+        raise InputError(f"oracle state {path} has non-integer counters")
+    if state.feed.lower() != feed.lower() or state.model != model:
+        raise InputError(
+            f"oracle state {path} belongs to feed {state.feed} / model {state.model!r}, "
+            f"not {feed} / {model!r}; use another --state-dir"
+        )
+    return state
+
+
+def save_state(path: Path, state: NodeState) -> None:
+    """Atomically replaces the state file (temp file + fsync + rename + directory fsync)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"schema": SCHEMA, "state": asdict(state)}, indent=1, sort_keys=True).encode()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

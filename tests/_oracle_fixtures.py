@@ -1,0 +1,138 @@
+"""Shared helpers for the oracle tests: tiny forecasters, publishing, a feed, a node.
+
+Models here are untrained forecasters with a small window (built in milliseconds, distinct bytes
+per seed) so the suite stays fast; the trained example has its own slow test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+NAME = "acme/co2-forecaster"
+WINDOW = 8
+
+
+def build_onnx(path: Path, seed: int, window: int = WINDOW) -> Path:
+    import torch
+
+    from registry.examples.forecast import build_model, export_onnx
+
+    torch.manual_seed(seed)
+    model = build_model(window=window, hidden=4, drift=0.0, std=1.0).eval()
+    return export_onnx(model, path, window)
+
+
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Three distinct small forecasters (seeds 1..3), built once per worker."""
+    root = tmp_path_factory.mktemp("oracle-models")
+    return {seed: build_onnx(root / f"forecaster-{seed}.onnx", seed) for seed in (1, 2, 3)}
+
+
+def publish(deployed: Any, path: Path, version: str, name: str = NAME) -> Any:
+    """Publishes through the real pipeline (store + sign + anchor); returns the ReleaseRecord."""
+    from registry.publish import publish_model
+
+    result = publish_model(path, name, version, settings=deployed.settings(), client=deployed.client,
+                           signer=deployed.publisher, manifest_dir=path.parent / f"manifests-{version}")
+    return result.record
+
+
+def tamper_store(deployed: Any, record: Any) -> None:
+    """Flips a byte of the artifact's block(s) in the local store: the bytes no longer match."""
+    from registry.content.cids import cid_from_bytes
+    from registry.content.local import LocalStore
+
+    store = LocalStore(deployed.settings().blocks_dir)
+    path = store.block_path(cid_from_bytes(record.artifact_cid))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def write_series(path: Path, values: Any) -> Path:
+    path.write_text(json.dumps({"values": [float(v) for v in values]}))
+    return path
+
+
+@dataclass
+class Setup:
+    deployed: Any
+    feed: Any
+    owner: Any
+    nodes: list[Any]
+    input_path: Path
+    tmp: Path
+
+
+def deploy_feed(deployed: Any, nodes: list[Any], quorum: int = 1, approve: bytes | None = None) -> Any:
+    from registry.oracle.feed import FeedClient
+
+    owner = deployed.accounts[0]
+    feed = FeedClient.deploy(deployed.rpc_url, owner, deployed.address, NAME, "CO2 ppm next week", 8, quorum,
+                             retries=1)
+    for node in nodes:
+        feed.add_node(node.address, owner)
+    if approve is not None:
+        feed.set_approved_release(approve, owner)
+    return feed
+
+
+def make_node(setup: Setup, signer: Any, state_dir: Path, events: list[dict[str, Any]] | None = None,
+              source: Any = None, **config: Any) -> Any:
+    from registry.oracle.feed import FeedClient
+    from registry.oracle.inputs import FileSource
+    from registry.oracle.node import NodeConfig, OracleNode
+
+    options = {"interval_s": 0.2, "poll_s": 0.1, "max_backoff_s": 0.5}
+    options.update(config)
+    feed = FeedClient.at(setup.deployed.rpc_url, setup.feed.address, retries=1, timeout_s=2.0)
+    return OracleNode(
+        NodeConfig(model=NAME, state_dir=state_dir, **options),
+        registry=setup.deployed.client,
+        feed=feed,
+        signer=signer,
+        source=source or FileSource(setup.input_path),
+        settings=setup.deployed.settings(),
+        on_event=(events.append if events is not None else None),
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Running:
+    """Runs a node's loop in a thread for the duration of a with-block."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=node.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> "Running":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "node loop did not stop"
+
+
+def series(n: int = 64, start: float = 350.0) -> np.ndarray:
+    return (start + 0.05 * np.arange(n) + np.sin(np.arange(n) / 4.0)).astype(np.float32)
