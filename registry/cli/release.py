@@ -132,14 +132,14 @@ def render_report(report: Any) -> None:
     out.print(f"[bold]{report.ref}[/bold] ({report.mode})")
     for check in report.checks:
         style = _STYLE[check.status]
-        out.print(f"  [{style}]{check.status.upper():4}[/{style}] {check.name:<21} {check.detail}", highlight=False)
+        out.print(f"  [{style}]{check.status.upper():4}[/{style}] {check.name:<21} {check.detail}", highlight=False, soft_wrap=True)
         if check.status == "fail":
             for key in ("expected", "actual", "expected_size", "actual_size", "recovered", "publisher", "reason",
                         "revoked_ancestor", "subject_sha256", "expected_sha256", "actual_sha256"):
                 if key in check.evidence:
-                    out.print(f"         {key}: {check.evidence[key]}", highlight=False)
+                    out.print(f"         {key}: {check.evidence[key]}", highlight=False, soft_wrap=True)
     for note in report.notes:
-        out.print(f"  [yellow]note[/yellow] {note}", highlight=False)
+        out.print(f"  [yellow]note[/yellow] {note}", highlight=False, soft_wrap=True)
     if report.ok:
         out.print("[bold green]VERIFIED[/bold green]")
     else:
