@@ -72,3 +72,67 @@ def publish_tiny(deployed: Any, tmp_path: Path, name: str = "acme/tiny", version
 @pytest.fixture
 def published(deployed: Any, tmp_path: Path) -> Published:
     return publish_tiny(deployed, tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Offline releases: signed manifests without a chain (fast enough for hypothesis)
+# --------------------------------------------------------------------------------------------
+
+OFFLINE_CHAIN_ID = 31337
+OFFLINE_CONTRACT = "0x5FbDB2315678afecb367f642FFd779b3D6A8d7C5"
+
+
+@dataclass
+class Offline:
+    data: bytes
+    provenance: bytes
+    manifest: Any
+    publisher: Any
+    settings: Any
+
+    @property
+    def ref(self) -> str:
+        return self.manifest.ref
+
+    def verify(self, **kwargs: Any) -> Any:
+        from registry.verify import verify
+
+        args = dict(data=self.data, manifest=self.manifest, trust=[self.publisher.address], offline=True,
+                    provenance=self.provenance, settings=self.settings)
+        args.update(kwargs)
+        return verify(self.ref, **args)
+
+
+def offline_release(home: Path, data: bytes | None = None, *, signer: Any = None, claimed: str | None = None,
+                    name: str = "acme/offline", version: str = "1.0.0", provenance_doc: dict[str, Any] | None = None,
+                    provenance_bytes: bytes | None = None, chain_id: int = OFFLINE_CHAIN_ID,
+                    contract: str = OFFLINE_CONTRACT, overrides: dict[str, Any] | None = None) -> Offline:
+    """A release of ``data`` signed by ``signer`` (a fresh key by default), with no chain involved."""
+    import dataclasses
+
+    from eth_account import Account
+
+    from registry.config import load_settings
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.unixfs import import_bytes
+    from registry.manifest import Manifest
+    from registry.provenance import canonical_json, statement
+    from registry.release import Release, sign_release
+
+    data = tiny_onnx(1) if data is None else data
+    signer = signer or Account.create()
+    art = import_bytes(data, "kubo-v1")
+    if provenance_bytes is None:
+        doc = provenance_doc or statement(art.sha256.hex(), "model.onnx", {"metrics": {"accuracy": 0.97}})
+        provenance_bytes = canonical_json(doc)
+    prov = import_bytes(provenance_bytes, "kubo-v1")
+    release = Release(name=name, version=version, artifact_sha256=art.sha256, artifact_cid=cid_bytes_v1(art.cid),
+                      artifact_size=art.size, provenance_sha256=prov.sha256, provenance_cid=cid_bytes_v1(prov.cid),
+                      nonce=0, deadline=2**40)
+    if overrides:
+        release = dataclasses.replace(release, **overrides)
+    signature = sign_release(release, signer, chain_id, contract)
+    manifest = Manifest(release=release, signature=signature, publisher=claimed or signer.address,
+                        chain_id=chain_id, contract=contract, cid_profile="kubo-v1")
+    settings = load_settings(env={"REGISTRY_HOME": str(home)})
+    return Offline(data=data, provenance=provenance_bytes, manifest=manifest, publisher=signer, settings=settings)
