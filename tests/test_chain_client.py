@@ -335,3 +335,22 @@ def test_decode_revert_handles_garbage() -> None:
     err = decode_revert("0x08c379a0" + "00" * 31 + "20" + "00" * 31 + "02" + "6869" + "00" * 30)
     assert err.error_name == "Error" and "'hi'" in str(err)
     assert decode_revert({"data": "0xd92e233d"}).error_name == "ZeroAddress"
+
+
+def test_deployed_fixture_gives_a_usable_signer(deployed) -> None:
+    """Other areas sign through load_signer on the fixture's profile: it must yield the funded key."""
+    from registry.keys import load_signer
+
+    settings = deployed.settings()
+    assert not settings.profile.is_local and settings.profile.contract == deployed.address
+    signer = load_signer(settings)
+    assert signer.address == deployed.publisher.address
+    record = deployed.client.sign_and_publish(make_release(name="fixture/check"), signer)
+    assert record.publisher == signer.address
+
+
+@pytest.mark.parametrize("claimer", [7, 8])
+def test_deployed_fixture_isolates_tests(deployed, claimer: int) -> None:
+    """Both cases claim the same name; on one worker the second only succeeds if the snapshot was reverted."""
+    assert deployed.client.name_owner("isolation/check") == (None, None)
+    deployed.client.claim_name("isolation/check", deployed.accounts[claimer])

@@ -60,7 +60,7 @@ def _signer(settings: "Settings", account: str | None, json_output: bool) -> "Si
 
     signer = resolve_signer(settings, account, prompt=_prompt_password)
     if signer.warning:
-        console().print(f"[bold red]WARNING:[/] {signer.warning}")
+        console().print(f"[bold red]WARNING:[/] {signer.warning}", soft_wrap=True)
     return signer
 
 
