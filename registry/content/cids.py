@@ -116,7 +116,7 @@ def display(cid: CID | str | bytes) -> dict[str, str | None]:
     cid = parse_cid(cid)
     v0: str | None = None
     if cid.codec.code == DAG_PB and cid.hashfun.code == SHA2_256 and len(cid.raw_digest) == 32:
-        v0 = str(cid.set(version=0)) if cid.version == 1 else str(cid)
+        v0 = str(cid.set(version=0, base="base58btc")) if cid.version == 1 else str(cid)
     return {"v1": to_v1_text(cid), "v0": v0}
 
 
