@@ -249,6 +249,8 @@ def _uint(value: Any, field: str, fail: Any, maximum: int, minimum: int = 0) -> 
     # uint256 travels as a decimal string (JSON numbers lose precision past 2^53); small ints as numbers.
     if isinstance(value, bool):
         raise fail(f"{field} must be an integer, not a boolean")
+    if isinstance(value, str) and maximum != MAX_UINT256:
+        raise fail(f"{field} must be a JSON number")
     if isinstance(value, str):
         if not _DECIMAL.match(value):
             raise fail(f"{field} must be a decimal integer")

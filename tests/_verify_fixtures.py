@@ -79,7 +79,7 @@ def published(deployed: Any, tmp_path: Path) -> Published:
 # --------------------------------------------------------------------------------------------
 
 OFFLINE_CHAIN_ID = 31337
-OFFLINE_CONTRACT = "0x5FbDB2315678afecb367f642FFd779b3D6A8d7C5"
+OFFLINE_CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
 @dataclass
