@@ -44,6 +44,10 @@ def test_up_is_idempotent_and_deploys_once(local) -> None:
     deployment = json.loads((local.chain_dir / "deployment.json").read_text())
     assert deployment["address"] == first.contract and deployment["chain_id"] == 31337
     assert deployment["code_hash"].startswith("0x") and len(deployment["code_hash"]) == 66
+    client = RegistryClient.connect(local)
+    from eth_utils import keccak
+
+    assert deployment["code_hash"] == "0x" + keccak(bytes(client.w3.eth.get_code(first.contract))).hex()
     assert Path(status.state_file).parent == local.chain_dir
 
 
@@ -154,3 +158,14 @@ def test_missing_anvil_says_make_install(local, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(devnet, "__file__", str(tmp_path / "registry" / "chain" / "devnet.py"))
     with pytest.raises(InputError, match="make install"):
         devnet.find_anvil()
+
+
+def test_rebuilt_contract_is_redeployed(local) -> None:
+    first = devnet.ensure_running(local)
+    path = local.chain_dir / "deployment.json"
+    deployment = json.loads(path.read_text())
+    path.write_text(json.dumps({**deployment, "artifact_hash": "0x" + "ab" * 32}))
+    again = devnet.ensure_running(local)
+    assert again.deployed and again.contract != first.contract
+    assert again.note is not None and "rebuilt" in again.note
+    assert json.loads(path.read_text())["previous_address"] == first.contract

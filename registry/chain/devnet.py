@@ -283,29 +283,41 @@ def _start(paths: _Paths) -> int:
 
 
 def _ensure_deployed(rpc_url: str, paths: _Paths) -> tuple[str, bool, str | None]:
+    """Reuses the remembered deployment if its code is still there and the contract has not been
+    rebuilt since; otherwise deploys (and says why in the note)."""
     from eth_account import Account
+    from eth_utils import keccak
 
     from registry.chain.artifacts import load_artifact
     from registry.chain.rpc import make_web3, with_retries
     from registry.chain.tx import deploy_registry
 
     w3 = make_web3(rpc_url)
+    artifact_hash = load_artifact().code_hash
     previous = _read_json(paths.deployment)
     note = None
     if previous and isinstance(previous.get("address"), str):
         address = previous["address"]
         code = with_retries(lambda: bytes(w3.eth.get_code(address)), rpc_url)
-        if code:
+        if not code:
+            note = f"no ModelRegistry at {address} any more (chain state was lost); deployed a new one"
+        elif previous.get("code_hash") not in (None, "0x" + keccak(code).hex()):
+            note = f"the code at {address} is not the ModelRegistry deployed there; deployed a new one"
+        elif previous.get("artifact_hash") not in (None, artifact_hash):
+            note = f"ModelRegistry was rebuilt since {address} was deployed; deployed the new build"
+        else:
             return address, False, None
-        note = f"no ModelRegistry at {address} any more (chain state was lost); deployed a new one"
     address = deploy_registry(w3, Account.from_key(DEV_KEY_0))
+    code = with_retries(lambda: bytes(w3.eth.get_code(address)), rpc_url)
     _write_json(
         paths.deployment,
         {
             "address": address,
             "chain_id": CHAIN_ID,
-            "code_hash": load_artifact().code_hash,
+            "code_hash": "0x" + keccak(code).hex(),
+            "artifact_hash": artifact_hash,
             "block": int(w3.eth.block_number),
+            "previous_address": previous.get("address") if previous else None,
         },
     )
     return address, True, note
