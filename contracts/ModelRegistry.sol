@@ -15,6 +15,14 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 /// CIDs are accepted in binary CIDv1 form with a sha2-256 multihash and a one-byte codec
 /// (`0x01 codec 0x12 0x20 digest[32]`, 36 bytes): that covers raw (0x55), dag-pb (0x70) and
 /// dag-cbor (0x71) and lets a CID be stored as one word plus one byte.
+///
+/// Gas: a publish writes about nine fresh storage words, and every word avoided saves 22,100 gas.
+/// Three choices keep the count down without losing anything a reader needs. A CID digest equal
+/// to the file's SHA-256 (what a single raw block gives, e.g. a provenance document under
+/// `kubo-v1`) is stored as zero and read back as the SHA-256. Releases sharing an artifact digest
+/// form a linked list through the records (a head per digest, a `previousWithSameDigest` pointer
+/// that is zero, and never written, for the usual unique digest). A name's release count lives
+/// in the name's owner slot, which publish reads anyway.
 contract ModelRegistry is EIP712, Nonces {
     /// @notice A release as the publisher signs it (the EIP-712 primary type).
     struct Release {
@@ -55,19 +63,21 @@ contract ModelRegistry is EIP712, Nonces {
         uint64 attestedAt;
     }
 
-    /// @dev Packed: publisher, time, size and the two CID codecs share one slot.
+    /// @dev Packed: publisher, time, size and the two CID codecs share one slot. A CID digest is
+    /// zero when it equals the matching SHA-256 (see the contract notes); zero words are not written.
     struct Record {
+        address publisher;
+        uint40 publishedAt;
+        uint40 artifactSize;
+        uint8 artifactCidCodec;
+        uint8 provenanceCidCodec;
         bytes32 nameKey;
         bytes32 artifactSha256;
         bytes32 artifactCidDigest;
         bytes32 provenanceSha256;
         bytes32 provenanceCidDigest;
         bytes32 parent;
-        address publisher;
-        uint40 publishedAt;
-        uint40 artifactSize;
-        uint8 artifactCidCodec;
-        uint8 provenanceCidCodec;
+        bytes32 previousWithSameDigest;
         string version;
     }
 
@@ -76,10 +86,21 @@ contract ModelRegistry is EIP712, Nonces {
         string reason;
     }
 
+    /// @dev `releaseCount` shares the owner's slot: publish reads that slot anyway.
     struct NameInfo {
         address owner;
+        uint64 releaseCount;
         address pendingOwner;
         string name;
+    }
+
+    /// @dev Storage form of an Attestation: attester, verdict and time packed into one slot
+    /// (the ABI struct's field order would spread them over three).
+    struct StoredAttestation {
+        address attester;
+        bool passed;
+        uint64 attestedAt;
+        bytes32 reportSha256;
     }
 
     bytes32 public constant RELEASE_TYPEHASH = keccak256(
@@ -92,11 +113,11 @@ contract ModelRegistry is EIP712, Nonces {
 
     mapping(bytes32 nameKey => NameInfo) private _names;
     mapping(bytes32 nameKey => mapping(address account => bool)) private _publishers;
-    mapping(bytes32 nameKey => bytes32[]) private _releasesOfName;
-    mapping(bytes32 sha256Digest => bytes32[]) private _releasesOfDigest;
+    mapping(bytes32 nameKey => mapping(uint256 index => bytes32 releaseId)) private _releasesOfName;
+    mapping(bytes32 sha256Digest => bytes32 newestReleaseId) private _newestOfDigest;
     mapping(bytes32 releaseId => Record) private _records;
     mapping(bytes32 releaseId => Revocation) private _revocations;
-    mapping(bytes32 releaseId => Attestation[]) private _attestations;
+    mapping(bytes32 releaseId => StoredAttestation[]) private _attestations;
     mapping(bytes32 releaseId => mapping(address attester => uint256 indexPlusOne)) private _attestationIndex;
     mapping(address attester => bytes32[]) private _attestedBy;
 
@@ -138,7 +159,8 @@ contract ModelRegistry is EIP712, Nonces {
     // Errors
     // ----------------------------------------------------------------------------------------
 
-    /// @notice The name is not `owner/model` in lower-case `[a-z0-9._-]`, each part 1 to 64 characters.
+    /// @notice The name is not `owner/model` in lower-case `[a-z0-9._-]`, each part 1 to 64 characters
+    /// and neither part `.` or `..`.
     error InvalidName(string name);
     /// @notice The version label is empty, longer than 64 bytes or has characters outside SemVer's set.
     error InvalidVersion(string version);
@@ -162,7 +184,7 @@ contract ModelRegistry is EIP712, Nonces {
     error ExpiredDeadline(uint256 deadline, uint256 nowTimestamp);
     /// @notice The version label is already taken for this name.
     error DuplicateVersion(bytes32 releaseId);
-    /// @notice The CID is not a 36-byte CIDv1 with a one-byte codec and a sha2-256 multihash.
+    /// @notice The CID is not a 36-byte CIDv1 with a one-byte codec and a non-zero sha2-256 multihash.
     error UnsupportedCid(bytes cid);
     /// @notice An artifact digest, provenance digest or size is zero, or the size is too large.
     error InvalidRelease();
@@ -274,20 +296,26 @@ contract ModelRegistry is EIP712, Nonces {
 
         if (unclaimed) _claim(nameKey, release.name, publisher);
         Record storage record = _records[id];
-        record.nameKey = nameKey;
-        record.artifactSha256 = release.artifactSha256;
-        record.artifactCidDigest = artifactDigest;
-        record.provenanceSha256 = release.provenanceSha256;
-        record.provenanceCidDigest = provenanceDigest;
-        record.parent = release.parent;
         record.publisher = publisher;
         record.publishedAt = uint40(block.timestamp);
         record.artifactSize = uint40(release.artifactSize);
         record.artifactCidCodec = artifactCodec;
         record.provenanceCidCodec = provenanceCodec;
+        record.nameKey = nameKey;
+        record.artifactSha256 = release.artifactSha256;
+        if (artifactDigest != release.artifactSha256) record.artifactCidDigest = artifactDigest;
+        record.provenanceSha256 = release.provenanceSha256;
+        if (provenanceDigest != release.provenanceSha256) record.provenanceCidDigest = provenanceDigest;
+        if (release.parent != bytes32(0)) record.parent = release.parent;
         record.version = release.version;
-        _releasesOfName[nameKey].push(id);
-        _releasesOfDigest[release.artifactSha256].push(id);
+
+        NameInfo storage info = _names[nameKey];
+        uint64 index = info.releaseCount;
+        info.releaseCount = index + 1;
+        _releasesOfName[nameKey][index] = id;
+        bytes32 previous = _newestOfDigest[release.artifactSha256];
+        if (previous != bytes32(0)) record.previousWithSameDigest = previous;
+        _newestOfDigest[release.artifactSha256] = id;
 
         emit ReleasePublished(
             id,
@@ -322,11 +350,11 @@ contract ModelRegistry is EIP712, Nonces {
     /// @param reportSha256 SHA-256 of the attester's report, kept off chain.
     function attest(bytes32 releaseId, bool passed, bytes32 reportSha256) external {
         if (_records[releaseId].publisher == address(0)) revert UnknownRelease(releaseId);
-        Attestation memory attestation = Attestation({
+        StoredAttestation memory attestation = StoredAttestation({
             attester: msg.sender,
             passed: passed,
-            reportSha256: reportSha256,
-            attestedAt: uint64(block.timestamp)
+            attestedAt: uint64(block.timestamp),
+            reportSha256: reportSha256
         });
         uint256 indexPlusOne = _attestationIndex[releaseId][msg.sender];
         if (indexPlusOne == 0) {
@@ -379,10 +407,10 @@ contract ModelRegistry is EIP712, Nonces {
             name: _names[record.nameKey].name,
             version: record.version,
             artifactSha256: record.artifactSha256,
-            artifactCid: _joinCid(record.artifactCidCodec, record.artifactCidDigest),
+            artifactCid: _joinCid(record.artifactCidCodec, record.artifactCidDigest, record.artifactSha256),
             artifactSize: record.artifactSize,
             provenanceSha256: record.provenanceSha256,
-            provenanceCid: _joinCid(record.provenanceCidCodec, record.provenanceCidDigest),
+            provenanceCid: _joinCid(record.provenanceCidCodec, record.provenanceCidDigest, record.provenanceSha256),
             parent: record.parent,
             publisher: record.publisher,
             publishedAt: record.publishedAt,
@@ -403,8 +431,8 @@ contract ModelRegistry is EIP712, Nonces {
     /// @notice The newest release of the name that is not revoked.
     function latest(string calldata name) external view returns (ReleaseInfo memory) {
         bytes32 nameKey = keccak256(bytes(name));
-        bytes32[] storage ids = _releasesOfName[nameKey];
-        for (uint256 i = ids.length; i > 0; --i) {
+        mapping(uint256 => bytes32) storage ids = _releasesOfName[nameKey];
+        for (uint256 i = _names[nameKey].releaseCount; i > 0; --i) {
             if (_revocations[ids[i - 1]].revokedAt == 0) return getRelease(ids[i - 1]);
         }
         revert NoActiveRelease(nameKey);
@@ -412,7 +440,7 @@ contract ModelRegistry is EIP712, Nonces {
 
     /// @notice How many releases the name has, revoked ones included.
     function releaseCount(string calldata name) external view returns (uint256) {
-        return _releasesOfName[keccak256(bytes(name))].length;
+        return _names[keccak256(bytes(name))].releaseCount;
     }
 
     /// @notice Release ids of the name in publish order, `limit` of them from `offset`.
@@ -421,16 +449,37 @@ contract ModelRegistry is EIP712, Nonces {
         view
         returns (bytes32[] memory)
     {
-        return _page(_releasesOfName[keccak256(bytes(name))], offset, limit);
+        bytes32 nameKey = keccak256(bytes(name));
+        (uint256 start, uint256 end) = _window(_names[nameKey].releaseCount, offset, limit);
+        mapping(uint256 => bytes32) storage ids = _releasesOfName[nameKey];
+        bytes32[] memory page = new bytes32[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            page[i - start] = ids[i];
+        }
+        return page;
     }
 
     /// @notice Release ids whose artifact has this SHA-256, in publish order, paged.
+    /// @dev Walks the digest's list (newest first) once to count it and once to fill the page, so
+    /// it costs O(releases with this digest): one in the usual case.
     function releasesByDigest(bytes32 artifactSha256, uint256 offset, uint256 limit)
         external
         view
         returns (bytes32[] memory)
     {
-        return _page(_releasesOfDigest[artifactSha256], offset, limit);
+        uint256 total = 0;
+        for (bytes32 id = _newestOfDigest[artifactSha256]; id != bytes32(0); id = _records[id].previousWithSameDigest) {
+            ++total;
+        }
+        (uint256 start, uint256 end) = _window(total, offset, limit);
+        bytes32[] memory page = new bytes32[](end - start);
+        // Position `total - 1` is the head; walk back to `end - 1`, then fill the page backwards.
+        bytes32 cursor = _newestOfDigest[artifactSha256];
+        for (uint256 position = total; position > start; --position) {
+            if (position <= end) page[position - 1 - start] = cursor;
+            cursor = _records[cursor].previousWithSameDigest;
+        }
+        return page;
     }
 
     /// @notice Whether the release exists and is revoked.
@@ -454,14 +503,32 @@ contract ModelRegistry is EIP712, Nonces {
         return _publishers[keccak256(bytes(name))][account];
     }
 
-    /// @notice Every attester's latest verdict on the release.
+    /// @notice Every attester's latest verdict on the release, in the order attesters first judged it.
     function attestationsOf(bytes32 id) external view returns (Attestation[] memory) {
-        return _attestations[id];
+        StoredAttestation[] storage stored = _attestations[id];
+        Attestation[] memory all = new Attestation[](stored.length);
+        for (uint256 i = 0; i < all.length; ++i) {
+            StoredAttestation storage a = stored[i];
+            all[i] = Attestation({
+                attester: a.attester, passed: a.passed, reportSha256: a.reportSha256, attestedAt: a.attestedAt
+            });
+        }
+        return all;
     }
 
     /// @notice Ids of the releases `attester` has given a verdict on, paged.
-    function attestedBy(address attester, uint256 offset, uint256 limit) external view returns (bytes32[] memory) {
-        return _page(_attestedBy[attester], offset, limit);
+    function attestedBy(address attester, uint256 offset, uint256 limit)
+        external
+        view
+        returns (bytes32[] memory)
+    {
+        bytes32[] storage ids = _attestedBy[attester];
+        (uint256 start, uint256 end) = _window(ids.length, offset, limit);
+        bytes32[] memory page = new bytes32[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            page[i - start] = ids[i];
+        }
+        return page;
     }
 
     // ----------------------------------------------------------------------------------------
@@ -508,8 +575,16 @@ contract ModelRegistry is EIP712, Nonces {
                 revert InvalidName(name);
             }
         }
-        if (slash == type(uint256).max || slash == 0 || slash > 64 || b.length - slash - 1 == 0
-                || b.length - slash - 1 > 64) revert InvalidName(name);
+        if (
+            slash == type(uint256).max || slash == 0 || slash > 64 || b.length - slash - 1 == 0
+                || b.length - slash - 1 > 64 || _isDotPart(b[:slash]) || _isDotPart(b[slash + 1:])
+        ) revert InvalidName(name);
+    }
+
+    /// @dev `.` and `..` would turn `owner/model` into a path that leaves its directory wherever
+    /// a client maps names to files.
+    function _isDotPart(bytes calldata part) private pure returns (bool) {
+        return (part.length == 1 && part[0] == ".") || (part.length == 2 && part[0] == "." && part[1] == ".");
     }
 
     /// @dev SemVer's character set ([0-9A-Za-z.+-]), 1..64 bytes. Full SemVer grammar is checked off chain.
@@ -529,19 +604,20 @@ contract ModelRegistry is EIP712, Nonces {
         }
         codec = uint8(cid[1]);
         digest = bytes32(cid[4:36]);
+        // Zero marks "same as the SHA-256" in storage; no real content hashes to it.
+        if (digest == bytes32(0)) revert UnsupportedCid(cid);
     }
 
-    function _joinCid(uint8 codec, bytes32 digest) private pure returns (bytes memory) {
+    /// @dev Inverse of the storage rule in publish: a zero digest means the content's SHA-256.
+    function _joinCid(uint8 codec, bytes32 storedDigest, bytes32 sha256Digest) private pure returns (bytes memory) {
+        bytes32 digest = storedDigest == bytes32(0) ? sha256Digest : storedDigest;
         return abi.encodePacked(uint8(0x01), codec, uint8(0x12), uint8(0x20), digest);
     }
 
-    function _page(bytes32[] storage ids, uint256 offset, uint256 limit) private view returns (bytes32[] memory out) {
-        uint256 total = ids.length;
-        if (offset >= total) return new bytes32[](0);
-        uint256 end = total - offset < limit ? total : offset + limit;
-        out = new bytes32[](end - offset);
-        for (uint256 i = offset; i < end; ++i) {
-            out[i - offset] = ids[i];
-        }
+    /// @dev The `[start, end)` slice of `total` items that a page at `offset` of `limit` covers.
+    function _window(uint256 total, uint256 offset, uint256 limit) private pure returns (uint256 start, uint256 end) {
+        if (offset >= total) return (total, total);
+        start = offset;
+        end = total - offset < limit ? total : offset + limit;
     }
 }

@@ -148,6 +148,11 @@ describe("ModelRegistry", function () {
       "non-ascii": "acme/mödel",
       "at sign": "acme/digits@1",
       colon: "acme:digits/x",
+      "owner is .": "./digits",
+      "owner is ..": "../digits",
+      "model is .": "acme/.",
+      "model is ..": "acme/..",
+      "both dots": "../..",
     };
     for (const [why, name] of Object.entries(invalid)) {
       it(`refuses an invalid name (${why})`, async function () {
@@ -160,7 +165,7 @@ describe("ModelRegistry", function () {
 
     it("accepts names at the limits of the rule", async function () {
       const { registry, owner } = await loadFixture(deployFixture);
-      for (const name of ["a".repeat(64) + "/" + "b".repeat(64), "a/b", "0.9_x-y/z.z-9_"]) {
+      for (const name of ["a".repeat(64) + "/" + "b".repeat(64), "a/b", "0.9_x-y/z.z-9_", ".../.x", "acme/..."]) {
         await expect(registry.connect(owner).claimName(name)).to.emit(registry, "NameClaimed");
         expect((await registry.nameOwner(name))[0]).to.equal(owner.address);
       }
@@ -567,6 +572,7 @@ describe("ModelRegistry", function () {
       "sha2-512 multihash code": (d) => ethers.concat(["0x01701320", d]),
       "blake2b multihash code": (d) => ethers.concat(["0x0170b220", d]),
       "digest length 31": (d) => ethers.concat(["0x0170121f", d]),
+      "all-zero digest": () => cid(0x55, ZERO32),
     };
     for (const [why, make] of Object.entries(badCids)) {
       for (const field of ["artifactCid", "provenanceCid"]) {
