@@ -491,6 +491,28 @@ describe("ModelRegistry", function () {
         .to.be.revertedWithCustomError(registry, "InvalidSignature");
     });
 
+    it("refuses the zero address as publisher, even for an unclaimed name", async function () {
+      const ctx = await loadFixture(deployFixture);
+      const release = makeRelease({ name: "newco/model", nonce: 0n });
+      const signature = await sign(ctx.publisher, ctx.registry, release);
+      await expect(ctx.registry.publish(release, ethers.ZeroAddress, signature))
+        .to.be.revertedWithCustomError(ctx.registry, "InvalidSignature")
+        .withArgs(ethers.ZeroAddress);
+      await expect(ctx.registry.publish(release, ethers.ZeroAddress, "0x" + "00".repeat(65)))
+        .to.be.revertedWithCustomError(ctx.registry, "InvalidSignature")
+        .withArgs(ethers.ZeroAddress);
+      expect((await ctx.registry.nameOwner("newco/model"))[0]).to.equal(ethers.ZeroAddress);
+    });
+
+    it("keeps nonces per publisher", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      await ctx.registry.connect(ctx.owner).addPublisher("acme/digits", ctx.other.address);
+      expect(await ctx.registry.nonces(ctx.other.address)).to.equal(0n);
+      await publishAs(ctx, ctx.other, { version: "1.1.0", nonce: 0n });
+      expect(await ctx.registry.nonces(ctx.other.address)).to.equal(1n);
+      expect(await ctx.registry.nonces(ctx.publisher.address)).to.equal(1n);
+    });
+
     it("refuses a version label that is already taken", async function () {
       const ctx = await loadFixture(publishedFixture);
       const { registry, publisher } = ctx;
