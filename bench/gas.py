@@ -174,7 +174,7 @@ def as_tuple(release: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(release[f["name"]] for f in RELEASE_TYPES["Release"])
 
 
-def measure_registry(w3: Web3) -> tuple[list[Measurement], dict[str, int]]:
+def measure_registry(w3: Web3) -> tuple[list[Measurement], dict[str, int], Any]:
     artifact = json.loads(REGISTRY_ARTIFACT.read_text())
     owner, relayer, attester, stranger = w3.eth.accounts[:4]
     registry, deploy_gas = deploy(w3, artifact, owner)
@@ -182,7 +182,6 @@ def measure_registry(w3: Web3) -> tuple[list[Measurement], dict[str, int]]:
     publisher: LocalAccount = Account.from_key(digest("bench publisher"))
     out: list[Measurement] = [Measurement("deploy ModelRegistry", deploy_gas, "one-off")]
     nonce = 0
-
     receipts: dict[str, Any] = {}
 
     def publish(name: str, version: str, parent: bytes, equal: bool) -> tuple[bytes, int]:
