@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
@@ -802,3 +804,14 @@ def describe_exit_codes() -> Sequence[tuple[int, str]]:
         (14, "format/policy: not acceptable ONNX or a policy rule refuses it"),
         (15, "unreachable: RPC, store or gateway did not answer"),
     )
+
+
+class _CallableModule(types.ModuleType):
+    """``registry.verify(ref, ...)`` must work even after ``import registry.verify`` made the package
+    attribute the module: the module itself then forwards calls to ``verify``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> VerificationReport:
+        return verify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
