@@ -56,15 +56,19 @@ def js():
 
 
 def boundaries(p: Profile) -> list[int]:
-    c, links = p.chunk_size, p.max_links
-    return [0, 1, c - 1, c, c + 1, 2 * c, links * c - 1, links * c, links * c + 1]
+    """0, 1, chunk±1, and both fan-outs in use (174 and 1024 links) ±1 for every profile."""
+    c = p.chunk_size
+    sizes = {0, 1, c - 1, c, c + 1, 2 * c}
+    for links in (174, 1024, p.max_links):
+        sizes |= {links * c - 1, links * c, links * c + 1}
+    return sorted(sizes)
 
 
 def _cases(slow: bool) -> list[tuple[str, int]]:
     out = []
     for name, p in PROFILES.items():
         for size in boundaries(p):
-            is_slow = size > 300 * 1024 * 1024
+            is_slow = size > 100 * 1024 * 1024
             if is_slow == slow:
                 out.append((name, size))
     return out
@@ -79,7 +83,8 @@ def test_agrees_with_npm_importer_at_boundaries(js, profile, size):
 @pytest.mark.slow
 @pytest.mark.parametrize("profile,size", _cases(slow=True))
 def test_agrees_with_npm_importer_at_gib_boundaries(js, profile, size):
-    """unixfs-v1-2025 needs a second level only past 1024 MiB: three 1 GiB imports, streamed."""
+    """The 1024-link boundaries: 256 MiB (kubo profiles) and 1 GiB (unixfs-v1-2025, whose second level
+    starts there), streamed on both sides."""
     p = PROFILES[profile]
     assert str(import_chunks(fast_stream(size), p).cid) == js.cid(size, p)
 

@@ -125,3 +125,42 @@ def test_unreadable_files_are_input_errors(tmp_path):
     if os.geteuid() != 0:
         with pytest.raises(InputError, match="cannot read"):
             import_file(locked)
+
+
+class _ZeroReader:
+    """size zero bytes through readinto, counting what was read (the importer must read each byte once)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.read_total = 0
+
+    def readinto(self, buf):
+        n = min(len(buf), self.left)
+        buf[:n] = bytes(n) if n < 4096 else memoryview(_ZEROS)[:n]
+        self.left -= n
+        self.read_total += n
+        return n
+
+
+_ZEROS = bytes(16 << 20)
+
+
+def test_memory_stays_bounded_and_each_byte_is_read_once():
+    import tracemalloc
+
+    size = 96 * 1024 * 1024 + 12345
+    reader = _ZeroReader(size)
+    tracemalloc.start()
+    try:
+        result = unixfs.import_stream(reader, "kubo-v1")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.size == size == reader.read_total
+    # two read buffers plus link lists; the file itself is 5x bigger than this bound
+    assert peak < 2 * unixfs.READ_BATCH + 4 * 1024 * 1024, peak
+    expected = hashlib.sha256()
+    for _ in range(size // len(_ZEROS)):
+        expected.update(_ZEROS)
+    expected.update(bytes(size % len(_ZEROS)))
+    assert result.sha256 == expected.digest()
