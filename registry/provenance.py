@@ -214,3 +214,28 @@ def _normalise_hex(value: str) -> str:
     if not _HEX64.match(text):
         raise ProvenanceError(f"artifact sha256 must be 64 hex digits, got {value[:80]!r}")
     return text
+
+
+def provenance_section(store: Any, record: Any) -> dict[str, Any]:
+    """What ``registry show`` adds for a release: the document (fetched and checked against the chain) and
+    its rendering. ``status`` is ``bound`` (digest matches and subject is the artifact), ``altered``,
+    ``other-artifact``, ``malformed`` or ``unavailable``; never raises for a bad or missing document."""
+    from registry.errors import RegistryError
+
+    section: dict[str, Any] = {"status": "unavailable", "lines": [], "document": None}
+    try:
+        raw = store.get_bytes(record.provenance_cid, max_size=MAX_DOCUMENT_BYTES)
+    except RegistryError as exc:
+        section["lines"] = [f"not available from the store: {exc}"]
+        return section
+    if hashlib.sha256(raw).digest() != record.provenance_sha256:
+        section.update(status="altered", lines=["document does not match the provenance sha256 on chain"])
+        return section
+    try:
+        doc = load_provenance(raw)
+    except ProvenanceError as exc:
+        section.update(status="malformed", lines=[str(exc)])
+        return section
+    bound = subject_sha256(doc) == record.artifact_sha256.hex()
+    section.update(status="bound" if bound else "other-artifact", document=doc, lines=render_lines(doc))
+    return section

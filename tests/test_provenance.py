@@ -161,3 +161,31 @@ def test_render_lines_mentions_steps_and_metrics():
                        "metrics_after": {"accuracy": 0.94}}])
     text = "\n".join(render_lines(doc))
     assert DIGEST in text and "prune" in text and "0.94" in text and "accuracy" in text
+
+
+class _Store:
+    def __init__(self, raw=None, error=None):
+        self.raw, self.error = raw, error
+
+    def get_bytes(self, cid, max_size=None):
+        if self.error:
+            raise self.error
+        return self.raw
+
+
+def test_provenance_section_for_show():
+    from types import SimpleNamespace
+
+    from registry.errors import UnreachableError
+    from registry.provenance import provenance_section
+
+    doc = _doc()
+    raw = canonical_json(doc)
+    record = SimpleNamespace(provenance_cid=b"", provenance_sha256=hashlib.sha256(raw).digest(),
+                             artifact_sha256=bytes.fromhex(DIGEST))
+    section = provenance_section(_Store(raw), record)
+    assert section["status"] == "bound" and section["document"] == doc and any(DIGEST in l for l in section["lines"])
+    assert provenance_section(_Store(raw + b" "), record)["status"] == "altered"
+    assert provenance_section(_Store(error=UnreachableError("down")), record)["status"] == "unavailable"
+    other = SimpleNamespace(**{**vars(record), "artifact_sha256": b"\x00" * 32})
+    assert provenance_section(_Store(raw), other)["status"] == "other-artifact"
