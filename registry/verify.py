@@ -270,6 +270,13 @@ def _run(
     try:
         if client is not None:
             record = client.get_by_id(man.release_id) if man is not None else client.resolve(parsed)
+            if man is not None and parsed.kind == "latest":
+                newest = client.resolve(parsed)
+                if newest.id != record.id:
+                    checks.append(_fail("resolve", f"manifest is for {man.ref}, but {parsed.name}@latest is "
+                                                   f"{newest.ref}", {"manifest": man.ref, "latest": newest.ref},
+                                        error=InputError))
+                    return skip_rest("resolve failed")
             report.mode = "online"
             checks.append(Check("resolve", "pass", f"{record.ref} found on chain {client.chain_id}",
                                 {"release_id": "0x" + record.id.hex(), "chain_id": client.chain_id,

@@ -72,3 +72,14 @@ def test_republish_is_idempotent(published):
     assert again.already_published
     assert published.manifest_path.read_bytes() == first
     assert published.deployed.client.release_count(published.name) == 1
+
+
+def test_latest_and_digest_refs(deployed, tmp_path):
+    old = publish_tiny(deployed, tmp_path, version="1.0.0", seed=20)
+    new = publish_tiny(deployed, tmp_path, version="1.1.0", seed=21)
+    report = verify(f"{new.name}@latest", file=new.model, settings=new.settings)
+    assert report.ok and report.release.version == "1.1.0"
+    stale = verify(f"{old.name}@latest", file=old.model, manifest=old.manifest_path, settings=old.settings)
+    assert stale.exit_code == 3 and "latest is" in stale.check("resolve").detail
+    by_digest = verify("sha256:" + old.result.artifact.sha256.hex(), file=old.model, settings=old.settings)
+    assert by_digest.ok and by_digest.release.version == "1.0.0"
