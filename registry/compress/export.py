@@ -7,6 +7,7 @@ different graphs; a changed graph is a changed digest, and provenance records wh
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import onnx
@@ -26,7 +27,9 @@ def export_onnx(model: nn.Module, sample: np.ndarray, opset: int = DEFAULT_OPSET
     model = model.eval()
     x = torch.from_numpy(np.ascontiguousarray(sample[:1]))
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but pinned on purpose (see module docstring).
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT],
                           output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
                           do_constant_folding=True)

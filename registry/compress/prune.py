@@ -67,6 +67,7 @@ def magnitude_masks(model: nn.Module, *, method: str, value: float, scope: str =
     if not layers:
         raise InputError("model has no Linear or Conv2d layers to prune")
     mags = {name: m.weight.detach().abs() for name, m in layers}
+    stds = {name: float(m.weight.detach().std()) for name, m in layers}
     masks: Masks = {}
     if method == "sparsity" and scope == "global":
         flat = torch.cat([t.flatten() for t in mags.values()])
@@ -84,7 +85,7 @@ def magnitude_masks(model: nn.Module, *, method: str, value: float, scope: str =
             elif method == "threshold":
                 masks[name] = t > value
             elif method == "std":
-                masks[name] = t > value * float(t.std())
+                masks[name] = t > value * stds[name]
             else:
                 raise InputError(f"unknown pruning method {method!r}")
     if previous:
@@ -231,12 +232,12 @@ def remove_units(model: nn.Sequential, links: list[Link], targets: dict[int, int
             continue
         order = torch.argsort(_importance(layer, criterion), descending=True, stable=True)
         keep = torch.sort(order[:n_keep]).values
-        model[lk.index] = _rows(layer, keep)
+        model[lk.index] = _rows(layer, keep).train(layer.training)
         if lk.bn is not None:
-            model[lk.bn] = _bn(model[lk.bn], keep)
+            model[lk.bn] = _bn(model[lk.bn], keep).train(model[lk.bn].training)
         cols = keep
         if lk.spatial > 1:
             cols = (keep[:, None] * lk.spatial + torch.arange(lk.spatial)[None, :]).flatten()
-        model[lk.successor] = _cols(model[lk.successor], cols)
+        model[lk.successor] = _cols(model[lk.successor], cols).train(model[lk.successor].training)
         changed[lk.index] = (before, n_keep)
     return changed

@@ -95,7 +95,10 @@ def preprocess(data: bytes) -> bytes:
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "pre.onnx"
         src.write_bytes(data)
-        quant_pre_process(str(src), str(dst))
+        try:
+            quant_pre_process(str(src), str(dst))
+        except Exception:  # noqa: BLE001 - symbolic inference gives up on some Reshapes; ONNX inference suffices
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
         return _normalise(dst.read_bytes())
 
 

@@ -1,0 +1,197 @@
+"""End-to-end runs: outputs, provenance, byte-identical reruns, bad input, atomic output dir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from registry.compress.pipeline import run
+from registry.compress.recipe import parse_recipe
+from registry.compress.reproduce import reproduce
+from registry.errors import InputError
+from registry.provenance import load_provenance, provenance_sha256, subject_sha256
+
+from _compress_fixtures import CNN_SMALL, Digits, cnn_weights, digits  # noqa: F401
+
+STEPS = [
+    {"type": "prune", "amount": 0.5, "iterations": 2, "epochs": 1},
+    {"type": "structured_prune", "ratio": 0.5, "epochs": 1},
+    {"type": "quantize", "mode": "static"},
+]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def first_run(digits: Digits, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201, F811
+    out = tmp_path_factory.mktemp("run") / "out"
+    return run(parse_recipe(digits.recipe(STEPS, evaluation={"latency_runs": 3, "warmup": 1})), out), out
+
+
+def test_outputs_and_provenance(first_run) -> None:  # noqa: ANN001
+    result, out = first_run
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["model.onnx", "provenance.json", "metrics.json", "report.md", "weights_1.png", "weights_2.png",
+         "accuracy_vs_size.png"])
+    assert _sha(out / "model.onnx") == result.sha256
+    doc = load_provenance(out / "provenance.json")
+    assert subject_sha256(doc) == result.sha256
+    assert _sha(out / "provenance.json") == provenance_sha256(doc).hex() == result.provenance_sha256
+    pred = doc["predicate"]
+    assert pred["metrics"]["accuracy"] == result.metrics["accuracy"] > 0.8
+    assert [s["name"] for s in pred["steps"]] == ["prune", "structured_prune", "export", "quantize"]
+    for step in pred["steps"]:
+        assert {"params", "metrics_before", "metrics_after"} <= set(step)
+        assert step["metrics_after"]["size_bytes"] > 0
+    prune, structured = pred["steps"][0], pred["steps"][1]
+    assert prune["metrics_after"]["nonzero"] <= 0.51 * prune["metrics_before"]["nonzero"]
+    # structured pruning physically shrinks the graph; the earlier zeros stay zero through fine-tuning
+    assert structured["metrics_after"]["size_bytes"] < 0.45 * structured["metrics_before"]["size_bytes"]
+    assert structured["metrics_after"]["nonzero"] < 0.7 * structured["metrics_after"]["parameters"]
+    assert pred["data"]["evaluation_sha256"] == _sha(Path(pred["recipe"]["data"]["evaluation"]))
+    assert pred["data"]["calibration_sha256"] and pred["data"]["finetune_sha256"]
+    assert pred["base_model"]["sha256"] == _sha(Path(pred["recipe"]["model"]["weights"]))
+    assert pred["tools"]["exporter"] == "torch.onnx.export(dynamo=False)" and pred["tools"]["torch"]
+    assert pred["seeds"]["recipe"] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [v["name"] for v in metrics["variants"]] == ["fp32-onnx", "export", "quantize-static"]
+    assert metrics["baseline"]["latency"]["batch64"]["p50_ms"] > 0
+    assert "| quantize-static |" in (out / "report.md").read_text()
+    assert result.size < result.baseline["size_bytes"] / 6
+
+
+def test_same_recipe_same_bytes(first_run, digits: Digits, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    result, _ = first_run
+    again = run(parse_recipe(digits.recipe(STEPS)), tmp_path / "again", reports=False)
+    assert again.sha256 == result.sha256
+    other = run(parse_recipe(digits.recipe(STEPS, seed=1)), tmp_path / "seed1", reports=False)
+    assert other.sha256 != result.sha256
+
+
+def test_reproduce_matches_and_refuses_other_data(first_run, tmp_path: Path) -> None:  # noqa: ANN001
+    _result, out = first_run
+    rep = reproduce(out / "provenance.json")
+    assert rep.match and rep.actual_sha256 == rep.expected_sha256
+    doc = json.loads((out / "provenance.json").read_text())
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for key, path in doc["predicate"]["recipe"]["data"].items():
+        data = np.load(path)
+        x = data["x"].copy()
+        if key == "finetune":
+            x[0, 0] += 0.5   # one changed pixel: a different input, so reproduction must refuse
+        np.savez(moved / Path(path).name, x=x, y=data["y"])
+    with pytest.raises(InputError, match="finetune data .* is not the file the provenance records"):
+        reproduce(out / "provenance.json", data_dir=str(moved))
+
+
+def test_distillation_into_a_smaller_student(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    steps = [{"type": "distill", "student": "registry.compress.zoo:digits_mlp_small", "epochs": 6, "lr": 5e-3,
+              "patience": 2}, {"type": "quantize", "mode": "dynamic"}]
+    res = run(parse_recipe(digits.recipe(steps)), tmp_path / "out", reports=False)
+    d = res.steps[0]
+    assert d.details["epochs_run"] <= 6 and 1 <= d.details["best_epoch"] <= d.details["epochs_run"]
+    assert d.metrics_after["parameters"] < d.metrics_before["parameters"] / 7
+    assert res.metrics["accuracy"] > 0.7
+
+
+def test_cnn_structured_then_fp16(digits: Digits, cnn_weights: Path, tmp_path: Path) -> None:  # noqa: F811
+    raw = digits.recipe([{"type": "structured_prune", "ratio": 0.5, "epochs": 1},
+                         {"type": "quantize", "mode": "fp16"}])
+    raw["model"] = {"factory": CNN_SMALL, "weights": str(cnn_weights)}
+    res = run(parse_recipe(raw), tmp_path / "out", reports=False)
+    widths = res.steps[0].details["widths_after"]
+    assert widths == {"1": 4, "4": 8, "9": 16}
+    assert res.size < res.baseline["size_bytes"] / 4   # fixed graph overhead dominates such a tiny CNN
+
+
+def test_onnx_input_quantize_only(first_run, digits: Digits, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    _result, out = first_run
+    onnx_in = tmp_path / "in.onnx"
+    from registry.compress.export import export_onnx
+    from registry.compress.models import build_model, load_state
+
+    x = np.load(digits.evaluation)["x"]
+    onnx_in.write_bytes(export_onnx(load_state(build_model("registry.compress.zoo:digits_mlp"), digits.mlp, "m"), x))
+    raw = digits.recipe([{"type": "quantize", "mode": "dynamic"}])
+    raw["model"] = {"onnx": str(onnx_in)}
+    res = run(parse_recipe(raw), tmp_path / "q", reports=False)
+    assert res.chosen == "quantize-dynamic" and res.size < onnx_in.stat().st_size / 3
+    assert load_provenance(tmp_path / "q" / "provenance.json")["predicate"]["base_model"]["format"] == "onnx"
+
+
+def test_unmet_tolerance_keeps_the_best_variant(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    steps = [{"type": "structured_prune", "ratio": 0.97, "epochs": 0}, {"type": "quantize", "mode": "static"}]
+    res = run(parse_recipe(digits.recipe(steps, target={"max_drop": 0.5})), tmp_path / "out", reports=False)
+    assert not res.target_met and res.target["final_drop"] > 0.5
+    assert res.chosen in ("export", "quantize-static")
+    assert _sha(tmp_path / "out" / "model.onnx") == res.sha256
+    doc = load_provenance(tmp_path / "out" / "provenance.json")
+    assert doc["predicate"]["target"]["met"] is False
+
+
+# ---- bad input: one clear line, nothing written ----------------------------------------------------
+
+def _bad_data(path: Path, **arrays: np.ndarray) -> str:
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["factory", "module", "weights", "shape", "labels", "label_dtype", "missing_y",
+                                  "garbage", "student"])
+def test_bad_input_leaves_nothing(case: str, digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    raw = digits.recipe([{"type": "prune", "amount": 0.5, "epochs": 0}])
+    x = np.load(digits.evaluation)["x"]
+    y = np.load(digits.evaluation)["y"]
+    needle = {
+        "factory": "has no attribute", "module": "cannot import", "weights": "does not fit",
+        "shape": "does not fit the model", "labels": "labels out of range", "label_dtype": "integer array",
+        "missing_y": "lacks array", "garbage": "not a readable .npz", "student": "cannot import",
+    }[case]
+    if case == "factory":
+        raw["model"]["factory"] = "registry.compress.zoo:nope"
+    elif case == "module":
+        raw["model"]["factory"] = "no_such_module_xyz:f"
+    elif case == "weights":
+        raw["model"]["factory"] = "registry.compress.zoo:digits_mlp_small"
+    elif case == "shape":
+        raw["data"]["evaluation"] = _bad_data(tmp_path / "e.npz", x=x[:, :50], y=y)
+    elif case == "labels":
+        raw["data"]["evaluation"] = _bad_data(tmp_path / "e.npz", x=x, y=y + 5)
+    elif case == "label_dtype":
+        raw["data"]["evaluation"] = _bad_data(tmp_path / "e.npz", x=x, y=y.astype(np.float32))
+    elif case == "missing_y":
+        raw["data"]["evaluation"] = _bad_data(tmp_path / "e.npz", x=x)
+    elif case == "garbage":
+        (tmp_path / "e.npz").write_bytes(b"PK\x03\x04 not really a zip")
+        raw["data"]["evaluation"] = str(tmp_path / "e.npz")
+    elif case == "student":
+        raw["steps"] = [{"type": "distill", "student": "no_such_module_xyz:s", "epochs": 1}]
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as info:
+        run(parse_recipe(raw), out)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_existing_output_is_kept_on_failure_and_needs_force(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty"):
+        run(parse_recipe(digits.recipe([])), out)
+    raw = digits.recipe([])
+    raw["model"]["weights"] = str(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="does not exist"):
+        run(parse_recipe(raw), out, force=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    res = run(parse_recipe(digits.recipe([])), out, force=True, reports=False)
+    assert not (out / "keep.txt").exists() and _sha(out / "model.onnx") == res.sha256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
