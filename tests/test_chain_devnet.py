@@ -169,3 +169,17 @@ def test_rebuilt_contract_is_redeployed(local) -> None:
     assert again.deployed and again.contract != first.contract
     assert again.note is not None and "rebuilt" in again.note
     assert json.loads(path.read_text())["previous_address"] == first.contract
+
+
+def test_corrupt_state_is_reported_and_kept(local) -> None:
+    from registry.errors import ChainError
+
+    local.chain_dir.mkdir(parents=True, exist_ok=True)
+    state = local.chain_dir / "anvil-state.json"
+    state.write_text('{"garbage": tru')
+    (local.chain_dir / "anvil.log").write_text("old run: all fine\n")
+    with pytest.raises(ChainError, match="anvil exited with code") as info:
+        devnet.ensure_running(local)
+    assert "anvil-state.json" in str(info.value) and "old run" not in str(info.value)
+    assert state.read_text() == '{"garbage": tru'  # the user's state is never thrown away
+    assert not devnet.status(local).running

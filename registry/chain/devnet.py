@@ -31,6 +31,7 @@ from registry.errors import ChainError, InputError, UnreachableError
 CHAIN_ID = 31337
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8545
+LOG_MARKER = "--- registry: anvil start"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 # anvil's well-known dev account #0 (public knowledge: `anvil` prints it on every start).
@@ -158,6 +159,8 @@ def spawn_anvil(
     args += list(extra_args)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
+        out.write(f"{LOG_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} port {port}\n".encode())
+        out.flush()
         return subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -183,11 +186,13 @@ def wait_for_rpc(rpc_url: str, process: subprocess.Popen[bytes] | None, log: Pat
 
 
 def _log_tail(log: Path, lines: int = 3) -> str:
+    """The last lines anvil wrote in its latest run (the log is kept across runs)."""
     try:
-        text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        text = log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "(no log)"
-    return " | ".join(text[-lines:]) or "(empty log)"
+    latest = text.rsplit(LOG_MARKER, 1)[-1].splitlines()[1:]
+    return " | ".join(line.strip() for line in latest[-lines:] if line.strip()) or "(no output)"
 
 
 # --------------------------------------------------------------------------------------------

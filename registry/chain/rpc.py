@@ -22,8 +22,15 @@ BACKOFF_MAX_S = 4.0
 
 
 def make_web3(rpc_url: str, timeout_s: float = 10.0) -> Web3:
+    """A Web3 with bounded timeouts and no hidden retries. PoA chains (BSC, Polygon PoS, many
+    testnets) put more than 32 bytes in ``extraData``; the PoA middleware makes their blocks
+    readable (fee estimation reads the latest block) and is a no-op elsewhere."""
+    from web3.middleware import ExtraDataToPOAMiddleware
+
     provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
-    return Web3(provider)
+    w3 = Web3(provider)
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    return w3
 
 
 def is_transient(exc: BaseException) -> bool:
