@@ -362,13 +362,20 @@ class _GatewayHandler(_Handler):
         if mode == "oversize-block":
             payload = encode_header([cid]) + encode_section(blocks[0][0], blocks[0][1] + bytes(3 << 20))
             return self.send(200, payload, "application/vnd.ipld.car")
+        ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+        if mode == "no-dups":
+            unique: dict[bytes, tuple[object, bytes]] = {}
+            for c, b in blocks:
+                unique.setdefault(bytes(c), (c, b))
+            blocks = list(unique.values())  # type: ignore[arg-type]
+            ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=n"
         roots = [cid]
         if mode == "wrong-root":
             roots = [blocks[-1][0]]
-        payload = car_bytes(roots, blocks)
+        payload = car_bytes(roots, blocks)  # type: ignore[arg-type]
         if mode == "truncated":
-            return self.send_truncated(payload, "application/vnd.ipld.car")
-        return self.send(200, payload, "application/vnd.ipld.car")
+            return self.send_truncated(payload, ctype)
+        return self.send(200, payload, ctype)
 
 
 class FakePinning(_Server):

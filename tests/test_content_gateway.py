@@ -113,3 +113,16 @@ def test_gateway_down(tmp_path):
     store = GatewayStore(f"http://127.0.0.1:{port}", timeout=1.0, retries=1, backoff=0.01)
     with pytest.raises(UnreachableError, match="after 2 attempts"):
         store.get_bytes(import_bytes(b"x").cid)
+
+
+@pytest.mark.parametrize("mode", ["honest", "no-dups"])
+@pytest.mark.parametrize("profile", ["kubo-v0", "kubo-v1"])
+def test_files_with_identical_chunks_with_and_without_duplicate_blocks(gw, store, mode, profile):
+    """A zero-padded region repeats one leaf many times: dups=y streams it again, dups=n sends it once."""
+    # 20 distinct chunks between the zero runs push the zero leaf out of the dups=n memory: re-fetched raw
+    data = bytes(262144 * 40) + os.urandom(262144 * 20) + bytes(262144 * 30)
+    r = gw.store.put_bytes(data, profile)
+    gw.mode = mode
+    assert store.get_bytes(r.cid) == data
+    raw_fetches = [p for _, p in gw.requests if "format=raw" in p]
+    assert len(raw_fetches) == (1 if mode == "no-dups" else 0)

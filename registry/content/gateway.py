@@ -9,6 +9,7 @@ before the DAG is complete, carries a block over 2 MiB, or names another root is
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from os import PathLike
 from typing import Any, BinaryIO, Iterator
 
@@ -27,6 +28,8 @@ CAR_ACCEPT = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
 RAW_ACCEPT = "application/vnd.ipld.raw"
 # blocks that arrived before they were needed; a well-behaved gateway sends DFS order and needs none
 MAX_BUFFERED_BLOCKS = 64
+# with dups=n, blocks that may be asked for again (identical chunks) are kept this many at a time
+MAX_RECENT_BLOCKS = 16
 
 
 class _ResponseStream:
@@ -111,20 +114,40 @@ class GatewayStore(BlockReadingStore):
                 if [to_v1_text(r) for r in reader.roots] != [to_v1_text(root)]:
                     raise IntegrityError(f"{what}: the CAR's roots {[str(r) for r in reader.roots]} are not {root}")
                 blocks = iter(reader)
+                # dups=y: repeated blocks (files with identical chunks) come again in DFS order;
+                # otherwise each block comes once and repeats are served from memory or re-fetched.
+                dups = "dups=y" in resp.headers.get("content-type", "").replace(" ", "").lower()
                 waiting: dict[str, bytes] = {}
+                recent: OrderedDict[str, bytes] = OrderedDict()
+                seen: set[str] = set()
 
                 def fetch(wanted: CID) -> bytes:
                     key = to_v1_text(wanted)
                     if key in waiting:
-                        return waiting.pop(key)
+                        return _remember(key, waiting.pop(key))
+                    if not dups and key in seen:
+                        if key in recent:
+                            recent.move_to_end(key)
+                            return recent[key]
+                        return _remember(key, self._fetch_block(wanted))  # verified by walk()
                     for got, block in blocks:  # verified by the CAR reader
                         got_key = to_v1_text(got)
                         if got_key == key:
-                            return block
+                            return _remember(key, block)
+                        if not dups and got_key in seen:
+                            continue
                         if len(waiting) >= MAX_BUFFERED_BLOCKS:
                             raise IntegrityError(f"{what}: too many blocks out of order (wanted {wanted})")
                         waiting[got_key] = block
                     raise IntegrityError(f"{what}: incomplete CAR, block {wanted} never arrived")
+
+                def _remember(key: str, block: bytes) -> bytes:
+                    if not dups:
+                        seen.add(key)
+                        recent[key] = block
+                        while len(recent) > MAX_RECENT_BLOCKS:
+                            recent.popitem(last=False)
+                    return block
 
                 yield from walk(root, fetch, max_size)
         except HttpError as exc:
