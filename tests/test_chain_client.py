@@ -152,12 +152,16 @@ def test_names_publishers_and_ownership_transfer(deployed) -> None:
         client.add_publisher("acme/demo", bob.address, owner)
     with expect_revert("NotNameOwner"):
         client.add_publisher("acme/demo", carol.address, bob)
+    assert client.publishers("acme/demo") == [owner.address, bob.address]
     record = client.sign_and_publish(make_release(), bob)
     assert record.publisher == bob.address
     with expect_revert("NotAuthorisedToRevoke"):
         client.revoke(record.id, "no", carol)
     client.remove_publisher("acme/demo", bob.address, owner)
     assert not client.is_publisher("acme/demo", bob.address)
+    assert client.publishers("acme/demo") == [owner.address]
+    assert client.name_info("acme/demo", with_publishers=True).publishers == [owner.address]
+    assert client.publishers("acme/other") == []
     with expect_revert("NotPublisher"):
         client.remove_publisher("acme/demo", bob.address, owner)
     assert client.get_by_id(record.id).publisher == bob.address  # old releases stay valid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -201,6 +200,7 @@ def test_name_commands(local, dev_accounts, capsys, monkeypatch) -> None:
     code, out, _ = run_inproc(["name", "show", "acme/names", "--json"], capsys, monkeypatch)
     info = json.loads(out)
     assert info["pending_owner"] == bob.address and info["release_count"] == 0
+    assert info["publishers"] == [Account.from_key(devnet.DEV_KEY_0).address]
     monkeypatch.setenv("REGISTRY_PRIVATE_KEY", "0x" + bytes(bob.key).hex())
     code, out, err = run_inproc(["name", "accept", "acme/names", "--json"], capsys, monkeypatch)
     assert code == 0, err

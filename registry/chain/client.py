@@ -27,6 +27,7 @@ from registry.config import Settings
 from registry.errors import ChainError, InputError
 from registry.release import (
     Ref,
+    name_key,
     Release,
     parse_ref,
     recover_publisher,
@@ -328,9 +329,26 @@ class RegistryClient:
         owner, pending = self._read(lambda: self.contract.functions.nameOwner(name).call())
         return (None if owner == ZERO_ADDRESS else owner, None if pending == ZERO_ADDRESS else pending)
 
-    def name_info(self, name: str) -> NameInfo:
+    def name_info(self, name: str, with_publishers: bool = False) -> NameInfo:
+        """Owner, pending owner, release count; publishers too if asked (see ``publishers``)."""
         owner, pending = self.name_owner(name)
-        return NameInfo(name=name, owner=owner, pending_owner=pending, release_count=self.release_count(name))
+        publishers = None
+        if with_publishers and owner is not None:
+            try:
+                publishers = self.publishers(name)
+            except ChainError:  # e.g. an RPC that limits eth_getLogs ranges
+                publishers = None
+        return NameInfo(name=name, owner=owner, pending_owner=pending, release_count=self.release_count(name),
+                        publishers=publishers)
+
+    def publishers(self, name: str, from_block: int = 0) -> list[str]:
+        """Current publishers of ``name``. The contract keeps them in a mapping (not enumerable), so
+        candidates come from PublisherAdded events and each is re-checked with ``isPublisher``."""
+        key = name_key(name)
+        event = self.contract.events.PublisherAdded
+        logs = self._read(lambda: list(event.get_logs(argument_filters={"nameKey": key}, from_block=from_block)))
+        candidates = list(dict.fromkeys(to_checksum_address(log["args"]["publisher"]) for log in logs))
+        return [account for account in candidates if self.is_publisher(name, account)]
 
     def is_publisher(self, name: str, account: str) -> bool:
         return bool(self._read(lambda: self.contract.functions.isPublisher(name, _address(account)).call()))

@@ -127,6 +127,7 @@ class NameInfo:
     owner: str | None
     pending_owner: str | None
     release_count: int
+    publishers: list[str] | None = None  # from events; None when not looked up or not available
 
     @property
     def claimed(self) -> bool:
@@ -139,4 +140,5 @@ class NameInfo:
             "owner": self.owner,
             "pending_owner": self.pending_owner,
             "release_count": self.release_count,
+            "publishers": self.publishers,
         }

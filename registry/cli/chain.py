@@ -380,12 +380,12 @@ def name_accept(name: str, profile: Optional[str] = ProfileOpt, account: Optiona
 
 @name_app.command("show")
 def name_show(name: str, profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
-    """Owner, pending owner and release count (publishers are not enumerable on chain)."""
+    """Owner, pending owner, publishers (replayed from events, re-checked on chain), release count."""
     from registry.release import validate_name
 
     validate_name(name)
     client = _client(_settings(profile))
-    info = client.name_info(name)
+    info = client.name_info(name, with_publishers=True)
     if json_output:
         print_json(info.to_json())
         return
@@ -393,8 +393,9 @@ def name_show(name: str, profile: Optional[str] = ProfileOpt, json_output: bool 
     if not info.claimed:
         out.print(f"{name}: unclaimed")
         return
+    publishers = ", ".join(info.publishers) if info.publishers is not None else "(not available from this node)"
     out.print(f"{name}\n  owner: {info.owner}\n  pending owner: {info.pending_owner or '-'}\n"
-              f"  releases: {info.release_count}")
+              f"  publishers: {publishers}\n  releases: {info.release_count}")
 
 
 # --------------------------------------------------------------------------------------------
