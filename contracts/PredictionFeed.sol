@@ -343,6 +343,9 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
         });
         latestRoundId = roundId;
         delete _openAnswers;
+        // Cleared so the next round's first answer always writes a fresh value: its gas cost then
+        // does not depend on whether it lands in the same second as this one (estimates stay valid).
+        _openStartedAt = 0;
         emit RoundClosed(roundId, median, releaseId, sha, answers.length);
         emit AnswerUpdated(median, roundId, block.timestamp);
     }

@@ -86,17 +86,21 @@ def deploy_feed(deployed: Any, nodes: list[Any], quorum: int = 1, approve: bytes
 
 
 def make_node(setup: Setup, signer: Any, state_dir: Path, events: list[dict[str, Any]] | None = None,
-              source: Any = None, **config: Any) -> Any:
+              source: Any = None, rpc_url: str | None = None, **config: Any) -> Any:
+    """A node on the setup's feed; ``rpc_url`` (e.g. a TcpProxy) replaces anvil's URL for all its calls."""
+    from registry.chain.client import RegistryClient
     from registry.oracle.feed import FeedClient
     from registry.oracle.inputs import FileSource
     from registry.oracle.node import NodeConfig, OracleNode
 
     options = {"interval_s": 0.2, "poll_s": 0.1, "max_backoff_s": 0.5}
     options.update(config)
-    feed = FeedClient.at(setup.deployed.rpc_url, setup.feed.address, retries=1, timeout_s=2.0)
+    url = rpc_url or setup.deployed.rpc_url
+    registry = RegistryClient.at(url, setup.deployed.address, 31337, timeout_s=2.0, retries=1)
+    feed = FeedClient.at(url, setup.feed.address, retries=1, timeout_s=2.0)
     return OracleNode(
         NodeConfig(model=NAME, state_dir=state_dir, **options),
-        registry=setup.deployed.client,
+        registry=registry,
         feed=feed,
         signer=signer,
         source=source or FileSource(setup.input_path),
@@ -136,3 +140,91 @@ class Running:
 
 def series(n: int = 64, start: float = 350.0) -> np.ndarray:
     return (start + 0.05 * np.arange(n) + np.sin(np.arange(n) / 4.0)).astype(np.float32)
+
+
+class TcpProxy:
+    """A TCP forwarder in front of anvil that a test can take down and bring back on the same port:
+    a real connection-refused outage, not a mock."""
+
+    def __init__(self, target_url: str) -> None:
+        import socket
+        from urllib.parse import urlparse
+
+        parsed = urlparse(target_url)
+        self._target = (parsed.hostname or "127.0.0.1", int(parsed.port or 80))
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: Any = None
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        import socket
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        import socket
+
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.extend([client, upstream])
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.close()
+                except OSError:
+                    pass

@@ -1,19 +1,25 @@
-"""The oracle node against a real anvil, the real publish/verify pipeline and onnxruntime."""
+"""The oracle node against a real anvil, the real publish/verify pipeline and onnxruntime.
+
+Faults are real: bytes flipped in the block store, a revocation transaction, a TCP proxy that
+refuses connections, garbage in the input file, a node that lies.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from registry.oracle.feed import to_fixed
 from tests._oracle_fixtures import (
-    NAME,
-    WINDOW,
     Running,
     Setup,
+    TcpProxy,
     deploy_feed,
     make_node,
     onnx_models,  # noqa: F401 - fixture
@@ -22,6 +28,7 @@ from tests._oracle_fixtures import (
     tamper_store,
     wait_for,
     write_series,
+    WINDOW,
 )
 
 
@@ -35,25 +42,246 @@ def setup(deployed: Any, onnx_models: dict[int, Path], tmp_path: Path) -> Setup:
                  tmp=tmp_path)
 
 
-def expected_prediction(path: Path, window: np.ndarray) -> float:
+def expected_answer(path: Path, window: np.ndarray) -> int:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return float(session.run(None, {"window": window[None, :].astype(np.float32)})[0][0, 0])
+    value = float(session.run(None, {"window": window[None, :].astype(np.float32)})[0][0, 0])
+    return to_fixed(value, 8)
 
 
-def test_first_poll_verifies_and_a_round_carries_the_model(setup: Setup, onnx_models: dict[int, Path]) -> None:
+def submissions_by(setup: Setup, node: str) -> list[int]:
+    """Round ids of every AnswerSubmitted event this node caused (the chain's own record)."""
+    logs = setup.feed.contract.events.AnswerSubmitted().get_logs(from_block=0, argument_filters={"node": node})
+    return [int(log["args"]["roundId"]) for log in logs]
+
+
+def events_of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == kind]
+
+
+def test_round_carries_the_verified_model_and_its_prediction(setup: Setup, onnx_models: dict[int, Path]) -> None:
     node = make_node(setup, setup.nodes[0], setup.tmp / "state")
     node.poll_chain()
     active = node.active
     assert active is not None and active.release.version == "1.0.0"
     submission = node.submit_once()
     assert submission is not None and submission.round_id == 1
-    want = expected_prediction(onnx_models[1], series()[-WINDOW:])
     latest = setup.feed.latest()
     assert latest is not None
-    assert latest.answer == round(want * 10**8) or abs(latest.answer - want * 10**8) <= 1
-    assert latest.release_id == active.release_id
-    assert latest.artifact_sha256 == active.artifact_sha256
-    # no duplicate: the round closed (quorum 1), so the next attempt goes to round 2
+    assert latest.answer == expected_answer(onnx_models[1], series()[-WINDOW:])
+    assert (latest.release_id, latest.artifact_sha256) == (active.release_id, active.artifact_sha256)
+    assert active.artifact_sha256 == setup.deployed.client.get("acme/co2-forecaster", "1.0.0").artifact_sha256
     second = node.submit_once()
     assert second is not None and second.round_id == 2
-    assert setup.feed.latest_round_id() == 2
+    assert submissions_by(setup, setup.nodes[0].address) == [1, 2]
+
+
+def test_new_release_is_verified_and_hot_swapped_feed_refuses_until_approved(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    node.poll_chain()
+    v1 = node.active
+    server = node.serve()
+    try:
+        v2 = publish(setup.deployed, onnx_models[2], "1.1.0")
+        node.poll_chain()
+        assert node.active is not None and node.active.release_id == v2.id
+        assert v1 is not None and node.active is not v1
+        body = httpx.post(server.url + "/predict", json={"inputs": [float(v) for v in series()[-WINDOW:]]}).json()
+        assert body["release_id"] == "0x" + v2.id.hex() and body["version"] == "1.1.0"
+        assert to_fixed(body["predictions"][0], 8) == expected_answer(onnx_models[2], series()[-WINDOW:])
+        # the feed still approves 1.0.0: the node skips, loudly, and posts nothing
+        assert node.submit_once() is None
+        assert "feed approves release" in events_of(events, "round-skipped")[-1]["message"]
+        assert setup.feed.latest_round_id() == 0
+        setup.feed.set_approved_release(v2.id, setup.owner)
+        submission = node.submit_once()
+        assert submission is not None and submission.release_id == v2.id
+        assert setup.feed.latest().release_id == v2.id
+    finally:
+        server.stop()
+
+
+def test_follow_latest_feed_is_synced_by_the_node(setup: Setup, onnx_models: dict[int, Path]) -> None:
+    setup.feed.set_follow_latest(True, setup.owner)
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state")
+    node.poll_chain()
+    v2 = publish(setup.deployed, onnx_models[2], "1.1.0")
+    node.poll_chain()
+    submission = node.submit_once()
+    assert submission is not None and submission.release_id == v2.id
+    assert setup.feed.approved_release() == v2.id
+
+
+def test_tampered_release_is_refused_and_the_old_model_keeps_serving(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    node.poll_chain()
+    v1 = node.active
+    bad = publish(setup.deployed, onnx_models[2], "1.1.0")
+    tamper_store(setup.deployed, bad)
+    node.poll_chain()
+    assert node.active is v1  # same object: nothing was swapped
+    refused = events_of(events, "refused")
+    assert refused and "1.1.0" in refused[-1]["message"] and "keeps serving" in refused[-1]["message"]
+    health = node.health()
+    assert "0x" + bad.id.hex() in health["refused"]
+    assert health["active"]["version"] == "1.0.0"
+    # never retried: a second poll neither re-verifies nor swaps
+    node.poll_chain()
+    assert len(events_of(events, "refused")) == 1
+    assert node.submit_once() is not None
+    # the refusal survives a restart (it is about immutable chain data and bytes)
+    again = make_node(setup, setup.nodes[0], setup.tmp / "state")
+    again.poll_chain()
+    assert again.active is not None and again.active.release.version == "1.0.0"
+
+
+def test_revoked_mid_run_is_unloaded_within_one_poll_with_fallback_then_stop(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    client, publisher = setup.deployed.client, setup.deployed.publisher
+    v2 = publish(setup.deployed, onnx_models[2], "1.1.0")
+    node.poll_chain()
+    assert node.active is not None and node.active.release_id == v2.id
+    client.revoke(v2.id, "bad forecasts", publisher)
+    node.poll_chain()  # one poll
+    assert node.active is not None and node.active.release.version == "1.0.0"
+    assert any("1.1.0" in e["message"] for e in events_of(events, "unloaded"))
+    assert node.submit_once() is not None  # the feed approves 1.0.0, which is still valid
+    client.revoke(node.active.release_id, "also bad", publisher)
+    node.poll_chain()
+    assert node.active is None
+    assert events_of(events, "no-model")
+    assert node.health()["status"] == "no-model"
+    assert node.submit_once() is None
+    assert events_of(events, "round-skipped")[-1]["level"] == "error"
+    server = node.serve()
+    try:
+        assert httpx.get(server.url + "/health").status_code == 503
+        assert httpx.post(server.url + "/predict", json={"inputs": [1.0] * WINDOW}).status_code == 503
+    finally:
+        server.stop()
+
+
+def test_revocation_while_running_stops_submissions(setup: Setup) -> None:
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    with Running(node):
+        wait_for(lambda: setup.feed.latest_round_id() >= 2, what="two rounds")
+        started = time.monotonic()
+        setup.deployed.client.revoke(node.active.release_id, "recall", setup.deployed.publisher)
+        wait_for(lambda: node.active is None, timeout=5, what="unload")
+        unload_s = time.monotonic() - started
+        rounds = setup.feed.latest_round_id()
+        time.sleep(0.6)
+        assert setup.feed.latest_round_id() == rounds
+    assert unload_s < 1.0  # poll is 0.1 s
+    assert events_of(events, "release-revoked")
+
+
+def test_rpc_outage_backs_off_and_recovers_without_duplicates(setup: Setup) -> None:
+    proxy = TcpProxy(setup.deployed.rpc_url)
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events, rpc_url=proxy.url)
+    try:
+        with Running(node):
+            wait_for(lambda: setup.feed.latest_round_id() >= 1, what="first round")
+            proxy.down()
+            wait_for(lambda: len(events_of(events, "outage")) >= 2, timeout=15, what="outage noticed")
+            during = setup.feed.latest_round_id()
+            proxy.up()
+            wait_for(lambda: setup.feed.latest_round_id() >= during + 2, timeout=15, what="recovery")
+            wait_for(lambda: bool(events_of(events, "recovered")), timeout=5, what="recovered event")
+        rounds = submissions_by(setup, setup.nodes[0].address)
+        assert rounds == sorted(set(rounds))  # never two answers to one round
+        assert node.health()["status"] == "serving"
+    finally:
+        proxy.down()
+
+
+def test_restart_never_answers_a_round_twice(setup: Setup) -> None:
+    second = setup.deployed.accounts[2]
+    setup.feed.add_node(second.address, setup.owner)
+    setup.feed.set_quorum(2, setup.owner)  # the round stays open after our answer
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    node.poll_chain()
+    assert node.submit_once() is not None
+    assert node.submit_once() is None  # waiting for quorum
+    restarted = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    assert restarted.state.last_submitted_round == 1
+    restarted.poll_chain()
+    assert restarted.submit_once() is None
+    assert submissions_by(setup, setup.nodes[0].address) == [1]
+    assert not events_of(events, "round-moved")  # not even an attempt that the contract refused
+
+
+def test_garbage_input_skips_the_round_with_a_reason(setup: Setup) -> None:
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    node.poll_chain()
+    cases = {
+        '{"values": ["a", "b"]}': "not a number",
+        '{"values": [1, 2, NaN, 4, 5, 6, 7, 8, 9]}': "not finite",
+        '{"values": [1, 2, 3]}': "the model needs 8",
+        "{not json": "malformed JSON",
+        '{"temperature": 3}': "none of the keys",
+    }
+    for text, reason in cases.items():
+        setup.input_path.write_text(text)
+        assert node.submit_once() is None
+        assert reason in events_of(events, "round-skipped")[-1]["message"]
+    assert setup.feed.latest_round_id() == 0
+    setup.input_path.unlink()
+    with pytest.raises(Exception):
+        node.submit_once()  # a missing file is an outage (UnreachableError): run() backs off
+    write_series(setup.input_path, series())
+    assert node.submit_once() is not None
+
+
+def test_two_honest_nodes_outvote_a_liar(setup: Setup, onnx_models: dict[int, Path]) -> None:
+    honest = [setup.nodes[0], setup.deployed.accounts[2]]
+    liar = setup.deployed.accounts[3]
+    for account in (honest[1], liar):
+        setup.feed.add_node(account.address, setup.owner)
+    setup.feed.set_quorum(3, setup.owner)
+    nodes = [make_node(setup, a, setup.tmp / f"state-{i}") for i, a in enumerate(honest)]
+    for node in nodes:
+        node.poll_chain()
+    release = nodes[0].active.release_id
+    setup.feed.submit(1, 10**30, release, liar)  # absurd value with the approved release id
+    for node in nodes:
+        assert node.submit_once() is not None
+    latest = setup.feed.latest()
+    assert latest is not None and latest.submissions == 3
+    assert latest.answer == expected_answer(onnx_models[1], series()[-WINDOW:])
+
+
+def test_http_server_validates_requests(setup: Setup) -> None:
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state")
+    node.poll_chain()
+    server = node.serve()
+    try:
+        url = server.url
+        health = httpx.get(url + "/health").json()
+        assert health["status"] == "serving" and health["active"]["version"] == "1.0.0"
+        assert health["active"]["artifact_sha256"] == node.active.artifact_sha256.hex()
+        ok = httpx.post(url + "/predict", json={"inputs": [[1.0] * WINDOW, [2.0] * WINDOW]})
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+        assert httpx.post(url + "/predict", content=b"{nope").status_code == 400
+        assert httpx.post(url + "/predict", json={"inputs": [1.0] * (WINDOW - 1)}).status_code == 400
+        assert httpx.post(url + "/predict", json={"inputs": [["x"] * WINDOW]}).status_code == 400
+        assert httpx.post(url + "/predict", json=[1, 2]).status_code == 400
+        nan_body = ('{"inputs": [' + ", ".join(["NaN"] * WINDOW) + "]}").encode()
+        assert httpx.post(url + "/predict", content=nan_body).status_code == 400
+        assert httpx.get(url + "/nope").status_code == 404
+        node.submit_once()
+        assert httpx.get(url + "/health").json()["last_submission"]["round"] == 1
+    finally:
+        server.stop()

@@ -30,6 +30,7 @@ T = TypeVar("T")
 CONTRACT = "PredictionFeed"
 ZERO32 = bytes(32)
 INT256_MAX = 2**255 - 1
+GAS_HEADROOM = 1.25
 
 
 @dataclass(frozen=True)
@@ -223,9 +224,14 @@ class FeedClient:
         return with_retries(attempt, self.rpc_url, self.retries)
 
     def _write(self, fn: Any, sender: LocalAccount) -> str:
+        def build(params: dict[str, Any]) -> dict[str, Any]:
+            # Headroom over the estimate: the estimate runs against the pending block, whose state
+            # (another node's answer closing the round, a timestamp) may differ from the mined one.
+            estimate = fn.estimate_gas({"from": params["from"]})
+            return fn.build_transaction({**params, "gas": int(estimate * GAS_HEADROOM) + 10_000})
+
         try:
-            receipt = send_call(self.w3, sender, lambda p: fn.build_transaction(p), self.confirmations,
-                                retries=self.retries)
+            receipt = send_call(self.w3, sender, build, self.confirmations, retries=self.retries)
         except ChainError as exc:
             raise feed_revert(exc) from exc
         except Exception as exc:
