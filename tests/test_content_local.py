@@ -174,3 +174,14 @@ def test_incomplete_car_import_does_not_pin(store, tmp_path):
     forged = encode_header([r.cid]) + encode_section(cid0, b0 + b"!")
     with pytest.raises(IntegrityError):
         LocalStore(tmp_path / "x").import_car(io.BytesIO(forged))
+
+
+def test_putting_again_repairs_a_damaged_block(store):
+    data = os.urandom(262144 * 2)
+    r = store.put_bytes(data, "kubo-v1")
+    victim = next(store.root.rglob("bafk*"))
+    victim.write_bytes(b"\x00" * victim.stat().st_size)
+    with pytest.raises(IntegrityError):
+        store.get_bytes(r.cid)
+    store.put_bytes(data, "kubo-v1")
+    assert store.get_bytes(r.cid) == data

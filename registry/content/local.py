@@ -62,11 +62,11 @@ class LocalStore(BlockReadingStore):
         self._sync()
 
     def _write_block(self, cid: CID, block: bytes) -> None:
-        # A block of the right size already there is kept (reads verify it anyway); a wrong-sized
-        # one (say, left empty by a crash between rename and writeback) is replaced.
+        # An identical block already there is kept; anything else under that name (a crash between
+        # rename and writeback, bit rot, tampering) is replaced, so putting the file again repairs it.
         path = self.block_path(cid)
         try:
-            if path.stat().st_size == len(block):
+            if path.stat().st_size == len(block) and path.read_bytes() == block:
                 return
         except FileNotFoundError:
             pass
