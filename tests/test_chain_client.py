@@ -358,3 +358,68 @@ def test_deployed_fixture_isolates_tests(deployed, claimer: int) -> None:
     """Both cases claim the same name; on one worker the second only succeeds if the snapshot was reverted."""
     assert deployed.client.name_owner("isolation/check") == (None, None)
     deployed.client.claim_name("isolation/check", deployed.accounts[claimer])
+
+
+def test_backoff_doubles_and_stops() -> None:
+    from registry.chain.rpc import with_retries
+
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("refused")
+        return "ok"
+
+    assert with_retries(flaky, "http://x", retries=3, sleep=sleeps.append) == "ok"
+    assert sleeps == [0.25, 0.5]
+    sleeps.clear()
+    with pytest.raises(UnreachableError, match="after 5 attempts"):
+        with_retries(lambda: (_ for _ in ()).throw(ConnectionError("down")), "http://x", retries=4,
+                     sleep=sleeps.append)
+    assert sleeps == [0.25, 0.5, 1.0, 2.0]
+    with pytest.raises(ValueError):  # not a connection problem: no retry, no wrapping
+        with_retries(lambda: (_ for _ in ()).throw(ValueError("bug")), "http://x", sleep=sleeps.append)
+
+
+@pytest.mark.parametrize("status, transient", [(500, True), (503, True), (429, True), (404, False), (200, False)])
+def test_http_errors_from_a_real_server(status: int, transient: bool) -> None:
+    """A node that errors, a wrong URL, and a web page that is not a JSON-RPC node at all (200 + HTML)."""
+    import http.server
+
+    hits: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            hits.append(1)
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = b"<html>not a node</html>" if status == 200 else b""
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if transient:
+            with pytest.raises(UnreachableError, match=f"HTTP {status}"):
+                RegistryClient.at(url, "0x" + "11" * 20, timeout_s=1, retries=1)
+            assert len(hits) == 2
+        elif status == 200:
+            with pytest.raises(ChainError, match="does not answer like an Ethereum JSON-RPC node"):
+                RegistryClient.at(url, "0x" + "11" * 20, timeout_s=1, retries=1)
+            assert len(hits) == 1
+        else:  # the URL is wrong: say so at once, no retries
+            with pytest.raises(UnreachableError, match=f"refused the request \\(HTTP {status}\\): is the URL right"):
+                RegistryClient.at(url, "0x" + "11" * 20, timeout_s=1, retries=1)
+            assert len(hits) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

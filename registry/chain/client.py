@@ -125,7 +125,10 @@ class RegistryClient:
         """Checks the node's chain id (when one is expected) and that code exists at ``contract``."""
         address = _address(contract, "contract address")
         w3 = make_web3(rpc_url, timeout_s)
-        actual = with_retries(lambda: int(w3.eth.chain_id), rpc_url, retries)
+        try:
+            actual = with_retries(lambda: int(w3.eth.chain_id), rpc_url, retries)
+        except (ValueError, Web3RPCError) as exc:  # HTML, a JSON error, anything but a JSON-RPC node
+            raise ChainError(f"{rpc_url} does not answer like an Ethereum JSON-RPC node ({type(exc).__name__})") from exc
         if chain_id is not None and actual != int(chain_id):
             raise ChainError(f"wrong chain: profile expects chain id {chain_id}, node at {rpc_url} says {actual}")
         code = with_retries(lambda: bytes(w3.eth.get_code(address)), rpc_url, retries)

@@ -55,6 +55,8 @@ def with_retries(
         try:
             return fn()
         except Exception as exc:
+            if isinstance(exc, requests.HTTPError) and not is_transient(exc):
+                raise UnreachableError(f"RPC endpoint {rpc_url} refused the request ({_short(exc)}): is the URL right?") from exc
             if not is_transient(exc):
                 raise
             if attempt == attempts:
