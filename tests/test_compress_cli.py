@@ -1,0 +1,79 @@
+"""`registry compress` / `registry reproduce` as a user runs them: exit codes, --json, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _compress_fixtures import MLP, Digits, digits  # noqa: F401
+
+REGISTRY = [sys.executable, "-c", "from registry.cli import main; main()"]
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REGISTRY_HOME": str(tmp_path / "home")}
+    return subprocess.run(REGISTRY + args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+
+
+def _inputs(d: Digits) -> list[str]:
+    return ["--model", MLP, "--weights", str(d.mlp), "--finetune-data", str(d.finetune),
+            "--calib-data", str(d.calibration), "--eval-data", str(d.evaluation)]
+
+
+def test_compress_flags_json_then_reproduce(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "out"
+    proc = _run(["compress", *_inputs(digits), "--structured", "0.5", "--epochs", "1", "--quantize", "dynamic",
+                 "--latency-runs", "2", "--out", str(out), "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["variant"] == "quantize-dynamic" and summary["target"]["met"] is True
+    assert (out / "model.onnx").stat().st_size == summary["size_bytes"]
+    assert {v["name"] for v in summary["variants"]} == {"fp32-onnx", "export", "quantize-dynamic"}
+    rep = _run(["reproduce", str(out / "provenance.json"), "--json"], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads(rep.stdout) == {"match": True, "expected_sha256": summary["sha256"],
+                                      "actual_sha256": summary["sha256"], "variant": "quantize-dynamic"}
+    again = _run(["compress", *_inputs(digits), "--out", str(out)], tmp_path)
+    assert again.returncode == 3 and "not empty" in again.stderr
+
+
+def test_recipe_file_and_unmet_target(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        f'seed = 0\n[model]\nfactory = "{MLP}"\nweights = "{digits.mlp}"\n'
+        f'[data]\nevaluation = "{digits.evaluation}"\ncalibration = "{digits.calibration}"\n'
+        '[target]\nmax_drop = 0.1\n[evaluation]\nlatency_runs = 0\n'
+        '[[steps]]\ntype = "structured_prune"\nratio = 0.97\nepochs = 0\n'
+        '[[steps]]\ntype = "quantize"\nmode = "static"\n', encoding="utf-8")
+    out = tmp_path / "out"
+    proc = _run(["compress", "--recipe", str(recipe), "--out", str(out)], tmp_path)
+    assert proc.returncode == 7, proc.stderr
+    assert "accuracy target missed" in proc.stderr and "kept the best variant" in proc.stderr
+    assert (out / "model.onnx").is_file() and (out / "provenance.json").is_file()
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--model", "registry.compress.zoo:missing"], "has no attribute 'missing'"),
+    (["--quantize", "int3"], "mode = 'int3' is out of range"),
+    (["--prune", "1.2"], "amount = 1.2 is out of range"),
+])
+def test_bad_input_exit_3_nothing_written(digits: Digits, tmp_path: Path, extra: list[str],  # noqa: F811
+                                          needle: str) -> None:
+    out = tmp_path / "out"
+    proc = _run(["compress", *_inputs(digits), *extra, "--out", str(out)], tmp_path)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and needle in proc.stderr
+    assert not out.exists()
+
+
+def test_cli_module_does_not_import_torch() -> None:
+    code = ("import sys, registry.cli; "
+            "bad = [m for m in ('torch', 'registry.compress.pipeline', 'onnxruntime') if m in sys.modules]; "
+            "print(bad)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
