@@ -13,6 +13,9 @@ live in ``<data dir>/profiles.toml``; environment variables override them so CI 
 ``REGISTRY_IPFS_API``     Kubo RPC URL; when set the profile stores content on that node
 ``REGISTRY_CID_PROFILE``  UnixFS profile for new content (``kubo-v1`` by default)
 ``REGISTRY_PRIVATE_KEY``  signing key for CI (never printed or logged)
+``REGISTRY_KEYSTORE_PASSWORD`` password for the keystore key (else the CLI prompts on a terminal)
+``REGISTRY_DEVNET_PORT``  port for the embedded anvil (default: the last one used, else 8545, else a free one)
+``REGISTRY_ANVIL``        anvil binary (default: ``node_modules/.bin/anvil`` beside the package or the cwd)
 """
 
 from __future__ import annotations
