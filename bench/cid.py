@@ -6,7 +6,8 @@ Prints, for each UnixFS profile:
   (c) npm ``ipfs-unixfs-importer`` wall time / ``sha256sum`` (for comparison), and that its CID equals ours
 plus a single-threaded ``hashlib.sha256`` pass as a second baseline. Every tool runs in its own
 child process (so the bench's own memory does not count), the file is read once beforehand so
-every run sees a warm page cache, and each figure is the best of ``--repeat`` runs.
+every run sees a warm page cache; the tools run in interleaved rounds and each figure is the best
+of ``--repeat`` rounds (paired per-round ratios are printed too, as a check on background noise).
 
     .venv/bin/python bench/cid.py                    # 1 GiB random file in /tmp, deleted afterwards
     .venv/bin/python bench/cid.py --size-mib 256 --profiles kubo-v0,kubo-v1,unixfs-v1-2025
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,15 +54,6 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     t = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
     return time.perf_counter() - t, out
-
-
-def best(cmd: list[str], repeat: int) -> tuple[float, list[float], str]:
-    runs = []
-    out = ""
-    for _ in range(repeat):
-        elapsed, out = timed(cmd)
-        runs.append(elapsed)
-    return min(runs), runs, out
 
 
 def make_file(size: int, directory: str) -> Path:
@@ -98,45 +91,64 @@ def main() -> None:
     try:
         size = path.stat().st_size
         warm(path)
+        profiles = args.profiles.split(",")
+        npm = bool(not args.no_npm and shutil.which("node")
+                   and (REPO / "node_modules" / "ipfs-unixfs-importer").is_dir())
         print(f"file {path} ({size} bytes = {size / 2**30:.3f} GiB); cpus {os.cpu_count()}; "
-              f"load average {os.getloadavg()[0]:.2f}; best of {args.repeat}")
-        base, base_runs, base_out = best(["sha256sum", str(path)], args.repeat)
-        expected_sha = base_out.split()[0]
-        print(f"sha256sum                 {base:7.3f} s   runs {['%.3f' % r for r in base_runs]}")
-        hl, hl_runs, hl_out = best([PY, "-c", HASHLIB_CHILD, str(path)], args.repeat)
-        assert json.loads(hl_out)["sha256"] == expected_sha
-        print(f"python hashlib (1 thread) {hl:7.3f} s   ratio {hl / base:5.2f}")
-        summary = []
-        npm = not args.no_npm and shutil.which("node") and (REPO / "node_modules" / "ipfs-unixfs-importer").is_dir()
-        for profile in args.profiles.split(","):
-            runs = []
-            result = {}
-            for _ in range(args.repeat):
+              f"load average {os.getloadavg()[0]:.2f}; {args.repeat} interleaved rounds, best of each")
+        # Interleaved rounds: every tool sees the same background load; each figure is its best round,
+        # and the paired per-round ratios are reported too (median), as a check on noise.
+        times: dict[str, list[float]] = {}
+        results: dict[str, dict] = {}
+        expected_sha = ""
+        for _ in range(args.repeat):
+            elapsed, out = timed(["sha256sum", str(path)])
+            times.setdefault("sha256sum", []).append(elapsed)
+            expected_sha = out.split()[0]
+            elapsed, out = timed([PY, "-c", HASHLIB_CHILD, str(path)])
+            assert json.loads(out)["sha256"] == expected_sha
+            times.setdefault("hashlib", []).append(elapsed)
+            for profile in profiles:
                 elapsed, out = timed([PY, "-c", OUR_CHILD, str(path), profile])
-                result = json.loads(out)
-                runs.append((elapsed, result["inner_s"], result["maxrss_kb"]))
-            ours = min(r[0] for r in runs)
-            inner = min(r[1] for r in runs)
-            rss_mb = max(r[2] for r in runs) / 1024
-            if result["sha256"] != expected_sha or result["size"] != size:
-                raise SystemExit(f"MISMATCH: our SHA-256/size disagree with sha256sum for {profile}")
-            ratio = ours / base
-            print(f"[{profile}] ours (CID+SHA-256)  {ours:7.3f} s   (in-process {inner:.3f} s)   "
-                  f"(a) ratio {ratio:5.2f} (target <= 1.25)   (b) peak RSS {rss_mb:6.1f} MB (target < 150)   "
-                  f"vs hashlib-alone {ours / hl:4.2f}")
-            print(f"[{profile}]   cid {result['cid']}")
-            line = f"{profile}: (a) {ratio:.2f}x sha256sum, (b) {rss_mb:.0f} MB"
+                res = json.loads(out)
+                if res["sha256"] != expected_sha or res["size"] != size:
+                    raise SystemExit(f"MISMATCH: our SHA-256/size disagree with sha256sum for {profile}")
+                times.setdefault(f"ours:{profile}", []).append(elapsed)
+                times.setdefault(f"inner:{profile}", []).append(res["inner_s"])
+                times.setdefault(f"rss:{profile}", []).append(res["maxrss_kb"] / 1024)
+                results[profile] = res
+                if npm:
+                    elapsed, out = timed(["node", "scripts/js/unixfs-cid.mjs", "--file", str(path), "--profile", profile])
+                    if out.strip() != res["cid"]:
+                        raise SystemExit(f"MISMATCH: npm importer gives {out.strip()} for {profile}, we give {res['cid']}")
+                    times.setdefault(f"npm:{profile}", []).append(elapsed)
+
+        def paired(name: str) -> float:
+            return statistics.median(a / b for a, b in zip(times[name], times["sha256sum"]))
+
+        base = min(times["sha256sum"])
+        hl = min(times["hashlib"])
+        print(f"sha256sum                  {base:7.3f} s   rounds {['%.2f' % t for t in times['sha256sum']]}")
+        print(f"python hashlib (1 thread)  {hl:7.3f} s   ratio {hl / base:5.2f}")
+        summary = []
+        for profile in profiles:
+            ours = min(times[f"ours:{profile}"])
+            inner = min(times[f"inner:{profile}"])
+            rss = max(times[f"rss:{profile}"])
+            print(f"[{profile}] ours, CID + SHA-256   {ours:7.3f} s   (in-process {inner:.3f} s)   "
+                  f"rounds {['%.2f' % t for t in times[f'ours:{profile}']]}")
+            print(f"[{profile}]   (a) ours / sha256sum = {ours / base:5.2f}  (paired median {paired(f'ours:{profile}'):.2f}; "
+                  f"target <= 1.25)   ours / hashlib-alone = {ours / hl:4.2f}")
+            print(f"[{profile}]   (b) peak RSS {rss:6.1f} MB (target < 150)")
+            print(f"[{profile}]   cid {results[profile]['cid']}")
+            line = f"{profile}: (a) {ours / base:.2f}x sha256sum, (b) {rss:.0f} MB peak RSS"
             if npm:
-                js, js_runs, js_out = best(["node", "scripts/js/unixfs-cid.mjs", "--file", str(path), "--profile", profile],
-                                           args.repeat)
-                same = js_out.strip() == result["cid"]
-                print(f"[{profile}] npm ipfs-unixfs-importer {js:7.3f} s   (c) ratio {js / base:5.2f}   "
-                      f"same CID: {same}")
-                if not same:
-                    raise SystemExit(f"MISMATCH: npm importer gives {js_out.strip()} for {profile}")
-                line += f", (c) npm {js / base:.2f}x"
+                js = min(times[f"npm:{profile}"])
+                print(f"[{profile}]   (c) npm ipfs-unixfs-importer {js:7.3f} s, / sha256sum = {js / base:5.2f} "
+                      f"(paired median {paired(f'npm:{profile}'):.2f}); same CID as ours")
+                line += f", (c) npm importer {js / base:.2f}x sha256sum"
             summary.append(line)
-        print("summary: " + "; ".join(summary))
+        print("summary: " + "; ".join(summary) + f" (load average at end {os.getloadavg()[0]:.2f})")
     finally:
         if created is not None:
             created.unlink(missing_ok=True)

@@ -13,14 +13,11 @@ from multiformats import CID, multihash
 
 from registry.errors import InputError, IntegrityError
 
-RAW = 0x55
-DAG_PB = 0x70
-DAG_CBOR = 0x71
-SHA2_256 = 0x12
-CODECS = {RAW: "raw", DAG_PB: "dag-pb", DAG_CBOR: "dag-cbor"}
+from registry.content.codes import CODECS, DAG_CBOR, DAG_PB, RAW, SHA2_256, V0_PREFIX, V1_PREFIX, cid_binary
+
 CID_V1_LEN = 36
-_V1_PREFIX = {code: bytes([0x01, code, SHA2_256, 0x20]) for code in CODECS}
-_V0_PREFIX = bytes([SHA2_256, 0x20])
+_V1_PREFIX = V1_PREFIX
+_V0_PREFIX = V0_PREFIX
 
 __all__ = [
     "CID",
@@ -48,13 +45,6 @@ def make_cid(version: int, codec: int, digest: bytes) -> CID:
             raise ValueError("CIDv0 is dag-pb only")
         return CID("base58btc", 0, "dag-pb", mh)
     return CID("base32", 1, CODECS[codec], mh)
-
-
-def cid_binary(version: int, codec: int, digest: bytes) -> bytes:
-    """Binary form without building a CID object: the importer's hot path for link hashes."""
-    if version == 0:
-        return _V0_PREFIX + digest
-    return _V1_PREFIX[codec] + digest
 
 
 def cid_object(binary: bytes) -> CID:

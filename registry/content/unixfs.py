@@ -23,15 +23,16 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
-from typing import Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
-from multiformats import CID
-
-from registry.content.cids import DAG_PB, RAW, cid_binary, cid_object
+from registry.content.codes import DAG_PB, RAW, cid_binary
 from registry.content.dagpb import encode_node, leaf_wrapping, unixfs_file_data
 from registry.errors import InputError
 
-BlockSink = Callable[[CID, bytes], None]
+if TYPE_CHECKING:
+    from multiformats import CID
+
+BlockSink = Callable[["CID", bytes], None]
 Progress = Callable[[int], None]
 
 # Read this much per step: large enough that hashlib drops the GIL for long stretches and the
@@ -72,7 +73,7 @@ def get_profile(profile: str | Profile) -> Profile:
 class ImportResult:
     """What one pass over the bytes yields: the root CID, the whole-file SHA-256 and the byte count."""
 
-    cid: CID
+    cid: "CID"
     sha256: bytes
     size: int
     profile: str = DEFAULT_PROFILE
@@ -87,6 +88,17 @@ class ImportResult:
 
 class _Readable(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def cid_object(binary: bytes) -> "CID":
+    # multiformats loads slowly; the importer touches it only for the result and for block sinks
+    from registry.content.cids import cid_object as make
+
+    return make(binary)
+
+
+def _preload_cids() -> None:
+    import registry.content.cids  # noqa: F401
 
 
 # (binary cid, Tsize = bytes of the whole sub-DAG, file bytes below it)
@@ -199,6 +211,8 @@ def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
             offset += n
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unixfs-leaves") as pool:
+        # load multiformats on the worker while the first batch is read, instead of after the last
+        pool.submit(_preload_cids)
         pending: tuple[Future[list[tuple[bytes, int]]], memoryview] | None = None
         index = 0
         while True:
