@@ -50,10 +50,21 @@ print(json.dumps({"sha256": h.hexdigest()}))
 """
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(cmd: list[str], label: str | None = None) -> tuple[float, str]:
+    """Wall time of a child process; its CPU time (user + sys) is recorded under ``label``."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
-    return time.perf_counter() - t, out
+    elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if label:
+        CPU.setdefault(label, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return elapsed, out
 
 
 def make_file(size: int, directory: str) -> Path:
@@ -102,14 +113,14 @@ def main() -> None:
         results: dict[str, dict] = {}
         expected_sha = ""
         for _ in range(args.repeat):
-            elapsed, out = timed(["sha256sum", str(path)])
+            elapsed, out = timed(["sha256sum", str(path)], "sha256sum")
             times.setdefault("sha256sum", []).append(elapsed)
             expected_sha = out.split()[0]
-            elapsed, out = timed([PY, "-c", HASHLIB_CHILD, str(path)])
+            elapsed, out = timed([PY, "-c", HASHLIB_CHILD, str(path)], "hashlib")
             assert json.loads(out)["sha256"] == expected_sha
             times.setdefault("hashlib", []).append(elapsed)
             for profile in profiles:
-                elapsed, out = timed([PY, "-c", OUR_CHILD, str(path), profile])
+                elapsed, out = timed([PY, "-c", OUR_CHILD, str(path), profile], f"ours:{profile}")
                 res = json.loads(out)
                 if res["sha256"] != expected_sha or res["size"] != size:
                     raise SystemExit(f"MISMATCH: our SHA-256/size disagree with sha256sum for {profile}")
@@ -118,7 +129,8 @@ def main() -> None:
                 times.setdefault(f"rss:{profile}", []).append(res["maxrss_kb"] / 1024)
                 results[profile] = res
                 if npm:
-                    elapsed, out = timed(["node", "scripts/js/unixfs-cid.mjs", "--file", str(path), "--profile", profile])
+                    elapsed, out = timed(["node", "scripts/js/unixfs-cid.mjs", "--file", str(path), "--profile", profile],
+                                         f"npm:{profile}")
                     if out.strip() != res["cid"]:
                         raise SystemExit(f"MISMATCH: npm importer gives {out.strip()} for {profile}, we give {res['cid']}")
                     times.setdefault(f"npm:{profile}", []).append(elapsed)
@@ -128,14 +140,16 @@ def main() -> None:
 
         base = min(times["sha256sum"])
         hl = min(times["hashlib"])
-        print(f"sha256sum                  {base:7.3f} s   rounds {['%.2f' % t for t in times['sha256sum']]}")
-        print(f"python hashlib (1 thread)  {hl:7.3f} s   ratio {hl / base:5.2f}")
+        print(f"sha256sum                  {base:7.3f} s   cpu {min(CPU['sha256sum']):.2f} s   "
+              f"rounds {['%.2f' % t for t in times['sha256sum']]}")
+        print(f"python hashlib (1 thread)  {hl:7.3f} s   cpu {min(CPU['hashlib']):.2f} s   ratio {hl / base:5.2f}")
         summary = []
         for profile in profiles:
             ours = min(times[f"ours:{profile}"])
             inner = min(times[f"inner:{profile}"])
             rss = max(times[f"rss:{profile}"])
-            print(f"[{profile}] ours, CID + SHA-256   {ours:7.3f} s   (in-process {inner:.3f} s)   "
+            print(f"[{profile}] ours, CID + SHA-256   {ours:7.3f} s   cpu {min(CPU[f'ours:{profile}']):.2f} s   "
+                  f"(in-process {inner:.3f} s)   "
                   f"rounds {['%.2f' % t for t in times[f'ours:{profile}']]}")
             print(f"[{profile}]   (a) ours / sha256sum = {ours / base:5.2f}  (paired median {paired(f'ours:{profile}'):.2f}; "
                   f"target <= 1.25)   ours / hashlib-alone = {ours / hl:4.2f}")
@@ -144,7 +158,8 @@ def main() -> None:
             line = f"{profile}: (a) {ours / base:.2f}x sha256sum, (b) {rss:.0f} MB peak RSS"
             if npm:
                 js = min(times[f"npm:{profile}"])
-                print(f"[{profile}]   (c) npm ipfs-unixfs-importer {js:7.3f} s, / sha256sum = {js / base:5.2f} "
+                print(f"[{profile}]   (c) npm ipfs-unixfs-importer {js:7.3f} s (cpu {min(CPU[f'npm:{profile}']):.2f} s), "
+                      f"/ sha256sum = {js / base:5.2f} "
                       f"(paired median {paired(f'npm:{profile}'):.2f}); same CID as ours")
                 line += f", (c) npm importer {js / base:.2f}x sha256sum"
             summary.append(line)
