@@ -423,3 +423,10 @@ def test_http_errors_from_a_real_server(status: int, transient: bool) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_unfunded_sender_is_told_so(deployed) -> None:
+    poor = Account.create()
+    with pytest.raises(ChainError, match=f"{poor.address} has too little ETH to pay for gas on chain 31337") as info:
+        deployed.client.claim_name("acme/poor", poor)
+    assert "reverted" not in str(info.value)

@@ -30,7 +30,11 @@ def revert_from(exc: Exception) -> ChainError:
     if isinstance(exc, Web3RPCError):
         rpc = exc.rpc_response or {}
         error = rpc.get("error", {}) if isinstance(rpc, dict) else {}
-        return decode_revert(error.get("data"), message=error.get("message") or str(exc))
+        message = str(error.get("message") or exc)
+        data = error.get("data")
+        if data is None and "revert" not in message.lower():  # not a revert: funds, nonce, gas limits…
+            return ChainError(f"the node refused the transaction: {message}")
+        return decode_revert(data, message=message)
     return ChainError(f"transaction failed: {exc}")
 
 
@@ -61,7 +65,13 @@ def send_call(
         except (ContractLogicError, Web3RPCError) as exc:
             raise revert_from(exc) from exc
 
-    tx = with_retries(prepare, rpc_url, retries)
+    try:
+        tx = with_retries(prepare, rpc_url, retries)
+    except ChainError as exc:
+        hinted = _funds_hint(exc, account, tx_chain=None, w3=w3)
+        if hinted is exc:
+            raise
+        raise hinted from exc
     signed = account.sign_transaction(tx)
 
     def send() -> bytes:
@@ -74,7 +84,13 @@ def send_call(
                 return bytes(signed.hash)
             raise revert_from(exc) from exc
 
-    tx_hash = with_retries(send, rpc_url, retries)
+    try:
+        tx_hash = with_retries(send, rpc_url, retries)
+    except ChainError as exc:
+        hinted = _funds_hint(exc, account, tx_chain=tx.get("chainId"), w3=w3)
+        if hinted is exc:
+            raise
+        raise hinted from exc
 
     def receipt_of() -> TxReceipt:
         try:
@@ -88,6 +104,14 @@ def send_call(
     with_retries(lambda: wait_confirmations(w3, receipt["blockNumber"], confirmations, receipt_timeout_s), rpc_url,
                  retries)
     return receipt
+
+
+def _funds_hint(exc: ChainError, account: LocalAccount, tx_chain: Any, w3: Web3) -> ChainError:
+    """'Insufficient funds' from the node, said in the user's terms; other errors unchanged."""
+    if "insufficient funds" not in str(exc).lower():
+        return exc
+    chain = tx_chain if tx_chain is not None else w3.eth.chain_id
+    return ChainError(f"{account.address} has too little ETH to pay for gas on chain {chain}")
 
 
 def _replay_failure(w3: Web3, tx: dict[str, Any], receipt: TxReceipt) -> ChainError:
