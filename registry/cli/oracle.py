@@ -32,6 +32,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(oracle, name="oracle")
 
 
+def _console() -> Any:
+    """stderr console that never re-wraps long lines (addresses and digests must stay whole)."""
+    from registry.cli._render import console
+
+    out = console()
+    out.soft_wrap = True
+    return out
+
+
 def _signer(settings: Any, account: Optional[str], key_env: Optional[str]) -> Any:
     """``--key-env NAME`` reads a private key from that variable (never printed); else load_signer."""
     if key_env:
@@ -54,9 +63,8 @@ def _signer(settings: Any, account: Optional[str], key_env: Optional[str]) -> An
         warnings.simplefilter("always")
         signer = load_signer(settings, account)
     for warning in caught:
-        from registry.cli._render import console
-
-        console().print(f"[yellow]warning:[/yellow] {warning.message}")
+    
+        _console().print(f"[yellow]warning:[/yellow] {warning.message}")
     return signer
 
 
@@ -90,7 +98,6 @@ def run(
     import threading
 
     from registry.chain.client import RegistryClient
-    from registry.cli._render import console
     from registry.config import load_settings
     from registry.oracle.inputs import open_source
     from registry.oracle.node import NodeConfig, OracleNode
@@ -99,7 +106,7 @@ def run(
     registry = RegistryClient.connect(settings)
     feed_client = _feed_client(registry, feed, settings)
     signer = _signer(settings, account, key_env)
-    out = console()
+    out = _console()
 
     def log(event: dict[str, Any]) -> None:
         if json_output:
@@ -141,7 +148,7 @@ def feed_deploy(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from registry.chain.client import RegistryClient
-    from registry.cli._render import console, print_json
+    from registry.cli._render import print_json
     from registry.config import load_settings
     from registry.errors import InputError
     from registry.oracle.feed import FeedClient
@@ -169,7 +176,7 @@ def feed_deploy(
     if json_output:
         print_json(status.to_json())
         return
-    console().print(f"[green]deployed[/green] PredictionFeed {client.address} for {model} "
+    _console().print(f"[green]deployed[/green] PredictionFeed {client.address} for {model} "
                     f"(quorum {status.quorum}, {len(status.nodes)} node(s), approved "
                     f"{release.ref if release else 'none yet'})")
 
@@ -180,7 +187,7 @@ def feed_status(
     json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     from registry.chain.client import RegistryClient
-    from registry.cli._render import console, print_json
+    from registry.cli._render import print_json
     from registry.config import load_settings
     from registry.errors import RegistryError
 
@@ -198,7 +205,7 @@ def feed_status(
     if json_output:
         print_json(data)
         return
-    out = console()
+    out = _console()
     out.print(f"PredictionFeed {status.address}  ({status.description}, {status.decimals} decimals)")
     out.print(f"  model     {status.model_name}; approved {data.get('approved_ref') or 'none'} "
               f"({data['approved_release']})")
@@ -221,7 +228,7 @@ def feed_approve(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from registry.chain.client import RegistryClient
-    from registry.cli._render import console, print_json
+    from registry.cli._render import print_json
     from registry.config import load_settings
 
     settings = load_settings(profile)
@@ -231,7 +238,7 @@ def feed_approve(
     if json_output:
         print_json({"feed": address, "approved": release.ref, "release_id": "0x" + release.id.hex(), "tx": tx})
         return
-    console().print(f"[green]approved[/green] {release.ref} on {address} ({tx})")
+    _console().print(f"[green]approved[/green] {release.ref} on {address} ({tx})")
 
 
 def feed_add_node(
@@ -242,7 +249,7 @@ def feed_add_node(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from registry.chain.client import RegistryClient
-    from registry.cli._render import console, print_json
+    from registry.cli._render import print_json
     from registry.config import load_settings
 
     settings = load_settings(profile)
@@ -251,4 +258,4 @@ def feed_add_node(
     if json_output:
         print_json({"feed": address, "node": node, "tx": tx})
         return
-    console().print(f"[green]authorised[/green] node {node} on {address} ({tx})")
+    _console().print(f"[green]authorised[/green] node {node} on {address} ({tx})")
