@@ -29,6 +29,10 @@ PREDICATE_TYPE = "https://registry.dev/compression/v1"
 
 # A provenance document is a few KiB; anything this large is hostile or a mistake.
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+# Nesting deeper than this is refused before parsing: the C JSON scanner recurses on the C stack, and
+# a hostile "[[[[..." can overflow it (a crash, not an exception) where the recursion limit is raised.
+MAX_DEPTH = 64
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -102,6 +106,16 @@ def parse_json_strict(data: bytes, *, what: str, limit: int = MAX_DOCUMENT_BYTES
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{what} is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise error(f"{what} is nested deeper than {MAX_DEPTH} levels")
+        elif token in "]}":
+            depth -= 1
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"non-finite number {name} is not allowed")
