@@ -195,3 +195,20 @@ def test_existing_output_is_kept_on_failure_and_needs_force(digits: Digits, tmp_
     res = run(parse_recipe(digits.recipe([])), out, force=True, reports=False)
     assert not (out / "keep.txt").exists() and _sha(out / "model.onnx") == res.sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_embedding_task_is_scored_by_cosine(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    from registry.compress.export import export_onnx
+    from registry.compress.models import build_model, load_state
+
+    x = np.load(digits.evaluation)["x"]
+    onnx_in = tmp_path / "emb.onnx"
+    onnx_in.write_bytes(export_onnx(load_state(build_model("registry.compress.zoo:digits_mlp"), digits.mlp, "m"), x))
+    raw = digits.recipe([{"type": "quantize", "mode": "mixed", "max_drop": 0.05}], task="embedding",
+                        target={"max_drop": 0.05})
+    raw["model"] = {"onnx": str(onnx_in)}
+    res = run(parse_recipe(raw), tmp_path / "out", reports=False)
+    assert "accuracy" not in res.metrics and res.metrics["cosine"] >= 0.9995
+    assert res.target_met and res.target["drop"] <= 0.05
+    details = res.steps[0].details
+    assert details["quantizable_nodes"] == 3 and set(details["sensitivity"]) >= set(details["fp32_nodes"])

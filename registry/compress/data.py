@@ -76,7 +76,9 @@ def check_targets(data: Dataset, task: str, outputs: int, role: str) -> None:
         if lo < 0 or hi >= outputs:
             raise InputError(f"{role} data {data.path}: labels out of range [{lo}, {hi}] for a model with "
                              f"{outputs} classes")
-    elif task == "regression":
+    elif task == "embedding" and role != "finetune":
+        return  # quality is cosine similarity to the base model's outputs; y is not read
+    else:  # regression, or embedding targets used for fine-tuning
         y = data.y.reshape(data.y.shape[0], -1)
         if y.shape[1] != outputs:
             raise InputError(f"{role} data {data.path}: targets have width {y.shape[1]}, model outputs {outputs}")

@@ -138,8 +138,8 @@ def load_inputs(recipe: Recipe) -> Inputs:
         inputs = Inputs(sets["evaluation"], sets.get("finetune"), sets.get("calibration"),
                         file_sha256(Path(model["weights"])), "pytorch-state-dict", torch_model=net, outputs=outputs)
     for role, ds in sets.items():
-        if role == "calibration":
-            continue  # calibration needs inputs only
+        if role == "calibration" or (role == "finetune" and not need_ft):
+            continue  # calibration needs inputs only; unused fine-tuning targets are never read
         check_targets(ds, recipe.task, inputs.outputs, role)
     return inputs
 
