@@ -87,3 +87,11 @@ def test_bad_toml_is_one_clear_line(tmp_path: Path) -> None:
         load_recipe(tmp_path / "r.toml")
     with pytest.raises(InputError, match="cannot read recipe"):
         load_recipe(tmp_path / "missing.toml")
+
+
+def test_shipped_example_recipe_is_valid() -> None:
+    import registry.compress
+
+    r = load_recipe(Path(registry.compress.__file__).parent / "recipes" / "digits.toml")
+    assert [s.type for s in r.steps] == ["structured_prune", "export", "quantize"]
+    assert r.target["max_drop"] == 1.0 and not r.model and not r.data

@@ -86,6 +86,23 @@ def write_report(out: Path, doc: dict[str, Any], histograms: list[tuple[str, np.
         params = ", ".join(f"{k}={v}" for k, v in s["params"].items())
         lines.append(f"| {i + 1} | {s['name']} | {params} | {_fmt(b.get(key))} -> {_fmt(a.get(key))} | "
                      f"{b['size_bytes']} -> {a['size_bytes']} | {b['nonzero']} -> {a['nonzero']} |")
+    notes = []
+    for i, s in enumerate(doc["steps"]):
+        d = s.get("details", {})
+        if "fp32_nodes" in d:
+            notes.append(f"- step {i + 1} (mixed precision): {len(d['fp32_nodes'])} of {d['quantizable_nodes']} "
+                         f"quantizable nodes stayed FP32: {', '.join(d['fp32_nodes']) or 'none'} "
+                         f"(drop {d['drop']:.3f}, met: {d['met']})")
+        if "widths_after" in d:
+            notes.append(f"- step {i + 1} (structured): widths {d['widths_before']} -> {d['widths_after']}")
+        if "sparsity" in d:
+            notes.append(f"- step {i + 1} (prune): final sparsity {d['sparsity'] * 100:.1f}% of prunable weights")
+        if "max_abs_diff" in d:
+            notes.append(f"- step {i + 1} (export, {d['exporter']}): max |ORT - PyTorch| = {d['max_abs_diff']:.3g}")
+        if "best_epoch" in d:
+            notes.append(f"- step {i + 1} (distill): best epoch {d['best_epoch']} of {d['epochs_run']} run")
+    if notes:
+        lines += [""] + notes
     threads = baseline.get("latency", {}).get("threads")
     if threads:
         lines += ["", f"Latency: onnxruntime CPU, intra_op_num_threads={threads}, "
