@@ -87,7 +87,7 @@ def test_wrong_raw_block_is_refused(gw, store):
 def test_missing_content(gw, store):
     cid = import_bytes(b"nobody has this").cid
     assert not store.has(cid)
-    with pytest.raises(IntegrityError, match="does not have it"):
+    with pytest.raises(UnreachableError, match="does not have it"):
         store.get_bytes(cid)
 
 

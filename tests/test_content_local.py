@@ -12,7 +12,7 @@ from registry.content.car import CarReader, car_bytes, encode_header, encode_sec
 from registry.content.cids import cid_bytes_v1, parse_cid, to_v1_text
 from registry.content.stores import ContentStore, LocalStore, open_store
 from registry.content.unixfs import import_bytes
-from registry.errors import InputError, IntegrityError
+from registry.errors import InputError, IntegrityError, UnreachableError
 
 
 @pytest.fixture
@@ -80,12 +80,12 @@ def test_tampered_block_is_detected_and_nothing_is_written(store, tmp_path):
     assert list(dest.parent.iterdir()) == []
 
 
-def test_missing_block_is_an_integrity_error(store, tmp_path):
+def test_missing_block_is_unavailable_not_tampered(store, tmp_path):
     r = store.put_bytes(os.urandom(262144 * 2), "kubo-v1")
     next(store.root.rglob("bafk*")).unlink()
-    with pytest.raises(IntegrityError, match="not in the local store"):
+    with pytest.raises(UnreachableError, match="not in the local store"):
         store.get_bytes(r.cid)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(UnreachableError):
         store.pin(r.cid)
     assert not store.is_pinned(r.cid)
 

@@ -74,7 +74,7 @@ class GatewayStore(BlockReadingStore):
 
     def _refused(self, what: str, exc: HttpError) -> Exception:
         if exc.status in (404, 410):
-            return IntegrityError(f"{what}: the gateway does not have it ({exc})")
+            return UnreachableError(f"{what}: the gateway does not have it ({exc})")
         return UnreachableError(f"{what} refused: {exc}")
 
     # -- single blocks -------------------------------------------------------------------------------

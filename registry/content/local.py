@@ -26,7 +26,7 @@ from registry.content.car import CarReader
 from registry.content.cids import parse_cid, to_v1_text
 from registry.content.reader import checked_block
 from registry.content.unixfs import DEFAULT_PROFILE, ImportResult, Progress, get_profile, import_bytes, import_file
-from registry.errors import InputError, IntegrityError
+from registry.errors import InputError, IntegrityError, UnreachableError
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -87,7 +87,8 @@ class LocalStore(BlockReadingStore):
         try:
             return self.block_path(cid).read_bytes()
         except FileNotFoundError:
-            raise IntegrityError(f"block {cid} is not in the local store {self.root}") from None
+            # absent, not altered: the content is unavailable here (exit 15), not tampered with (10)
+            raise UnreachableError(f"block {cid} is not in the local store {self.root}") from None
 
     # -- ContentStore -----------------------------------------------------------------------------
 
@@ -184,7 +185,10 @@ class LocalStore(BlockReadingStore):
         self._sync()
         if pin:
             for root in reader.roots:
-                self.pin(root)
+                try:
+                    self.pin(root)
+                except UnreachableError as exc:
+                    raise IntegrityError(f"the CAR does not hold the whole DAG of {root} ({exc})") from exc
         return reader.roots
 
     def import_car_file(self, path: str | PathLike[str], pin: bool = True) -> list[CID]:
