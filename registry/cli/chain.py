@@ -408,9 +408,10 @@ def render_release(data: dict[str, Any]) -> None:
     generically, so other areas can add keys (e.g. provenance) without touching this function."""
     out = console()
     status = "[bold red]REVOKED[/]" if data["revoked"] else "[bold green]active[/]"
-    out.print(f"[bold]{data['ref']}[/]  {status}")
+    out.print(f"[bold]{data['ref']}[/]  {status}", soft_wrap=True)
     if data["revoked"]:
-        out.print(f"  revoked at {data['revoked_at_iso']}: {data['revocation_reason']}")
+        out.print(f"  revoked at {data['revoked_at_iso']}: {data['revocation_reason']}", soft_wrap=True,
+                  markup=False)
     rows = [
         ("id", data["id"]),
         ("publisher", data["publisher"]),
@@ -425,18 +426,19 @@ def render_release(data: dict[str, Any]) -> None:
     if data["artifact_cid"].get("v0"):
         rows.insert(7, ("artifact cid v0", data["artifact_cid"]["v0"]))
     for label, value in rows:
-        out.print(f"  {label:<18} {value}")
+        out.print(f"  {label:<18} {value}", soft_wrap=True, markup=False)
     attestations = data.get("attestations", [])
-    out.print(f"  attestations       {len(attestations) or 'none'}")
+    out.print(f"  attestations       {len(attestations) or 'none'}", soft_wrap=True)
     for a in attestations:
         verdict = "[green]pass[/]" if a["passed"] else "[red]fail[/]"
-        out.print(f"    {a['attester']} {verdict} report sha256 {a['report_sha256']} at {a['attested_at_iso']}")
+        out.print(f"    {a['attester']} {verdict} at {a['attested_at_iso']}, report sha256 {a['report_sha256']}",
+                  soft_wrap=True)
     known = {"id", "name", "version", "ref", "artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256",
              "provenance_cid", "parent", "parent_ref", "publisher", "published_at", "published_at_iso", "revoked",
              "revoked_at", "revoked_at_iso", "revocation_reason", "attestations", "chain"}
     for key, value in data.items():
         if key not in known:
-            out.print(f"  {key}: {value}")
+            out.print(f"  {key}: {value}", soft_wrap=True, markup=False)
 
 
 def show_data(client: "RegistryClient", ref: str) -> dict[str, Any] | list[dict[str, Any]]:
@@ -492,16 +494,22 @@ def history(
     if data["owner"] is None:
         out.print(f"{name}: unclaimed, no releases")
         return
-    out.print(f"[bold]{name}[/]  owner {data['owner']}  latest {data['latest'] or '-'}")
+    out.print(f"[bold]{name}[/]  owner {data['owner']}  latest {data['latest'] or '-'}", soft_wrap=True)
     if not data["releases"]:
         out.print("no releases yet")
         return
-    table = Table("version", "published", "publisher", "parent", "artifact sha256", "status")
+    from rich.markup import escape
+
+    table = Table("version", "published (UTC)", "publisher", "parent", "sha256", "status")
     for r in data["releases"]:
-        status = f"[red]REVOKED[/] ({r['revocation_reason']})" if r["revoked"] else (
-            "[green]latest[/]" if r["latest"] else "active")
-        table.add_row(r["version"], r["published_at_iso"], r["publisher"], r["parent_ref"] or "-",
-                      r["artifact_sha256"][:16] + "…", status)
+        reason = escape(r["revocation_reason"] or "")
+        status = f"[red]REVOKED[/] ({reason})" if r["revoked"] else ("[green]latest[/]" if r["latest"] else "active")
+        parent = r["parent_ref"] or "-"
+        if parent.startswith(name + "@"):
+            parent = parent[len(name):]  # same name: "@1.0.0" is enough
+        table.add_row(escape(r["version"]), (r["published_at_iso"] or "")[:16].replace("T", " "),
+                      r["publisher"][:6] + "…" + r["publisher"][-4:], escape(parent), r["artifact_sha256"][:10] + "…",
+                      status)
     out.print(table)
 
 
