@@ -170,6 +170,14 @@ def test_show_history_revoke_attest(local, dev_accounts, capsys, monkeypatch, tm
     code, _, err = run_inproc(["history", "acme/demo"], capsys, monkeypatch)
     assert code == 0 and "REVOKED" in err and "1.0.0" in err
 
+    # user text is never taken as rich markup
+    three = publish(client, owner, "1.2.0")
+    code, _, err = run_inproc(["revoke", "acme/demo@1.2.0", "--reason", "broken [/] [bold]x"], capsys, monkeypatch)
+    assert code == 0 and "broken [/] [bold]x" in err
+    code, _, err = run_inproc(["history", "acme/demo"], capsys, monkeypatch)
+    assert code == 0 and "[/]" in err
+    assert client.get_by_id(three.id).revocation_reason == "broken [/] [bold]x"
+
     # revoking again is a named revert, one line, exit 6
     code, _, err = run_inproc(["revoke", "acme/demo@1.1.0", "--reason", "again"], capsys, monkeypatch)
     assert code == 6 and "ReleaseIsRevoked(0x" in one_error_line(err)

@@ -72,7 +72,7 @@ def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
     if json_output:
         print_json(data)
     else:
-        console().print(message)
+        console().print(message, markup=False, soft_wrap=True, highlight=False)
 
 
 # --------------------------------------------------------------------------------------------
