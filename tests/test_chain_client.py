@@ -277,16 +277,17 @@ def test_bad_contract_address(deployed) -> None:
         RegistryClient.at(deployed.rpc_url, "0xnope", chain_id=31337)
 
 
-def closed_port() -> int:
+@pytest.fixture
+def refused_url():
+    """A port that is bound but not listening: connections are refused, and nobody else can take it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
-    return port
 
 
-def test_rpc_down_is_unreachable_after_bounded_retries() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+def test_rpc_down_is_unreachable_after_bounded_retries(refused_url: str) -> None:
+    url = refused_url
     started = time.monotonic()
     with pytest.raises(UnreachableError, match=f"RPC node at {url} did not answer after 3 attempts"):
         RegistryClient.at(url, "0x" + "11" * 20, timeout_s=0.5, retries=2)
@@ -327,10 +328,16 @@ def test_node_dies_mid_session(tmp_path) -> None:
     finally:
         process.kill()
         process.wait()
-    with pytest.raises(UnreachableError):
-        client.release_count("acme/demo")
-    with pytest.raises(UnreachableError):
-        client.claim_name("acme/demo", deployer)
+    holder = socket.socket()  # hold the port so no other worker's node can appear there
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    try:
+        with pytest.raises(UnreachableError):
+            client.release_count("acme/demo")
+        with pytest.raises(UnreachableError):
+            client.claim_name("acme/demo", deployer)
+    finally:
+        holder.close()
 
 
 def test_decode_revert_handles_garbage() -> None:

@@ -261,12 +261,12 @@ def test_profile_errors_wrong_chain_no_contract_rpc_down(local, capsys, monkeypa
     assert code == 6 and f"no contract at {empty}" in one_error_line(err)
 
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
     closed = sock.getsockname()[1]
-    sock.close()
     run_inproc(["profile", "add", "down", "--rpc-url", f"http://127.0.0.1:{closed}", "--chain-id", "31337",
                 "--contract", info.contract, "--timeout", "0.5", "--retries", "1"], capsys, monkeypatch)
     code, _, err = run_inproc(["show", "acme/x@latest", "--profile", "down"], capsys, monkeypatch)
+    sock.close()
     assert code == 15
     assert "did not answer after 2 attempts" in one_error_line(err)
 
