@@ -108,6 +108,21 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
+def _small_onnx() -> bytes:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((64, 10)).astype(np.float32), "W")
+    b = numpy_helper.from_array(np.zeros(10, np.float32), "B")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "W", "B"], ["y"])], "small", [x], [y], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bench")
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 class _HashOnlyStore:
     """Publishes the big artifact without copying 1 GiB of blocks into the bench's data dir."""
 
@@ -195,6 +210,24 @@ def run(model: Path, size: int, repeat: int) -> None:
                                                  check=True, cwd=ROOT))
     import_s, torch_loaded = imp.stdout.split()
 
+    # A full verify of a small real model in a fresh interpreter (what a device does), online.
+    small = OUT / "small.onnx"
+    small.write_bytes(_small_onnx())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small_pub = publish_model(small, "bench/small", version, settings=settings, client=client)
+    small_probe = (
+        "import sys, time; t = time.perf_counter(); import registry.verify; "
+        f"r = registry.verify.verify('bench/small@{version}', file={str(small)!r}, "
+        f"manifest={str(small_pub.manifest_path)!r}); "
+        "assert r.ok, r.to_json(); "
+        "print(time.perf_counter() - t, 'torch' in sys.modules)"
+    )
+    small_out = subprocess.run([sys.executable, "-c", small_probe], capture_output=True, text=True, cwd=ROOT,
+                               env=env)
+    assert small_out.returncode == 0, small_out.stderr[-2000:]
+    small_s, small_torch = small_out.stdout.split()
+
     mib = size / 2**20
     print(f"\nartifact: {size} bytes ({mib:.0f} MiB), ONNX Add with a {mib:.0f} MiB initializer")
     print(f"checks:   {statuses}")
@@ -206,6 +239,8 @@ def run(model: Path, size: int, repeat: int) -> None:
           f"(vs openssl: wall {t_verify / t_ossl:.2f}, cpu {cpu_verify / cpu_ossl:.2f})")
     print(f"cli       registry verify --file   {t_cli:7.2f} s  ratio {t_cli / t_sha:.2f}")
     print(f"import    registry.verify (cold)   {float(import_s):7.3f} s  torch imported: {torch_loaded}")
+    print(f"small     full verify, fresh python  {float(small_s):7.3f} s  torch imported: {small_torch}  "
+          f"({small.stat().st_size} bytes, online, imports included)")
     verdict = "met" if t_verify / t_sha <= 1.3 else "MISSED"
     print(f"\nsummary: verify {mib:.0f} MiB = {t_verify / t_sha:.2f}x sha256sum (target <= 1.3: {verdict}), "
           f"{t_verify / t_ossl:.2f}x openssl dgst; "
