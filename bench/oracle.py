@@ -5,8 +5,8 @@
    delay) and verify + load (the full verification procedure, then an onnxruntime session from
    the verified bytes). Baseline measured in the same run: building an InferenceSession straight
    from the same bytes on disk, with no verification at all.
-2. Predictions per second at batch 1: ``POST /predict`` on the node (HTTP keep-alive, one request
-   at a time), the node's onnxruntime session called in-process, and the same network in PyTorch
+2. Predictions per second at batch 1: ``POST /predict`` on the node (one stdlib http.client
+   keep-alive connection, one request at a time, JSON encode/decode included), the node's onnxruntime session called in-process, and the same network in PyTorch
    eager (``torch.no_grad()``, in-process loop). The served artifact is the fp32 export of exactly
    that PyTorch module, so the comparison is the same model.
 
@@ -150,12 +150,12 @@ def main() -> int:
             # -- 1. publish -> serving ---------------------------------------------------------
             totals, detect, verify_load = [], [], []
             for i in range(1, args.publishes + 1):
-                mark = len(events)
                 record = publish(i)
-                _wait(lambda: node.active is not None and node.active.release_id == record.id, 60)
+                rid = "0x" + record.id.hex()
+                _wait(lambda: any(e["event"] == "swapped" and e.get("release_id") == rid for e in list(events)), 60)
                 mined = mined_at[-1]
-                seen = next(e["at"] for e in events[mark:] if e["event"] == "release-published")
-                swapped = next(e["at"] for e in events[mark:] if e["event"] == "swapped")
+                seen = next(e["at"] for e in events if e["event"] == "release-published" and e["release_id"] == rid)
+                swapped = next(e["at"] for e in events if e["event"] == "swapped" and e["release_id"] == rid)
                 totals.append(swapped - mined)
                 detect.append(seen - mined)
                 verify_load.append(swapped - seen)
@@ -166,15 +166,26 @@ def main() -> int:
                 raw_load.append(time.perf_counter() - started)
 
             # -- 2. predictions per second at batch 1 ------------------------------------------
-            import httpx
+            import http.client
 
             window = recent_window()
-            body = {"inputs": [float(v) for v in window]}
+            body = json.dumps({"inputs": [float(v) for v in window]})
             served = node.active
             assert served is not None
-            with httpx.Client(base_url=server.url) as http:
-                check = http.post("/predict", json=body).json()
-                http_rate = _rate(lambda: http.post("/predict", json=body).raise_for_status(), args.requests)
+            host, port_s = server.url.rsplit("/", 1)[1].split(":")
+            conn = http.client.HTTPConnection(host, int(port_s), timeout=10)
+
+            def predict() -> dict[str, Any]:
+                conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                data = response.read()
+                if response.status != 200:
+                    raise SystemExit(f"bench: /predict answered {response.status}: {data[:200]!r}")
+                return json.loads(data)
+
+            check = predict()
+            http_rate = _rate(predict, args.requests)
+            conn.close()
             x_np = window[None, :].astype(np.float32)
             ort_rate = _rate(lambda: served.session.run(None, {served.input_name: x_np}), args.requests * 5)
             x_t = torch.from_numpy(x_np)
@@ -219,7 +230,7 @@ def main() -> int:
               f"(x{result['verify_overhead_ratio']:.1f})")
         print(f"predictions per second at batch 1 ({args.requests} HTTP requests; answers agree: "
               f"{result['same_answer']})")
-        print(f"  POST /predict (HTTP, keep-alive)  {rates['http_predict']:9.0f}/s   "
+        print(f"  POST /predict (HTTP/1.1 keep-alive){rates['http_predict']:9.0f}/s   "
               f"x{result['http_vs_torch']:.2f} of PyTorch eager")
         print(f"  onnxruntime in-process            {rates['onnxruntime_in_process']:9.0f}/s   "
               f"x{result['ort_vs_torch']:.2f} of PyTorch eager")

@@ -134,10 +134,12 @@ def test_tampered_release_is_refused_and_the_old_model_keeps_serving(
     node.poll_chain()
     assert len(events_of(events, "refused")) == 1
     assert node.submit_once() is not None
-    # the refusal survives a restart (it is about immutable chain data and bytes)
-    again = make_node(setup, setup.nodes[0], setup.tmp / "state")
+    # a restarted node verifies again (the store may have been repaired) and refuses again
+    events.clear()
+    again = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
     again.poll_chain()
     assert again.active is not None and again.active.release.version == "1.0.0"
+    assert [e["release_id"] for e in events_of(events, "refused")] == ["0x" + bad.id.hex()]
 
 
 def test_revoked_mid_run_is_unloaded_within_one_poll_with_fallback_then_stop(

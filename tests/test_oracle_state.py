@@ -18,8 +18,7 @@ def test_fresh_then_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "s" / "oracle-state.json"
     state = load_state(path, FEED, "acme/m")
     assert state.last_submitted_round == 0 and state.last_block == -1
-    saved = state.evolve(last_block=42, last_submitted_round=7, active_release="0x" + "01" * 32,
-                         refused={"0x" + "02" * 32: "sha256 failed"})
+    saved = state.evolve(last_block=42, last_submitted_round=7, active_release="0x" + "01" * 32)
     save_state(path, saved)
     assert load_state(path, FEED.upper().replace("0X", "0x"), "acme/m") == saved
     assert [p.name for p in path.parent.iterdir()] == ["oracle-state.json"]  # no temp files left

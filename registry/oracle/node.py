@@ -55,11 +55,13 @@ if TYPE_CHECKING:
 
 # Verification failures with these exit codes are transient (retry next poll).
 TRANSIENT_EXIT_CODES = frozenset({UnreachableError.exit_code})
-# These are facts about immutable chain data and bytes (digest, signature, provenance): final, and
-# remembered across restarts. Anything else (a policy rule, e.g. attestations still missing) is
-# retried after POLICY_RETRY_S.
+# These are facts about immutable chain data and bytes (digest, signature, provenance): final for
+# this process (a restart verifies again, in case the store was repaired). Anything else (a policy
+# rule, e.g. attestations still missing) is retried after POLICY_RETRY_S.
 FINAL_EXIT_CODES = frozenset({IntegrityError.exit_code, SignatureError.exit_code, ProvenanceError.exit_code})
 POLICY_RETRY_S = 60.0
+# Widest block range asked of eth_getLogs at once (public RPCs cap it).
+MAX_LOG_RANGE = 5000
 # Feed reverts meaning "someone else already moved this round on": not an error of this node.
 BENIGN_REVERTS = frozenset({"AlreadySubmitted", "WrongRound"})
 MAX_BATCH = 4096
@@ -157,9 +159,8 @@ class OracleNode:
         self._name_key = "0x" + name_key(config.model).hex()
         self._topics = _event_topics(registry)
         self._state = load_state(config.state_path, feed.address, config.model)
-        # release id -> (reason, retry at (None: never))
-        self._refused: dict[bytes, tuple[str, float | None]] = {
-            bytes.fromhex(k[2:]): (v, None) for k, v in self._state.refused.items()}
+        # release id -> (reason, retry at (None: not in this process))
+        self._refused: dict[bytes, tuple[str, float | None]] = {}
         self._reported_no_model = False
         self._counters = _Counters()
         self._last_submission: Submission | None = None
@@ -246,20 +247,23 @@ class OracleNode:
         """One follow step: new logs, the active release's status, and a re-selection if needed."""
         w3 = self.registry.w3
         head = int(self._chain_read(lambda: w3.eth.block_number))
-        start = self._state.last_block + 1
+        # First run: the release list is read from the contract anyway, so no scan from genesis.
+        start = self._state.last_block + 1 if self._state.last_block >= 0 else head + 1
         published: list[bytes] = []
         revoked: list[bytes] = []
-        if start <= head:
+        while start <= head:
+            end = min(head, start + MAX_LOG_RANGE - 1)
             logs = self._chain_read(lambda: w3.eth.get_logs({
                 "address": self.registry.address,
                 "fromBlock": start,
-                "toBlock": head,
+                "toBlock": end,
                 "topics": [list(self._topics), None, self._name_key],
             }))
             for log in logs:
                 topic0 = "0x" + bytes(log["topics"][0]).hex()
                 release_id = bytes(log["topics"][1])
                 (published if topic0 == self._topics[0] else revoked).append(release_id)
+            start = end + 1
         with self._lock:
             self._counters.polls += 1
             self._last_poll = {"at": self._clock(), "block": head}
@@ -309,7 +313,6 @@ class OracleNode:
                     continue
                 final = exc.exit_code in FINAL_EXIT_CODES
                 self._refused[release_id] = (reason, None if final else self._clock() + POLICY_RETRY_S)
-                self._save(refused={"0x" + k.hex(): r for k, (r, retry) in self._refused.items() if retry is None})
                 self._emit("error", "refused", f"{record.ref} refused: {reason}" + (
                     f"; {current.release.ref} keeps serving" if current is not None else ""),
                            release_id="0x" + release_id.hex())
@@ -326,11 +329,11 @@ class OracleNode:
             self._model = candidate
             self._counters.swaps += 1
         self._reported_no_model = False
-        self._save(active_release="0x" + candidate.release_id.hex(), active_version=candidate.release.version,
-                   active_sha256=candidate.artifact_sha256.hex())
         before = f" (was {previous.release.ref})" if previous is not None else ""
         self._emit("info", "swapped", f"serving {candidate.release.ref}{before}, sha256 {candidate.artifact_sha256.hex()}",
                    release_id="0x" + candidate.release_id.hex())
+        self._save(active_release="0x" + candidate.release_id.hex(), active_version=candidate.release.version,
+                   active_sha256=candidate.artifact_sha256.hex())
 
     # ----------------------------------------------------------------------------------------
     # Predict and submit

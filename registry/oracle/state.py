@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ class NodeState:
     last_submitted_round: int = 0
     last_submission_tx: str | None = None
     last_submission_at: float | None = None
-    refused: dict[str, str] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> "NodeState":
         return replace(self, **changes)
