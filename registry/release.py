@@ -158,14 +158,19 @@ def _hex_bytes(value: Any) -> bytes:
 
 
 def is_valid_name(name: str) -> bool:
-    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+    # "." and ".." parts are refused (as on chain): clients turn names into paths.
+    return (
+        isinstance(name, str)
+        and _NAME_RE.fullmatch(name) is not None
+        and not any(part in (".", "..") for part in name.split("/"))
+    )
 
 
 def validate_name(name: str) -> str:
-    """``owner/model``: lower-case ``[a-z0-9._-]``, each part 1..64 characters (as the contract)."""
+    """``owner/model``: lower-case ``[a-z0-9._-]``, each part 1..64 characters and not ``.``/``..`` (as the contract)."""
     if not is_valid_name(name):
         raise InputError(
-            f"invalid model name {name!r}: expected owner/model, lower-case [a-z0-9._-], each part 1-64 characters"
+            f"invalid model name {name!r}: expected owner/model, lower-case [a-z0-9._-], each part 1-64 characters and not '.' or '..'"
         )
     return name
 

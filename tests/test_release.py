@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 from eth_account import Account
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from registry.errors import InputError, SignatureError
@@ -179,7 +179,9 @@ SEMVER_OFFICIAL = re.compile(
 def reference_name_rule(name: str) -> bool:
     """The rule as DESIGN.md states it, written independently of the implementation."""
     parts = name.split("/")
-    return len(parts) == 2 and all(1 <= len(p) <= 64 and all(c in NAME_CHARS for c in p) for p in parts)
+    return len(parts) == 2 and all(
+        1 <= len(p) <= 64 and all(c in NAME_CHARS for c in p) and p not in (".", "..") for p in parts
+    )
 
 
 @given(st.text(alphabet=NAME_CHARS + "/A Z_é\n", max_size=140))
@@ -189,6 +191,7 @@ def test_name_rule_agrees_with_spec(name: str) -> None:
 
 @given(st.text(alphabet=NAME_CHARS, min_size=1, max_size=64), st.text(alphabet=NAME_CHARS, min_size=1, max_size=64))
 def test_valid_names_accepted(owner: str, model: str) -> None:
+    assume(owner not in (".", "..") and model not in (".", ".."))
     assert validate_name(f"{owner}/{model}") == f"{owner}/{model}"
 
 
@@ -198,6 +201,9 @@ def test_valid_names_accepted(owner: str, model: str) -> None:
     st.builds(lambda a, b: f"{a}/{b}", st.text(alphabet=NAME_CHARS, min_size=0, max_size=66),
               st.text(alphabet=NAME_CHARS + "/", min_size=0, max_size=66)),
 ))
+@example("./demo")
+@example("acme/..")
+@example("a.b/c..d")
 def test_name_rule_agrees_with_contract(anvil: str, _registry_deployment: str, dev_accounts: list, name: str) -> None:
     """The contract's claimName accepts exactly the names validate_name accepts."""
     from registry.chain.client import RegistryClient
@@ -249,7 +255,8 @@ def test_good_versions(good: str) -> None:
     assert validate_version(good) == good
 
 
-@pytest.mark.parametrize("bad", ["Acme/demo", "acme", "acme/", "/demo", "a/b/c", "acme/de mo", "a" * 65 + "/x", "acme/démo"])
+@pytest.mark.parametrize("bad", ["Acme/demo", "acme", "acme/", "/demo", "a/b/c", "acme/de mo", "a" * 65 + "/x", "acme/démo",
+                                 "./demo", "../demo", "acme/.", "acme/.."])
 def test_bad_names_rejected(bad: str) -> None:
     with pytest.raises(InputError, match="invalid model name"):
         validate_name(bad)
