@@ -243,8 +243,8 @@ def _run(
         parsed = parse_ref(ref)
         trusted = _trusted(trust, pol)
         man = _load_manifest(manifest, file, parsed)
-    except RegistryError as exc:
-        checks.append(_fail("resolve", str(exc), error=type(exc)))
+    except Exception as exc:  # bad input is a RegistryError; anything else still ends in the report
+        checks.append(_unexpected("resolve", exc))
         return skip_rest("resolve failed")
 
     # -- 1. resolve ----------------------------------------------------------------------------
@@ -258,9 +258,9 @@ def _run(
                                     error=UnreachableError))
                 return skip_rest("resolve failed")
             report.notes.append(f"RPC unreachable ({exc}); verified offline from the manifest")
-        except RegistryError as exc:
+        except Exception as exc:
             if man is None:
-                checks.append(_fail("resolve", str(exc), error=type(exc)))
+                checks.append(_unexpected("resolve", exc))
                 return skip_rest("resolve failed")
             report.notes.append(f"chain not usable ({exc}); verified offline from the manifest")
     if man is not None and not _manifest_matches_ref(man, parsed):
@@ -289,37 +289,60 @@ def _run(
             checks.append(Check("resolve", "pass", f"{man.ref} read from the manifest (offline)",
                                 {"release_id": "0x" + man.release_id.hex(), "chain_id": man.chain_id,
                                  "contract": man.contract, "publisher": man.publisher, "source": "manifest"}))
-    except RegistryError as exc:
-        checks.append(_fail("resolve", str(exc), error=type(exc)))
+    except Exception as exc:
+        checks.append(_unexpected("resolve", exc))
         return skip_rest("resolve failed")
     report.release = record
 
-    # -- 2. not revoked (the release and every ancestor) ---------------------------------------
-    checks.append(_check_not_revoked(record, client))
-
-    # -- 3. publisher authorised ---------------------------------------------------------------
-    checks.append(_check_publisher(record, client, trusted))
-
-    # -- 4. signature --------------------------------------------------------------------------
-    checks.append(_check_signature(record, man, client, pol, settings))
+    # -- 2.-4. chain facts and the signature ----------------------------------------------------
+    checks.append(_guarded("not_revoked", lambda: _check_not_revoked(record, client)))
+    checks.append(_guarded("publisher_authorised", lambda: _check_publisher(record, client, trusted)))
+    checks.append(_guarded("signature", lambda: _check_signature(record, man, client, pol, settings)))
 
     # -- 5./6. sha256 and cid over one in-memory copy ------------------------------------------
-    sha_check, cid_check = _check_bytes(record, man, file, data, settings, store, artifact, progress)
+    try:
+        sha_check, cid_check = _check_bytes(record, man, file, data, settings, store, artifact, progress)
+    except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
+        artifact.ok, artifact.data = False, None
+        sha_check, cid_check = _unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
     checks.extend([sha_check, cid_check])
 
     # -- 7. provenance -------------------------------------------------------------------------
-    prov_check, prov_doc = _check_provenance(record, man, file, provenance, settings, store, artifact)
+    prov_doc: dict[str, Any] | None = None
+    try:
+        prov_check, prov_doc = _check_provenance(record, man, file, provenance, settings, store, artifact)
+    except Exception as exc:
+        prov_check = _unexpected("provenance", exc)
     checks.append(prov_check)
 
     # -- 8. onnx -------------------------------------------------------------------------------
     if artifact.ok and artifact.data is not None:
-        checks.append(_check_onnx(artifact.data, pol))
+        verified = artifact.data
+        checks.append(_guarded("onnx", lambda: _check_onnx(verified, pol)))
     else:
         checks.append(Check("onnx", "skip", "artifact bytes did not pass integrity checks; not parsed"))
 
     # -- 9. policy -----------------------------------------------------------------------------
-    checks.append(_check_policy(record, client, pol, prov_doc, installed_version))
+    checks.append(_guarded("policy", lambda: _check_policy(record, client, pol, prov_doc, installed_version)))
+    if any(c.status == "fail" for c in checks):
+        artifact.data = None  # nothing that failed any check is handed to a loader
     return report, artifact
+
+
+def _guarded(name: str, run: Any) -> Check:
+    try:
+        return run()
+    except RegistryError as exc:
+        return _fail(name, str(exc), error=type(exc))
+    except Exception as exc:
+        return _unexpected(name, exc)
+
+
+def _unexpected(name: str, exc: BaseException) -> Check:
+    if isinstance(exc, RegistryError):
+        return _fail(name, str(exc), error=type(exc))
+    message = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return _fail(name, f"unexpected {type(exc).__name__}: {message}", {"exception": type(exc).__name__})
 
 
 # --------------------------------------------------------------------------------------------

@@ -303,3 +303,27 @@ def test_republish_with_other_bytes_is_refused(deployed, tmp_path):
     with pytest.raises(ChainError, match="different content"):
         publish_model(other, pub.name, pub.version, signer=deployed.publisher, client=deployed.client)
     assert deployed.client.release_count(pub.name) == 1
+
+
+class _BrokenStore:
+    """A store whose transport fails in a way nobody anticipated."""
+
+    def open(self, cid, max_size=None):
+        yield b"\x08"
+        raise OSError(5, "Input/output error")
+
+    def get_bytes(self, cid, max_size=None):
+        raise RuntimeError("socket exploded")
+
+
+def test_unexpected_errors_still_end_in_a_report():
+    report = BASE.verify(data=None, provenance=None, store=_BrokenStore())
+    assert not report.ok
+    assert report.check("sha256").status == "fail" and "OSError" in report.check("sha256").detail
+    assert report.check("provenance").status == "fail" and "RuntimeError" in report.check("provenance").detail
+    assert report.check("onnx").status == "skip"
+
+
+def test_directory_as_file_is_a_clean_failure(tmp_path):
+    report = BASE.verify(data=None, file=tmp_path)
+    assert not report.ok and report.check("sha256").status == "fail"
