@@ -287,3 +287,27 @@ def test_http_server_validates_requests(setup: Setup) -> None:
         assert httpx.get(url + "/health").json()["last_submission"]["round"] == 1
     finally:
         server.stop()
+
+
+def test_policy_refusal_keeps_the_old_model_until_the_policy_is_met(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    client, attester = setup.deployed.client, setup.deployed.accounts[5]
+    policy = setup.tmp / "policy.toml"
+    policy.write_text(f'[attestations]\nrequired = 1\nattesters = ["{attester.address}"]\n')
+    v1 = client.get("acme/co2-forecaster", "1.0.0")
+    client.attest(v1.id, True, b"\x01" * 32, attester)
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events, policy=policy, retry_refused_s=0.0)
+    node.poll_chain()
+    assert node.active is not None and node.active.release_id == v1.id
+    v2 = publish(setup.deployed, onnx_models[2], "1.1.0")
+    node.poll_chain()
+    assert node.active.release_id == v1.id
+    assert "attestations" in events_of(events, "refused")[-1]["message"]
+    client.attest(v2.id, False, b"\x02" * 32, attester)  # a failed verdict does not count
+    node.poll_chain()
+    assert node.active.release_id == v1.id
+    client.attest(v2.id, True, b"\x03" * 32, attester)  # replaces the verdict
+    node.poll_chain()
+    assert node.active.release_id == v2.id

@@ -57,9 +57,8 @@ if TYPE_CHECKING:
 TRANSIENT_EXIT_CODES = frozenset({UnreachableError.exit_code})
 # These are facts about immutable chain data and bytes (digest, signature, provenance): final for
 # this process (a restart verifies again, in case the store was repaired). Anything else (a policy
-# rule, e.g. attestations still missing) is retried after POLICY_RETRY_S.
+# rule, e.g. attestations still missing) is retried after NodeConfig.retry_refused_s.
 FINAL_EXIT_CODES = frozenset({IntegrityError.exit_code, SignatureError.exit_code, ProvenanceError.exit_code})
-POLICY_RETRY_S = 60.0
 # Widest block range asked of eth_getLogs at once (public RPCs cap it).
 MAX_LOG_RANGE = 5000
 # Feed reverts meaning "someone else already moved this round on": not an error of this node.
@@ -79,6 +78,7 @@ class NodeConfig:
     state_dir: Path = Path(".")
     policy: "Policy | str | Path | None" = None
     trust: tuple[str, ...] = ()
+    retry_refused_s: float = 60.0
 
     @property
     def state_path(self) -> Path:
@@ -275,7 +275,9 @@ class OracleNode:
         model = self.active
         if model is not None and (model.release_id in revoked or not self.registry.is_active(model.release_id)):
             self._unload(model, "revoked on chain")
-        if published or revoked or self._needs_select or self.active is None:
+        now = self._clock()
+        retry_due = any(retry is not None and retry <= now for _, retry in self._refused.values())
+        if published or revoked or retry_due or self._needs_select or self.active is None:
             self._select()
         self._save(last_block=head)
 
@@ -312,7 +314,7 @@ class OracleNode:
                                release_id="0x" + release_id.hex())
                     continue
                 final = exc.exit_code in FINAL_EXIT_CODES
-                self._refused[release_id] = (reason, None if final else self._clock() + POLICY_RETRY_S)
+                self._refused[release_id] = (reason, None if final else self._clock() + self.config.retry_refused_s)
                 self._emit("error", "refused", f"{record.ref} refused: {reason}" + (
                     f"; {current.release.ref} keeps serving" if current is not None else ""),
                            release_id="0x" + release_id.hex())
