@@ -20,6 +20,22 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(REGISTRY + args, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
 
 
+def _main(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+          tmp_path: Path) -> tuple[int, str, str]:
+    """The console entry point in-process (same code path as the script, without a torch import per call)."""
+    from registry.cli import main
+
+    monkeypatch.setenv("REGISTRY_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(sys, "argv", ["registry", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def _inputs(d: Digits) -> list[str]:
     return ["--model", MLP, "--weights", str(d.mlp), "--finetune-data", str(d.finetune),
             "--calib-data", str(d.calibration), "--eval-data", str(d.evaluation)]
@@ -42,7 +58,8 @@ def test_compress_flags_json_then_reproduce(digits: Digits, tmp_path: Path) -> N
     assert again.returncode == 3 and "not empty" in again.stderr
 
 
-def test_recipe_file_and_unmet_target(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+def test_recipe_file_and_unmet_target(digits: Digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                      capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
         f'seed = 0\n[model]\nfactory = "{MLP}"\nweights = "{digits.mlp}"\n'
@@ -51,10 +68,14 @@ def test_recipe_file_and_unmet_target(digits: Digits, tmp_path: Path) -> None:  
         '[[steps]]\ntype = "structured_prune"\nratio = 0.97\nepochs = 0\n'
         '[[steps]]\ntype = "quantize"\nmode = "static"\n', encoding="utf-8")
     out = tmp_path / "out"
-    proc = _run(["compress", "--recipe", str(recipe), "--out", str(out)], tmp_path)
-    assert proc.returncode == 7, proc.stderr
-    assert "accuracy target missed" in proc.stderr and "kept the best variant" in proc.stderr
+    code, _out, err = _main(["compress", "--recipe", str(recipe), "--out", str(out)], monkeypatch, capsys, tmp_path)
+    assert code == 7, err
+    assert "accuracy target missed" in err and "kept the best variant" in err
     assert (out / "model.onnx").is_file() and (out / "provenance.json").is_file()
+    code, stdout, err = _main(["compress", "--recipe", str(recipe), "--out", str(out), "--force", "--json"],
+                              monkeypatch, capsys, tmp_path)
+    assert code == 7 and "accuracy target missed" in err
+    assert json.loads(stdout)["target"]["met"] is False   # exactly one JSON document
 
 
 @pytest.mark.parametrize(("extra", "needle"), [
@@ -63,11 +84,14 @@ def test_recipe_file_and_unmet_target(digits: Digits, tmp_path: Path) -> None:  
     (["--prune", "1.2"], "amount = 1.2 is out of range"),
 ])
 def test_bad_input_exit_3_nothing_written(digits: Digits, tmp_path: Path, extra: list[str],  # noqa: F811
-                                          needle: str) -> None:
+                                          needle: str, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    proc = _run(["compress", *_inputs(digits), *extra, "--out", str(out)], tmp_path)
-    assert proc.returncode == 3
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and needle in proc.stderr
+    code, stdout, err = _main(["compress", *_inputs(digits), *extra, "--out", str(out), "--json"], monkeypatch,
+                              capsys, tmp_path)
+    assert code == 3
+    assert err.strip().splitlines()[-1].startswith("error: ") and needle in err
+    assert json.loads(stdout)["exit_code"] == 3
     assert not out.exists()
 
 

@@ -7,6 +7,7 @@ library (torch, onnxruntime) is imported inside the commands so ``--help`` stays
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -111,9 +112,12 @@ def register(app: typer.Typer) -> None:
             _render(result)
         if not result.target_met:
             t = result.target
-            raise CompressionError(
-                f"accuracy target missed: final drop {t.get('final_drop', t['drop']):.2f} > {t['max_drop']:g}; "
-                f"kept the best variant ({result.chosen}, drop {t['drop']:.2f}) in {out}")
+            message = (f"accuracy target missed: final drop {t.get('final_drop', t['drop']):.2f} > "
+                       f"{t['max_drop']:g}; kept the best variant ({result.chosen}, drop {t['drop']:.2f}) in {out}")
+            if json_output:  # the summary (target.met = false) is the one JSON document on stdout
+                print(f"error: {message}", file=sys.stderr)
+                raise typer.Exit(CompressionError.exit_code)
+            raise CompressionError(message)
 
     @app.command("reproduce")
     def reproduce_cmd(
