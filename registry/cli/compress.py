@@ -13,14 +13,23 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from registry.cli._render import console, print_json, progress, wants_progress
+from registry.cli._render import console, print_json, wants_progress
 
 
 def _progress_factory(enabled: bool):  # noqa: ANN202
+    """Epochs and calibration samples are counts, not bytes: a bar with 'done/total' and elapsed time."""
+
     @contextlib.contextmanager
     def factory(label: str, total: int | None) -> Iterator[Any]:
-        with progress(label, total, enabled) as advance:
-            yield advance
+        if not enabled:
+            yield lambda _n: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console(), transient=True) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda n: bar.advance(task, n)
 
     return factory
 
