@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -199,6 +200,7 @@ def main() -> int:
     finally:
         anvil.terminate()
         anvil.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     med = statistics.median
     result = {

@@ -39,7 +39,7 @@ from registry.errors import (
     SignatureError,
     UnreachableError,
 )
-from registry.oracle.feed import FeedClient, from_fixed, to_fixed
+from registry.oracle.feed import FeedClient, to_fixed
 from registry.oracle.inputs import InputSource
 from registry.oracle.model import ServedModel
 from registry.oracle.server import Handlers, NodeServer, Unavailable
@@ -431,12 +431,15 @@ class OracleNode:
         """In the feed's follow-latest mode anyone may sync its approval; do it once per release."""
         if self._synced_for == model.release_id or not self.feed.follow_latest():
             return False
-        self._synced_for = model.release_id
         try:
             self.feed.sync_approved_release(self.signer)
+        except UnreachableError:
+            raise  # an outage: try again after the backoff
         except ChainError as exc:
+            self._synced_for = model.release_id
             self._emit("warning", "sync-failed", f"could not sync the feed's approval: {exc}")
             return False
+        self._synced_for = model.release_id
         self._emit("info", "synced", "feed approval synced to the registry's latest release")
         return True
 
