@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -49,7 +48,3 @@ def distill(teacher: nn.Module, student: nn.Module, data: Dataset, task: str, tr
     return fit(student, subset(data, train_idx), task, train,
                loss=distill_loss(teacher, cfg.temperature, cfg.alpha, task),
                validation=subset(data, val_idx), patience=cfg.patience, on_epoch=on_epoch)
-
-
-def validation_rows(n: int, cfg: DistillConfig, seed: int) -> np.ndarray:
-    return split_indices(n, cfg.val_fraction, seed)[1]

@@ -8,7 +8,6 @@ variants (FP32 baseline, export, quantized) are all measured against the FP32 ON
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import os
@@ -493,7 +492,3 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
     else:
         os.replace(tmp, out)
-
-
-def recipe_copy(recipe: Recipe) -> Recipe:
-    return copy.deepcopy(recipe)
