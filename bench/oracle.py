@@ -160,6 +160,7 @@ def main() -> int:
                 totals.append(swapped - mined)
                 detect.append(seen - mined)
                 verify_load.append(swapped - seen)
+            artifact_bytes = paths[0].stat().st_size
             raw_load = []
             for path in paths:
                 started = time.perf_counter()
@@ -214,7 +215,7 @@ def main() -> int:
         "http_vs_torch": http_rate / torch_rate,
         "ort_vs_torch": ort_rate / torch_rate,
         "same_answer": abs(check["predictions"][0] - torch_out) < 1e-3,
-        "artifact_bytes": paths[0].stat().st_size,
+        "artifact_bytes": artifact_bytes,
         "threads": {"torch": torch.get_num_threads(), "cpus": os.cpu_count()},
     }
     if args.json:
