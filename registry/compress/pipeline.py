@@ -492,3 +492,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
     else:
         os.replace(tmp, out)
+
+
+# Public name for registry/__init__.py (``run`` is too generic to export at the top level).
+compress_model = run
