@@ -116,6 +116,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E40
 from urllib.parse import parse_qs, urlparse  # noqa: E402
 
 
+class RefusedPort:
+    """A loopback port that is bound but never listens: connections are refused for as long as it is
+    held, and no other test (or xdist worker) can start a server on it meanwhile."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __enter__(self) -> "RefusedPort":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
 class _QuietServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN (a DNS round trip); not needed on loopback

@@ -10,7 +10,7 @@ import pytest
 
 from registry.content.unixfs import import_bytes
 
-from tests._content_fixtures import FakeGateway, FakePinning, load_vectors, vector_bytes
+from tests._content_fixtures import FakeGateway, FakePinning, RefusedPort, load_vectors, vector_bytes
 
 
 def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -125,17 +125,13 @@ def test_get_from_a_lying_gateway(monkeypatch, capsys, tmp_path):
 
 
 def test_node_down_is_exit_15(monkeypatch, capsys, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     f = tmp_path / "f.bin"
     f.write_bytes(b"abc")
     (tmp_path / "home").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "home" / "profiles.toml").write_text(
-        f'[profiles.dead]\nstore = "kubo:http://127.0.0.1:{port}"\ntimeout_s = 0.5\nretries = 1\n')
-    code, _, err = run(monkeypatch, capsys, "ipfs", "put", str(f), "--profile", "dead")
+    with RefusedPort() as dead:
+        (tmp_path / "home" / "profiles.toml").write_text(
+            f'[profiles.dead]\nstore = "kubo:{dead.url}"\ntimeout_s = 0.5\nretries = 1\n')
+        code, _, err = run(monkeypatch, capsys, "ipfs", "put", str(f), "--profile", "dead")
     assert code == 15 and "after 2 attempts" in err
 
 

@@ -13,7 +13,7 @@ from registry.content.gateway import GatewayStore
 from registry.content.unixfs import import_bytes
 from registry.errors import InputError, IntegrityError, UnreachableError
 
-from tests._content_fixtures import FakeGateway
+from tests._content_fixtures import FakeGateway, RefusedPort
 
 
 @pytest.fixture
@@ -105,14 +105,10 @@ def test_gateway_is_read_only(store, tmp_path):
 
 
 def test_gateway_down(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = GatewayStore(f"http://127.0.0.1:{port}", timeout=1.0, retries=1, backoff=0.01)
-    with pytest.raises(UnreachableError, match="after 2 attempts"):
-        store.get_bytes(import_bytes(b"x").cid)
+    with RefusedPort() as dead:
+        store = GatewayStore(dead.url, timeout=1.0, retries=1, backoff=0.01)
+        with pytest.raises(UnreachableError, match="after 2 attempts"):
+            store.get_bytes(import_bytes(b"x").cid)
 
 
 @pytest.mark.parametrize("mode", ["honest", "no-dups"])

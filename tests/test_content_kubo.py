@@ -13,7 +13,7 @@ from registry.content.local import LocalStore
 from registry.content.unixfs import PROFILES, import_bytes
 from registry.errors import IntegrityError, UnreachableError
 
-from tests._content_fixtures import FakeKubo
+from tests._content_fixtures import FakeKubo, RefusedPort
 
 
 @pytest.fixture
@@ -106,14 +106,10 @@ def test_missing_block_and_has(node, kubo):
 
 
 def test_node_down_is_unreachable_after_retries(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = KuboStore(f"http://127.0.0.1:{port}", timeout=1.0, retries=2, backoff=0.01)
-    with pytest.raises(UnreachableError, match="after 3 attempts"):
-        store.version()
+    with RefusedPort() as dead:
+        store = KuboStore(dead.url, timeout=1.0, retries=2, backoff=0.01)
+        with pytest.raises(UnreachableError, match="after 3 attempts"):
+            store.version()
 
 
 def test_503_is_retried_then_reported(node, kubo):
