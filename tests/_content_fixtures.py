@@ -321,6 +321,25 @@ class _KuboHandler(_Handler):
                 out = b"".join(_json.dumps({"Root": {"Cid": {"/": str(r)}, "PinErrorMsg": ""}}).encode() + b"\n"
                                for r in roots)
                 return self.send(200, out, "application/x-ndjson")
+            if cmd == "dag/export":
+                from registry.content.car import car_bytes
+
+                root = parse_cid(q["arg"])
+                if not st.store.has(root):
+                    return self.send_json(500, {"Message": f"block was not found locally (offline): {root}", **err})
+                unique: dict[bytes, tuple[object, bytes]] = {}
+                for c, b in st.store.iter_blocks(root):  # each block once, depth-first, like go-car
+                    unique.setdefault(bytes(c), (c, b))
+                blocks = list(unique.values())
+                if mode == "wrong-bytes" and len(blocks) > 1:
+                    c, b = blocks[-1]
+                    blocks[-1] = (c, b[:-1] + bytes([b[-1] ^ 1]))
+                if mode == "incomplete":
+                    blocks = blocks[:-1]
+                payload = car_bytes([root], blocks)  # type: ignore[arg-type]
+                if mode == "truncated":
+                    return self.send_truncated(payload, "application/vnd.ipld.car")
+                return self.send(200, payload, "application/vnd.ipld.car")
             if cmd == "cat":
                 data = st.store.get_bytes(parse_cid(q["arg"]))
                 return self.send(200, data, "text/plain")

@@ -182,3 +182,27 @@ def test_live_node_gives_our_cids(profile):
     assert store.get_bytes(r.cid) == data
     assert parse_cid(str(r.cid)) == r.cid
     store.pin(r.cid)
+
+
+def test_reads_stream_one_dag_export(node, kubo):
+    data = os.urandom(262144 * 6 + 1)
+    r = kubo.put_bytes(data, "kubo-v1")
+    before = len(node.requests)
+    assert kubo.get_bytes(r.cid) == data
+    assert [c for _, c in node.requests[before:]] == ["dag/export"]
+
+
+def test_dag_export_missing_a_block_is_refused(node, kubo):
+    r = kubo.put_bytes(os.urandom(262144 * 3), "kubo-v1")
+    node.mode = "incomplete"
+    with pytest.raises(IntegrityError, match="incomplete CAR"):
+        kubo.get_bytes(r.cid)
+
+
+def test_repeated_leaves_come_once_in_dag_export(node, kubo):
+    """go-car visits each block once; repeats are served from memory or fetched with block/get."""
+    data = bytes(262144 * 30) + os.urandom(262144 * 20) + bytes(262144 * 10)
+    r = kubo.put_bytes(data, "kubo-v0")
+    before = len(node.requests)
+    assert kubo.get_bytes(r.cid) == data
+    assert [c for _, c in node.requests[before:]] == ["dag/export", "block/get"]

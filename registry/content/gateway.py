@@ -2,14 +2,13 @@
 
 Trustless gateways (``?format=car`` / ``application/vnd.ipld.car``, ``?format=raw`` /
 ``application/vnd.ipld.raw``) return content-addressed bytes, never interpreted files, so the
-client can check each block against its CID. The file is rebuilt while the CAR streams in:
-blocks arrive depth-first, out-of-order ones wait in a small bounded buffer, and a CAR that ends
-before the DAG is complete, carries a block over 2 MiB, or names another root is refused.
+client can check each block against its CID. The file is rebuilt while the CAR streams in
+(``carwalk``): a CAR that ends before the DAG is complete, carries a block over 2 MiB, or names
+another root is refused.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from os import PathLike
 from typing import Any, BinaryIO, Iterator
 
@@ -17,47 +16,15 @@ import httpx
 from multiformats import CID
 
 from registry.content.base import BlockReadingStore
-from registry.content.car import CarReader
-from registry.content.cids import parse_cid, to_v1_text
+from registry.content.carwalk import ResponseStream, walk_car_stream
+from registry.content.cids import parse_cid
 from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
-from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock, walk
+from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock
 from registry.content.unixfs import ImportResult, Progress
 from registry.errors import InputError, IntegrityError, UnreachableError
 
 CAR_ACCEPT = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
 RAW_ACCEPT = "application/vnd.ipld.raw"
-# blocks that arrived before they were needed; a well-behaved gateway sends DFS order and needs none
-MAX_BUFFERED_BLOCKS = 64
-# with dups=n, blocks that may be asked for again (identical chunks) are kept this many at a time
-MAX_RECENT_BLOCKS = 16
-
-
-class _ResponseStream:
-    """A file-like ``read(n)`` over a streaming response; transport failures become UnreachableError."""
-
-    def __init__(self, resp: httpx.Response, what: str) -> None:
-        self._it = resp.iter_bytes()
-        self._buf = bytearray()
-        self._what = what
-        self._done = False
-
-    def read(self, n: int = -1) -> bytes:
-        while not self._done and (n < 0 or len(self._buf) < n):
-            try:
-                piece = next(self._it)
-            except StopIteration:
-                self._done = True
-                break
-            except httpx.TimeoutException as exc:
-                raise UnreachableError(f"{self._what}: timed out mid-stream") from exc
-            except httpx.TransportError as exc:
-                raise UnreachableError(f"{self._what}: the stream broke ({type(exc).__name__})") from exc
-            self._buf += piece
-        if n < 0:
-            n = len(self._buf)
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
 
 
 class GatewayStore(BlockReadingStore):
@@ -110,46 +77,8 @@ class GatewayStore(BlockReadingStore):
                          lambda: {"params": {"format": "car", "dag-scope": "all"},
                                   "headers": {"Accept": CAR_ACCEPT}}) as resp:
                 _check_type(resp, "application/vnd.ipld.car", what)
-                reader = CarReader.open(_ResponseStream(resp, what))  # type: ignore[arg-type]
-                if [to_v1_text(r) for r in reader.roots] != [to_v1_text(root)]:
-                    raise IntegrityError(f"{what}: the CAR's roots {[str(r) for r in reader.roots]} are not {root}")
-                blocks = iter(reader)
-                # dups=y: repeated blocks (files with identical chunks) come again in DFS order;
-                # otherwise each block comes once and repeats are served from memory or re-fetched.
                 dups = "dups=y" in resp.headers.get("content-type", "").replace(" ", "").lower()
-                waiting: dict[str, bytes] = {}
-                recent: OrderedDict[str, bytes] = OrderedDict()
-                seen: set[str] = set()
-
-                def fetch(wanted: CID) -> bytes:
-                    key = to_v1_text(wanted)
-                    if key in waiting:
-                        return _remember(key, waiting.pop(key))
-                    if not dups and key in seen:
-                        if key in recent:
-                            recent.move_to_end(key)
-                            return recent[key]
-                        return _remember(key, self._fetch_block(wanted))  # verified by walk()
-                    for got, block in blocks:  # verified by the CAR reader
-                        got_key = to_v1_text(got)
-                        if got_key == key:
-                            return _remember(key, block)
-                        if not dups and got_key in seen:
-                            continue
-                        if len(waiting) >= MAX_BUFFERED_BLOCKS:
-                            raise IntegrityError(f"{what}: too many blocks out of order (wanted {wanted})")
-                        waiting[got_key] = block
-                    raise IntegrityError(f"{what}: incomplete CAR, block {wanted} never arrived")
-
-                def _remember(key: str, block: bytes) -> bytes:
-                    if not dups:
-                        seen.add(key)
-                        recent[key] = block
-                        while len(recent) > MAX_RECENT_BLOCKS:
-                            recent.popitem(last=False)
-                    return block
-
-                yield from walk(root, fetch, max_size)
+                yield from walk_car_stream(root, ResponseStream(resp, what), self._fetch_block, dups, what, max_size)
         except HttpError as exc:
             raise self._refused(what, exc) from exc
 

@@ -1,9 +1,9 @@
 """A Kubo node over its RPC API (``/api/v0``, every call a POST), trusted for nothing.
 
 ``add`` is sent with exactly the import parameters of the chosen profile, and the node's answer is
-refused unless it equals the CID we computed ourselves from the same bytes. Reads go block by
-block through ``block/get`` so each block is verified against its CID before a byte is used; the
-unmaintained ``ipfshttpclient`` is deliberately not used.
+refused unless it equals the CID we computed ourselves from the same bytes. Reads stream the DAG
+as one ``dag/export`` CAR and verify each block against its CID before a byte is used (single
+blocks come from ``block/get``); the unmaintained ``ipfshttpclient`` is deliberately not used.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import io
 import json
 from os import PathLike
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import httpx
 from multiformats import CID
 
 from registry.content.base import BlockReadingStore
 from registry.content.car import CarReader
+from registry.content.carwalk import ResponseStream, walk_car_stream
 from registry.content.cids import parse_cid, to_v1_text
 from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
-from registry.content.reader import MAX_BLOCK_SIZE
+from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock
 from registry.content.unixfs import DEFAULT_PROFILE, ImportResult, Profile, Progress, get_profile, import_bytes, import_file
 from registry.errors import InputError, IntegrityError, UnreachableError
 
@@ -181,6 +182,26 @@ class KuboStore(BlockReadingStore):
 
     def _fetch_block(self, cid: CID) -> bytes:
         return self._rpc("block/get", {"arg": str(cid)}, limit=MAX_BLOCK_SIZE)
+
+    def _walk_export(self, cid: CID | str | bytes, max_size: int | None) -> Iterator[WalkedBlock]:
+        """The whole DAG in one ``dag/export`` CAR stream, each block verified as it arrives."""
+        root = parse_cid(cid)
+        what = f"Kubo dag/export {root}"
+        try:
+            with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
+                         lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
+                yield from walk_car_stream(root, ResponseStream(resp, what), self._fetch_block, False, what, max_size)
+        except HttpError as exc:
+            raise _NodeRefused(what, exc) from exc
+
+    def open(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[bytes]:
+        for item in self._walk_export(cid, max_size):
+            if len(item.data):
+                yield bytes(item.data) if item.cid.codec.name != "raw" else item.block
+
+    def iter_blocks(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[tuple[CID, bytes]]:
+        for item in self._walk_export(cid, max_size):
+            yield item.cid, item.block
 
     def has(self, cid: CID | str | bytes) -> bool:
         """Whether the node holds the root block locally (asked offline, so it does not search the network)."""
