@@ -206,3 +206,16 @@ def test_repeated_leaves_come_once_in_dag_export(node, kubo):
     before = len(node.requests)
     assert kubo.get_bytes(r.cid) == data
     assert [c for _, c in node.requests[before:]] == ["dag/export", "block/get"]
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.environ.get("REGISTRY_IPFS_API"), reason="REGISTRY_IPFS_API not set")
+def test_live_node_imports_our_car(tmp_path):
+    local = LocalStore(tmp_path / "local", fsync=False)
+    data = os.urandom(262144 * 2 + 3)
+    r = local.put_bytes(data, "kubo-v0")
+    car = tmp_path / "a.car"
+    local.export_car_file(r.cid, car)
+    store = KuboStore(os.environ["REGISTRY_IPFS_API"], timeout=30.0)
+    assert store.import_car_file(car) == [r.cid]
+    assert store.get_bytes(r.cid) == data
