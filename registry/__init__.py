@@ -28,6 +28,41 @@ _EXPORTS: dict[str, str] = {
     "Profile": "registry.config",
     "Settings": "registry.config",
     "load_settings": "registry.config",
+    # releases, names, keys, chain
+    "Release": "registry.release",
+    "Ref": "registry.release",
+    "parse_ref": "registry.release",
+    "release_id": "registry.release",
+    "sign_release": "registry.release",
+    "recover_publisher": "registry.release",
+    "RegistryClient": "registry.chain.client",
+    "ReleaseRecord": "registry.chain.records",
+    "AttestationRecord": "registry.chain.records",
+    "load_signer": "registry.keys",
+    # content addressing
+    "ImportResult": "registry.content.unixfs",
+    "import_file": "registry.content.unixfs",
+    "import_bytes": "registry.content.unixfs",
+    "open_store": "registry.content.stores",
+    # publish, verify, pull
+    "verify": "registry.verify",
+    "load_verified": "registry.verify",
+    "VerificationReport": "registry.verify",
+    "Check": "registry.verify",
+    "VerificationFailed": "registry.verify",
+    "publish_model": "registry.publish",
+    "PublishResult": "registry.publish",
+    "pull": "registry.pull",
+    "Policy": "registry.policy",
+    "load_policy": "registry.policy",
+    "Manifest": "registry.manifest",
+    "load_manifest": "registry.manifest",
+    # compression (needs the [compress] extra: torch)
+    "compress_model": "registry.compress.pipeline",
+    "RunResult": "registry.compress.pipeline",
+    "load_recipe": "registry.compress.recipe",
+    "parse_recipe": "registry.compress.recipe",
+    "reproduce": "registry.compress.reproduce",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,6 +16,8 @@ from registry.cli._render import console, print_json
 
 if TYPE_CHECKING:
     from registry.chain.client import RegistryClient
+    from registry.chain.records import ReleaseRecord
+    from registry.content.base import ContentStore
     from registry.config import Settings
     from registry.keys import Signer
 
@@ -435,17 +437,36 @@ def render_release(data: dict[str, Any]) -> None:
                   soft_wrap=True)
     known = {"id", "name", "version", "ref", "artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256",
              "provenance_cid", "parent", "parent_ref", "publisher", "published_at", "published_at_iso", "revoked",
-             "revoked_at", "revoked_at_iso", "revocation_reason", "attestations", "chain"}
+             "revoked_at", "revoked_at_iso", "revocation_reason", "attestations", "chain", "provenance"}
+    provenance = data.get("provenance")
+    if provenance:
+        colour = "green" if provenance["status"] == "bound" else "red"
+        out.print(f"  provenance         [{colour}]{provenance['status']}[/]", soft_wrap=True)
+        for line in provenance["lines"]:
+            out.print(f"    {line}", soft_wrap=True, markup=False)
     for key, value in data.items():
         if key not in known:
             out.print(f"  {key}: {value}", soft_wrap=True, markup=False)
 
 
-def show_data(client: "RegistryClient", ref: str) -> dict[str, Any] | list[dict[str, Any]]:
-    """What `registry show REF` prints: one release view, or a list for a digest reference."""
+def show_data(
+    client: "RegistryClient", ref: str, store: "ContentStore | None" = None
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """What `registry show REF` prints: one release view, or a list for a digest reference.
+
+    With a store, each view also carries the provenance document, fetched and checked against the
+    digest on chain (``registry.provenance.provenance_section``)."""
     from registry.chain.views import release_view
     from registry.errors import ChainError
     from registry.release import parse_ref
+
+    def view(record: "ReleaseRecord") -> dict[str, Any]:
+        data = release_view(client, record)
+        if store is not None:
+            from registry.provenance import provenance_section
+
+            data["provenance"] = provenance_section(store, record)
+        return data
 
     parsed = parse_ref(ref)
     if parsed.kind == "digest":
@@ -453,8 +474,8 @@ def show_data(client: "RegistryClient", ref: str) -> dict[str, Any] | list[dict[
         matches = client.by_digest(parsed.sha256)
         if not matches:
             raise ChainError(f"no release has artifact sha256:{parsed.sha256.hex()}")
-        return [release_view(client, m) for m in matches]
-    return release_view(client, client.resolve(parsed))
+        return [view(m) for m in matches]
+    return view(client.resolve(parsed))
 
 
 def show(
@@ -462,11 +483,14 @@ def show(
     profile: Optional[str] = ProfileOpt,
     json_output: bool = JsonOpt,
 ) -> None:
-    """A release as recorded on chain: digests, CIDs, publisher, parent, revocation, attestations."""
+    """A release as recorded on chain: digests, CIDs, publisher, parent, revocation, attestations,
+    and its provenance document checked against the chain."""
+    from registry.content.stores import open_store
     from registry.release import parse_ref
 
     parse_ref(ref)  # bad syntax fails before any chain is started
-    data = show_data(_client(_settings(profile)), ref)
+    settings = _settings(profile)
+    data = show_data(_client(settings), ref, open_store(settings))
     if json_output:
         print_json(data)
         return
