@@ -30,8 +30,10 @@ compile: $(NODE_STAMP)
 artifacts: compile $(PY_STAMP)
 	$(BIN)/python scripts/export_artifacts.py
 
+# The main job end to end on the embedded defaults, then one oracle round on the same local chain.
 demo: install
 	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo_oracle.py
 
 test: test-contracts test-python
 
@@ -41,8 +43,13 @@ test-contracts: $(NODE_STAMP)
 test-python: install compile
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
+# Figures quoted in the issues' closing notes; each script measures its own baseline in the same run.
 bench: install
 	$(BIN)/python bench/gas.py
+	$(BIN)/python bench/cid.py
+	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/oracle.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -63,6 +63,10 @@ _EXPORTS: dict[str, str] = {
     "load_recipe": "registry.compress.recipe",
     "parse_recipe": "registry.compress.recipe",
     "reproduce": "registry.compress.reproduce",
+    # oracle
+    "OracleNode": "registry.oracle.node",
+    "NodeConfig": "registry.oracle.node",
+    "FeedClient": "registry.oracle.feed",
 }
 
 __all__ = sorted(_EXPORTS)
