@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from registry.cli._render import console, print_json
+from registry.cli._signing import command_signer
 
 if TYPE_CHECKING:
     from registry.chain.client import RegistryClient
     from registry.chain.records import ReleaseRecord
     from registry.content.base import ContentStore
     from registry.config import Settings
-    from registry.keys import Signer
 
 ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (default: REGISTRY_PROFILE or local).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout.")
@@ -47,23 +47,6 @@ def _client(settings: "Settings") -> "RegistryClient":
     from registry.chain.client import RegistryClient
 
     return RegistryClient.connect(settings)
-
-
-def _prompt_password(label: str) -> str:
-    if not sys.stdin.isatty():
-        from registry.errors import KeyAccessError
-
-        raise KeyAccessError(f"{label}: no terminal to prompt on; set REGISTRY_KEYSTORE_PASSWORD")
-    return str(typer.prompt(label.capitalize(), hide_input=True))
-
-
-def _signer(settings: "Settings", account: str | None, json_output: bool) -> "Signer":
-    from registry.keys import resolve_signer
-
-    signer = resolve_signer(settings, account, prompt=_prompt_password)
-    if signer.warning:
-        console().print(f"[bold red]WARNING:[/] {signer.warning}", soft_wrap=True)
-    return signer
 
 
 def _tx_json(result: Any) -> dict[str, Any]:
@@ -320,7 +303,7 @@ def _name_write(profile: str | None, account: str | None, json_output: bool, nam
 
     validate_name(name)
     settings = _settings(profile)
-    signer = _signer(settings, account, json_output)
+    signer = command_signer(settings, account)
     client = _client(settings)
     account_obj = signer.account
     if action == "claim":
@@ -552,7 +535,7 @@ def revoke(
     if not reason.strip():
         raise InputError("--reason must not be empty")
     settings = _settings(profile)
-    signer = _signer(settings, account, json_output)
+    signer = command_signer(settings, account)
     client = _client(settings)
     record = client.resolve(ref)
     result = client.revoke(record.id, reason, signer.account)
@@ -586,7 +569,7 @@ def attest(
     except OSError as exc:
         raise InputError(f"cannot read report {report}: {exc.strerror or exc}") from exc
     settings = _settings(profile)
-    signer = _signer(settings, account, json_output)
+    signer = command_signer(settings, account)
     client = _client(settings)
     record = client.resolve(ref)
     result = client.attest(record.id, passed, digest.digest(), signer.account)

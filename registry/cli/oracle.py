@@ -55,17 +55,9 @@ def _signer(settings: Any, account: Optional[str], key_env: Optional[str]) -> An
             return Account.from_key(key)
         except Exception as exc:  # never echo the value
             raise KeyAccessError(f"{key_env} does not hold a valid private key") from exc
-    import warnings
+    from registry.cli._signing import command_signer
 
-    from registry.keys import load_signer
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        signer = load_signer(settings, account)
-    for warning in caught:
-    
-        _console().print(f"[yellow]warning:[/yellow] {warning.message}")
-    return signer
+    return command_signer(settings, account).account
 
 
 def _feed_client(registry: Any, address: str, settings: Any) -> Any:

@@ -35,17 +35,20 @@ def publish(
     provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance statement (JSON)."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Parent release NAME@VERSION."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
+    account: Optional[str] = typer.Option(None, "--account", "-a", help="Keystore address to sign with."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from registry.cli._render import console, print_json, progress, wants_progress
+    from registry.cli._signing import command_signer
     from registry.config import load_settings
     from registry.publish import publish_model
 
     settings = load_settings(profile)
+    signer = command_signer(settings, account)
     size = model.stat().st_size if model.is_file() else None
     with progress(f"hashing {model.name}", size, wants_progress(json_output)) as advance:
         result = publish_model(model, name, version, provenance_path=provenance, parent=parent, settings=settings,
-                               progress=advance)
+                               signer=signer.account, progress=advance)
     if json_output:
         print_json(result.to_json())
         return
