@@ -16,7 +16,7 @@ from rich.console import Console
 
 def console() -> Console:
     """Human output goes to stderr so stdout stays clean for ``--json`` and pipes."""
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
