@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ DEFAULT_PORT = 8545
 LOG_MARKER = "--- registry: anvil start"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
+PORT_GRACE_S = 3.0  # how long an explicitly configured port may stay busy after a stop
 # anvil's well-known dev account #0 (public knowledge: `anvil` prints it on every start).
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
@@ -127,7 +129,25 @@ def find_anvil(env: dict[str, str] | None = None) -> Path:
     )
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` can be handed out again, moments later, as the
+    source port of any outgoing connection; a node restarted on "its" port would then find it
+    taken. Ports below the ephemeral range are only ever taken by an explicit bind."""
+    rng = random.Random()
+    high = max(_ephemeral_low() - 1, 20001)
+    for _ in range(64):
+        port = rng.randint(20000, high)
+        if port_is_free(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -267,10 +287,20 @@ def _configured_port(paths: _Paths) -> int:
     return int(port) if isinstance(port, int) else DEFAULT_PORT
 
 
+def _wait_for_free_port(port: int, grace_s: float) -> bool:
+    """A node that was just stopped may hold its port for a moment while the kernel tears it down."""
+    deadline = time.monotonic() + grace_s
+    while not port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _start(paths: _Paths) -> int:
     port = _configured_port(paths)
     explicit = bool(os.environ.get("REGISTRY_DEVNET_PORT"))
-    if not port_is_free(port):
+    if not _wait_for_free_port(port, PORT_GRACE_S if explicit else 0.0):
         if explicit:
             raise InputError(f"port {port} (REGISTRY_DEVNET_PORT) is busy")
         port = free_port()
