@@ -29,6 +29,7 @@ from typing import Mapping
 import tomli_w
 
 from registry.errors import InputError
+from registry.fsutil import atomic_write
 
 LOCAL = "local"
 DEFAULT_CID_PROFILE = "kubo-v1"
@@ -123,10 +124,7 @@ def write_profile(home: Path, profile: Profile) -> None:
     tables = {
         n: {k: v for k, v in asdict(p).items() if k != "name" and v is not None} for n, p in sorted(current.items())
     }
-    home.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps({"profiles": tables}), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, tomli_w.dumps({"profiles": tables}).encode())
 
 
 def _env_overrides(profile: Profile, env: Mapping[str, str]) -> Profile:

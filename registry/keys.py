@@ -29,6 +29,7 @@ from eth_utils import is_address, to_checksum_address
 
 from registry.config import Settings
 from registry.errors import InputError, KeyAccessError
+from registry.fsutil import atomic_write
 
 PASSWORD_ENV = "REGISTRY_KEYSTORE_PASSWORD"
 PRIVATE_KEY_ENV = "REGISTRY_PRIVATE_KEY"
@@ -92,17 +93,7 @@ def _write_private(path: Path, data: bytes) -> None:
     """Atomic and private from the first byte: a 0600 temp file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, mode=0o600)
 
 
 def _parse_private_key(text: str, what: str) -> LocalAccount:

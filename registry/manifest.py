@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.errors import InputError, ProvenanceError
+from registry.fsutil import atomic_write
 from registry.provenance import parse_json_strict
 
 if TYPE_CHECKING:
@@ -112,17 +112,7 @@ def dumps(manifest: Manifest) -> bytes:
 def write_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
     """Atomic write (temp file + rename): an interrupted publish never leaves half a manifest."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(dumps(manifest))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, dumps(manifest))
     return target
 
 

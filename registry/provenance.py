@@ -16,13 +16,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import rfc8785
 
 from registry.errors import ProvenanceError
+from registry.fsutil import atomic_write
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://registry.dev/compression/v1"
@@ -69,15 +69,7 @@ def write_provenance(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     validate(doc)
     data = canonical_json(doc)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, data)
     return target
 
 

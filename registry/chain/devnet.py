@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 from registry.config import Settings
 from registry.errors import ChainError, InputError, UnreachableError
+from registry.fsutil import atomic_write
 
 CHAIN_ID = 31337
 HOST = "127.0.0.1"
@@ -240,9 +241,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _pid_alive_anvil(pid: int) -> bool:

@@ -116,7 +116,7 @@ def get(
     import hashlib
 
     from registry.cli._render import console, print_json, progress, wants_progress
-    from registry.content.base import write_atomic
+    from registry.fsutil import atomic_write
     from registry.content.cids import display, parse_cid
 
     c = parse_cid(cid_text)
@@ -129,7 +129,7 @@ def get(
             yield piece
 
     with progress(f"fetching {c}", max_size, wants_progress(json_output)) as advance:
-        size = write_atomic(output, hashed(), advance)
+        size = atomic_write(output, hashed(), progress=advance)
     out = {"cid": str(c), "cid_v1": display(c)["v1"], "path": str(output), "size": size, "sha256": digest.hexdigest()}
     if json_output:
         print_json(out)

@@ -8,19 +8,16 @@ into place only after the last block verified, so a failed get leaves nothing at
 
 from __future__ import annotations
 
-import os
-import tempfile
 from os import PathLike
-from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
+from typing import BinaryIO, Iterator, Protocol, runtime_checkable
 
 from multiformats import CID
 
 from registry.content.car import write_car
+from registry.fsutil import atomic_write
 from registry.content.cids import parse_cid
 from registry.content.reader import checked_block, iter_file, walk
 from registry.content.unixfs import ImportResult, Progress
-from registry.errors import InputError
 
 
 @runtime_checkable
@@ -46,39 +43,6 @@ class ContentStore(Protocol):
     def pin(self, cid: CID | str | bytes) -> None: ...
 
 
-def write_atomic(dest: str | PathLike[str], chunks: Iterable[bytes], progress: Progress | None = None) -> int:
-    """Writes chunks to a temp file in dest's directory, fsyncs, renames; on any error removes the temp.
-
-    Returns the number of bytes written. Nothing ever appears at ``dest`` unless every chunk arrived.
-    """
-    dest = Path(dest)
-    directory = dest.parent if str(dest.parent) else Path(".")
-    if dest.is_dir():
-        raise InputError(f"cannot write {dest}: it is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=directory)
-    except OSError as exc:
-        raise InputError(f"cannot write into {directory}: {exc.strerror or exc}") from exc
-    written = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                written += len(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return written
-
-
 class BlockReadingStore:
     """Shared verified reads on top of ``_fetch_block`` (which need not verify anything itself)."""
 
@@ -100,7 +64,7 @@ class BlockReadingStore:
     def get_file(self, cid: CID | str | bytes, dest: str | PathLike[str], max_size: int | None = None,
                  progress: Progress | None = None) -> int:
         """Verified download to ``dest`` (atomic: nothing at ``dest`` unless it all verified)."""
-        return write_atomic(dest, self.open(cid, max_size), progress)
+        return atomic_write(dest, self.open(cid, max_size), progress=progress)
 
     def iter_blocks(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[tuple[CID, bytes]]:
         """Every block of the file's DAG, verified, in depth-first order (the order CARs use)."""
@@ -123,5 +87,5 @@ class BlockReadingStore:
             for c, block in self.iter_blocks(root):
                 yield encode_section(c, block)
 
-        return write_atomic(dest, chunks())
+        return atomic_write(dest, chunks())
 

@@ -13,7 +13,6 @@ import ctypes.util
 import fcntl
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
@@ -25,8 +24,16 @@ from registry.content.base import BlockReadingStore
 from registry.content.car import CarReader
 from registry.content.cids import parse_cid, to_v1_text
 from registry.content.reader import checked_block
-from registry.content.unixfs import DEFAULT_PROFILE, ImportResult, Progress, get_profile, import_bytes, import_file
+from registry.content.unixfs import (
+    DEFAULT_PROFILE,
+    ImportResult,
+    Progress,
+    get_profile,
+    import_bytes,
+    import_file,
+)
 from registry.errors import InputError, IntegrityError, UnreachableError
+from registry.fsutil import atomic_write
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -70,18 +77,7 @@ class LocalStore(BlockReadingStore):
                 return
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(block)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(path, block, fsync=False)  # one syncfs per put (see _sync)
 
     def _fetch_block(self, cid: CID) -> bytes:
         try:
@@ -139,12 +135,7 @@ class LocalStore(BlockReadingStore):
             before = set(pins)
             yield pins
             if pins != before:
-                fd, tmp = tempfile.mkstemp(prefix=".pins.", suffix=".tmp", dir=self.root)
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump({"pins": sorted(pins)}, f, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self._pins_path)
+                atomic_write(self._pins_path, json.dumps({"pins": sorted(pins)}, indent=1).encode())
 
     def _read_pins(self) -> set[str]:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry.content.base import BlockReadingStore, ContentStore, write_atomic
+from registry.content.base import BlockReadingStore, ContentStore
 from registry.content.local import LocalStore
 from registry.errors import InputError
 
@@ -30,7 +30,6 @@ __all__ = [
     "GatewayStore",
     "PinningService",
     "open_store",
-    "write_atomic",
 ]
 
 

@@ -10,13 +10,12 @@ old state or the new one, never half of each.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from registry.errors import InputError
+from registry.fsutil import atomic_write
 
 SCHEMA = "registry.oracle-state/v1"
 
@@ -71,20 +70,4 @@ def load_state(path: Path, feed: str, model: str) -> NodeState:
 
 def save_state(path: Path, state: NodeState) -> None:
     """Atomically replaces the state file (temp file + fsync + rename + directory fsync)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps({"schema": SCHEMA, "state": asdict(state)}, indent=1, sort_keys=True).encode()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, json.dumps({"schema": SCHEMA, "state": asdict(state)}, indent=1, sort_keys=True).encode())

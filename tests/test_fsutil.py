@@ -1,0 +1,70 @@
+"""Atomic writes: the old file or the new one, never half of either, and private from the first byte."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from registry.errors import InputError
+from registry.fsutil import atomic_write
+
+
+def test_bytes_and_chunks_land_whole(tmp_path: Path) -> None:
+    seen: list[int] = []
+    assert atomic_write(tmp_path / "a" / "b.bin", b"hello") == 5
+    assert atomic_write(tmp_path / "c.bin", iter([b"ab", b"", b"cde"]), progress=seen.append) == 5
+    assert (tmp_path / "a" / "b.bin").read_bytes() == b"hello"
+    assert (tmp_path / "c.bin").read_bytes() == b"abcde"
+    assert seen == [2, 0, 3]
+
+
+def test_a_failing_stream_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"old")
+
+    def broken() -> Iterator[bytes]:
+        yield b"new bytes that never finish"
+        raise ConnectionError("node went away")
+
+    with pytest.raises(ConnectionError):
+        atomic_write(dest, broken())
+    assert dest.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_a_failing_stream_creates_nothing_when_there_was_nothing(tmp_path: Path) -> None:
+    def broken() -> Iterator[bytes]:
+        yield b"x"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "new.bin", broken())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mode_is_applied(tmp_path: Path) -> None:
+    atomic_write(tmp_path / "key.json", b"{}", mode=0o600)
+    atomic_write(tmp_path / "pub.json", b"{}")
+    assert stat.S_IMODE((tmp_path / "key.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "pub.json").stat().st_mode) == 0o644
+
+
+def test_replacing_keeps_readers_of_the_old_file_whole(tmp_path: Path) -> None:
+    dest = tmp_path / "state.json"
+    atomic_write(dest, b"one")
+    with open(dest, "rb") as reader:
+        atomic_write(dest, b"two")
+        assert reader.read() == b"one"  # the rename swapped inodes; the open file is intact
+    assert dest.read_bytes() == b"two"
+
+
+def test_bad_destinations_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a directory"):
+        atomic_write(tmp_path, b"x")
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_bytes(b"")
+    with pytest.raises(InputError, match="cannot write into"):
+        atomic_write(not_a_dir / "x.bin", b"x")
