@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+
+from registry.chain.devnet import free_port, spawn_anvil, wait_for_rpc
+from registry.release import Release, sign_release
 
 ROOT = Path(__file__).resolve().parent.parent
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
@@ -44,22 +44,6 @@ EAS_SCHEMA = (
     "string name,string version,bytes32 artifactSha256,bytes artifactCid,uint64 artifactSize,"
     "bytes32 provenanceSha256,bytes provenanceCid"
 )
-RELEASE_TYPES = {
-    "Release": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "artifactSha256", "type": "bytes32"},
-        {"name": "artifactCid", "type": "bytes"},
-        {"name": "artifactSize", "type": "uint64"},
-        {"name": "provenanceSha256", "type": "bytes32"},
-        {"name": "provenanceCid", "type": "bytes"},
-        {"name": "parent", "type": "bytes32"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ]
-}
-
-
 @dataclass(frozen=True)
 class Measurement:
     label: str
@@ -67,41 +51,23 @@ class Measurement:
     note: str
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def anvil(*extra: str) -> Iterator[Web3]:
-    """A private anvil on a free port, killed (by its own pid) when the block ends."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "cancun", "--silent", *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 30}))
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if w3.is_connected() and w3.eth.chain_id:
-                    break
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("anvil did not start")
-            time.sleep(0.1)
-        yield w3
-    finally:
-        proc.terminate()
+    """A private, stateless anvil on a free port (the library's launcher), stopped when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="gas-bench-") as tmp:
+        port = free_port()
+        log = Path(tmp) / "anvil.log"
+        proc = spawn_anvil(port, None, log, binary=ANVIL, detached=False, extra_args=("--silent", *extra))
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            wait_for_rpc(f"http://127.0.0.1:{port}", proc, log, timeout_s=20)
+            yield Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 30}))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def deploy(w3: Web3, artifact: dict[str, Any], sender: str, *args: Any) -> tuple[Contract, int]:
@@ -129,49 +95,25 @@ def digest(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
 
 
-def sign(account: LocalAccount, release: dict[str, Any], chain_id: int, contract: str) -> bytes:
-    message = encode_typed_data(
-        full_message={
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                **RELEASE_TYPES,
-            },
-            "primaryType": "Release",
-            "domain": {"name": "ModelRegistry", "version": "1", "chainId": chain_id, "verifyingContract": contract},
-            "message": release,
-        }
-    )
-    return bytes(account.sign_message(message).signature)
-
-
-def release_fields(name: str, version: str, parent: bytes, nonce: int, provenance_cid_equals_sha: bool) -> dict[str, Any]:
+def release_fields(name: str, version: str, parent: bytes, nonce: int, provenance_cid_equals_sha: bool) -> Release:
     """A realistic release: a multi-block ONNX file (dag-pb root CID, so its CID digest differs
     from its SHA-256) and a small provenance document. With ``provenance_cid_equals_sha`` the
     provenance CID is what ``kubo-v1`` gives a single-block file (raw codec, digest = SHA-256);
     otherwise it is a dag-pb CID with an unrelated digest (the ``kubo-v0`` profile)."""
     provenance_sha = digest(f"provenance {name}@{version}")
     provenance_cid = cid(0x55, provenance_sha) if provenance_cid_equals_sha else cid(0x70, digest(f"pcid {version}"))
-    return {
-        "name": name,
-        "version": version,
-        "artifactSha256": digest(f"artifact {name}@{version}"),
-        "artifactCid": cid(0x70, digest(f"acid {name}@{version}")),
-        "artifactSize": 1_834_567,
-        "provenanceSha256": provenance_sha,
-        "provenanceCid": provenance_cid,
-        "parent": parent,
-        "nonce": nonce,
-        "deadline": 2**40,
-    }
-
-
-def as_tuple(release: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(release[f["name"]] for f in RELEASE_TYPES["Release"])
+    return Release(
+        name=name,
+        version=version,
+        artifact_sha256=digest(f"artifact {name}@{version}"),
+        artifact_cid=cid(0x70, digest(f"acid {name}@{version}")),
+        artifact_size=1_834_567,
+        provenance_sha256=provenance_sha,
+        provenance_cid=provenance_cid,
+        parent=parent,
+        nonce=nonce,
+        deadline=2**40,
+    )
 
 
 def measure_registry(w3: Web3) -> tuple[list[Measurement], dict[str, int], Any]:
@@ -187,8 +129,8 @@ def measure_registry(w3: Web3) -> tuple[list[Measurement], dict[str, int], Any]:
     def publish(name: str, version: str, parent: bytes, equal: bool) -> tuple[bytes, int]:
         nonlocal nonce
         fields = release_fields(name, version, parent, nonce, equal)
-        signature = sign(publisher, fields, chain_id, registry.address)
-        receipt = send(registry.functions.publish(as_tuple(fields), publisher.address, signature), relayer)
+        signature = sign_release(fields, publisher, chain_id, registry.address)
+        receipt = send(registry.functions.publish(fields.as_tuple(), publisher.address, signature), relayer)
         nonce += 1
         receipts[version] = receipt
         return registry.functions.computeReleaseId(name, version).call(), int(receipt["gasUsed"])
@@ -264,7 +206,7 @@ def measure_eas(w3: Web3) -> list[Measurement]:
         fields = release_fields("acme/digits-int8", version, b"\0" * 32, 0, True)
         data = w3.codec.encode(
             ["string", "string", "bytes32", "bytes", "uint64", "bytes32", "bytes"],
-            [fields[k] for k in ("name", "version", "artifactSha256", "artifactCid", "artifactSize", "provenanceSha256", "provenanceCid")],
+            list(fields.as_tuple()[:7]),  # the Release fields an attestation carries (no parent/nonce/deadline)
         )
         request = (schema_uid, ("0x" + "00" * 20, 0, True, ref, data, 0))
         rec = send(eas.functions.attest(request), sender)
