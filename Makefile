@@ -34,6 +34,8 @@ artifacts: compile $(PY_STAMP)
 demo: install
 	$(BIN)/python scripts/demo.py
 	$(BIN)/python scripts/demo_oracle.py
+	@echo "The demo's local chain keeps running (state in .registry-demo/home); stop it with:"
+	@echo "  REGISTRY_HOME=.registry-demo/home $(BIN)/registry chain down"
 
 test: test-contracts test-python
 
