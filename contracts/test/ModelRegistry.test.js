@@ -4,22 +4,9 @@ const { expect } = require("chai");
 const { ethers } = require("hardhat");
 const { loadFixture, time } = require("@nomicfoundation/hardhat-network-helpers");
 const { anyValue } = require("@nomicfoundation/hardhat-chai-matchers/withArgs");
+const { RELEASE_TYPES, domainOf } = require("./_release");
 
 const ZERO32 = ethers.ZeroHash;
-const RELEASE_TYPES = {
-  Release: [
-    { name: "name", type: "string" },
-    { name: "version", type: "string" },
-    { name: "artifactSha256", type: "bytes32" },
-    { name: "artifactCid", type: "bytes" },
-    { name: "artifactSize", type: "uint64" },
-    { name: "provenanceSha256", type: "bytes32" },
-    { name: "provenanceCid", type: "bytes" },
-    { name: "parent", type: "bytes32" },
-    { name: "nonce", type: "uint256" },
-    { name: "deadline", type: "uint256" },
-  ],
-};
 const TYPE_STRING =
   "Release(string name,string version,bytes32 artifactSha256,bytes artifactCid,uint64 artifactSize," +
   "bytes32 provenanceSha256,bytes provenanceCid,bytes32 parent,uint256 nonce,uint256 deadline)";
@@ -30,16 +17,6 @@ const sha = (label) => ethers.sha256(ethers.toUtf8Bytes(label));
 const cid = (codec, digest) => ethers.concat(["0x01", ethers.toBeHex(codec, 1), "0x1220", digest]);
 const releaseId = (name, version) =>
   ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["bytes32", "bytes32"], [key(name), key(version)]));
-
-async function domainOf(registry, chainIdOverride) {
-  const { chainId } = await ethers.provider.getNetwork();
-  return {
-    name: "ModelRegistry",
-    version: "1",
-    chainId: chainIdOverride ?? chainId,
-    verifyingContract: await registry.getAddress(),
-  };
-}
 
 /** A complete release; `over` replaces fields. The deadline is far in the future by default. */
 function makeRelease(over = {}) {

@@ -2,25 +2,12 @@
 const { expect } = require("chai");
 const { ethers } = require("hardhat");
 const { loadFixture, time } = require("@nomicfoundation/hardhat-network-helpers");
+const { RELEASE_TYPES, domainOf } = require("./_release");
 
 const NAME = "acme/co2-forecaster";
 const OTHER = "acme/other-model";
 const DECIMALS = 8;
 
-const RELEASE_TYPES = {
-  Release: [
-    { name: "name", type: "string" },
-    { name: "version", type: "string" },
-    { name: "artifactSha256", type: "bytes32" },
-    { name: "artifactCid", type: "bytes" },
-    { name: "artifactSize", type: "uint64" },
-    { name: "provenanceSha256", type: "bytes32" },
-    { name: "provenanceCid", type: "bytes" },
-    { name: "parent", type: "bytes32" },
-    { name: "nonce", type: "uint256" },
-    { name: "deadline", type: "uint256" },
-  ],
-};
 
 function rawCid(digest) {
   return "0x01551220" + digest.slice(2);
@@ -28,8 +15,7 @@ function rawCid(digest) {
 
 /** Signs and publishes `name@version` with an artifact digest derived from the label. */
 async function publish(registry, publisher, name, version) {
-  const { chainId } = await ethers.provider.getNetwork();
-  const domain = { name: "ModelRegistry", version: "1", chainId, verifyingContract: await registry.getAddress() };
+  const domain = await domainOf(registry);
   const artifactSha256 = ethers.sha256(ethers.toUtf8Bytes(`${name}@${version}`));
   const provenanceSha256 = ethers.sha256(ethers.toUtf8Bytes(`prov ${name}@${version}`));
   const release = {
