@@ -50,8 +50,12 @@ def write_report(out: Path, doc: dict[str, Any], histograms: list[tuple[str, np.
     xs = [p[1]["size_bytes"] / 1024 for p in points]
     ys = [p[1].get(key, float("nan")) for p in points]
     ax.plot(xs, ys, "o-", color="#c00000")
+    # Steps that change neither size nor accuracy (export, say) land on one point: one joined label.
+    labels: dict[tuple[float, float], list[str]] = {}
     for (label, _), x, y in zip(points, xs, ys):
-        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        labels.setdefault((x, y), []).append(label)
+    for (x, y), names in labels.items():
+        ax.annotate(", ".join(names), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("ONNX size (KiB, log)")
     ax.set_ylabel(key)
