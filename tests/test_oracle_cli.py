@@ -72,3 +72,115 @@ def test_bad_arguments_fail_with_one_line(deployed: Any, tmp_path: Path) -> None
     assert missing_key.returncode == 4 and "NOPE_NOT_SET" in missing_key.stderr
     not_enough_nodes = cli("oracle", "feed", "deploy", "--model", NAME, "--quorum", "2")
     assert not_enough_nodes.returncode == 3
+
+
+class _Background:
+    """``registry oracle run`` in a subprocess whose JSON event lines are collected as they come."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        import threading
+
+        code = "import sys; from registry.cli import main; sys.argv[0] = 'registry'; main()"
+        self.process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        self.events: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self.events.append(json.loads(line))
+
+    def kinds(self) -> list[str]:
+        return [e["event"] for e in self.events if "event" in e]
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(5)
+        assert self.process.stderr is not None
+        return code, self.process.stderr.read()
+
+
+def _node_run_args(feed: str, inputs: Path, tmp_path: Path) -> list[str]:
+    return ["oracle", "run", "--model", NAME, "--feed", feed, "--input", str(inputs), "--interval", "0.2",
+            "--poll", "0.2", "--port", "0", "--rounds", "1", "--key-env", "ORACLE_NODE_KEY", "--state-dir",
+            str(tmp_path / "st"), "--json"]
+
+
+def test_run_waits_out_an_rpc_that_is_down_at_start(deployed: Any, onnx_models: dict[int, Path],
+                                                      tmp_path: Path) -> None:
+    import time
+
+    from tests._oracle_fixtures import TcpProxy, deploy_feed, wait_for
+
+    v1 = publish(deployed, onnx_models[1], "1.0.0")
+    node = deployed.accounts[1]
+    feed = deploy_feed(deployed, [node], quorum=1, approve=v1.id)
+    inputs = write_series(tmp_path / "inputs.json", series())
+    proxy = TcpProxy(deployed.rpc_url)
+    proxy.down()
+    env = {"ORACLE_NODE_KEY": "0x" + bytes(node.key).hex(), "REGISTRY_RPC_URL": proxy.url}
+    try:
+        running = _Background(*_node_run_args(feed.address, inputs, tmp_path), env=env)
+        try:
+            wait_for(lambda: running.kinds().count("rpc-unreachable") >= 2, timeout=20, what="retries")
+        finally:
+            if running.process.poll() is not None:
+                running.finish(1)
+        assert running.process.poll() is None  # still waiting, not exited with 15
+        first = running.events[0]
+        assert first["event"] == "rpc-unreachable" and first["level"] == "warning" and first["retry_in_s"] == 0.5
+        time.sleep(0.3)
+        proxy.up()
+        code, stderr = running.finish(timeout=40)
+    finally:
+        proxy.down()
+    assert code == 0, stderr
+    kinds = running.kinds()
+    assert "rpc-reachable" in kinds and "swapped" in kinds and "submitted" in kinds and kinds[-1] == "stopped"
+    assert kinds.index("rpc-reachable") < kinds.index("swapped")
+    latest = feed.latest()
+    assert latest is not None and latest.round_id == 1 and latest.release_id == v1.id
+
+
+def test_run_stopped_while_the_rpc_is_down_exits_15_with_one_line(deployed: Any, tmp_path: Path) -> None:
+    import signal
+
+    from tests._oracle_fixtures import TcpProxy, wait_for
+
+    inputs = write_series(tmp_path / "inputs.json", series())
+    proxy = TcpProxy(deployed.rpc_url)
+    proxy.down()
+    env = {"ORACLE_NODE_KEY": "0x" + bytes(deployed.accounts[1].key).hex(), "REGISTRY_RPC_URL": proxy.url}
+    running = _Background(*_node_run_args(deployed.address, inputs, tmp_path), env=env)
+    try:
+        wait_for(lambda: "rpc-unreachable" in running.kinds() or running.process.poll() is not None, timeout=20,
+                 what="first retry")
+        assert running.process.poll() is None
+        running.process.send_signal(signal.SIGTERM)
+        code, stderr = running.finish(timeout=15)
+    finally:
+        proxy.down()
+    assert code == 15
+    assert stderr.startswith("error: stopped before the RPC node") and stderr.count("\n") == 1
+    assert running.kinds() and set(running.kinds()) == {"rpc-unreachable"}  # then --json's error line only
+    assert running.events[-1]["exit_code"] == 15 and running.events[-1]["kind"] == "UnreachableError"
+
+
+def test_run_fails_fast_on_a_wrong_chain_or_a_feed_without_code(deployed: Any, tmp_path: Path) -> None:
+    inputs = write_series(tmp_path / "inputs.json", series())
+    key = {"ORACLE_NODE_KEY": "0x" + bytes(deployed.accounts[1].key).hex()}
+    wrong_chain = cli(*_node_run_args(deployed.address, inputs, tmp_path), env={**key, "REGISTRY_CHAIN_ID": "1"},
+                      timeout=30)
+    assert wrong_chain.returncode == 6 and wrong_chain.stderr.startswith("error: wrong chain")
+    no_feed = cli(*_node_run_args("0x" + "11" * 20, inputs, tmp_path), env=key, timeout=30)
+    assert no_feed.returncode == 6 and "no contract" in no_feed.stderr
+    for result in (wrong_chain, no_feed):
+        assert "rpc-unreachable" not in result.stdout and result.stderr.count("\n") == 1

@@ -2,7 +2,9 @@
 
 The node runs in the foreground until SIGINT/SIGTERM, logging every step (swaps, refusals,
 submissions, skipped rounds, outages) as one line on stderr, or as JSON lines on stdout with
-``--json``. Library imports stay inside the commands so ``registry oracle --help`` is instant.
+``--json``. An RPC that is down at start-up is waited for, not fatal (registry.oracle.startup);
+a wrong chain, address or key still fails at once. Library imports stay inside the commands so
+``registry oracle --help`` is instant.
 """
 
 from __future__ import annotations
@@ -89,15 +91,15 @@ def run(
     import signal
     import threading
 
-    from registry.chain.client import RegistryClient
     from registry.config import load_settings
     from registry.oracle.inputs import open_source
     from registry.oracle.node import NodeConfig, OracleNode
+    from registry.oracle.startup import Backoff, connect_clients
 
     settings = load_settings(profile)
-    registry = RegistryClient.connect(settings)
-    feed_client = _feed_client(registry, feed, settings)
+    # a bad key or input fails before any wait for the RPC
     signer = _signer(settings, account, key_env)
+    source = open_source(input_source)
     out = _console()
 
     def log(event: dict[str, Any]) -> None:
@@ -107,18 +109,21 @@ def run(
         style = _LEVEL_STYLE.get(event["level"], "white")
         out.print(f"[{style}]{event['level']:7}[/{style}] {event['event']}: {event['message']}", highlight=False)
 
+    # installed before connecting: a stop while the RPC is down ends the wait (exit 15, one line)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    poll_s = poll if poll is not None else min(interval, 5.0)
+    registry, feed_client = connect_clients(settings, feed, stop, on_event=log, backoff=Backoff.for_poll(poll_s))
     directory = state_dir or settings.home / "oracle" / f"{feed_client.address.lower()}-{signer.address.lower()}"
-    config = NodeConfig(model=model, interval_s=interval, poll_s=poll if poll is not None else min(interval, 5.0),
+    config = NodeConfig(model=model, interval_s=interval, poll_s=poll_s,
                         state_dir=directory, policy=policy, trust=tuple(trust or ()))
-    node = OracleNode(config, registry, feed_client, signer, open_source(input_source), settings=settings,
+    node = OracleNode(config, registry, feed_client, signer, source, settings=settings,
                       on_event=log)
     server = node.serve(port)
     if not json_output:
         out.print(f"oracle node {signer.address} -> feed {feed_client.address} for {model}; "
                   f"http {server.url}/health ; state {directory}")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         node.run(stop, rounds=rounds)
     finally:

@@ -16,7 +16,8 @@ with that model's release id, which the feed checks against its approved release
   still-valid release or, if none, stops submitting and says so at error level.
 - Outages: RPC and input failures back off exponentially (capped) and the loop resumes; the feed's
   ``hasSubmitted`` is asked before every submission, so a retry or a restart never answers a
-  round twice. Progress (last block, last round) is saved atomically after each step.
+  round twice. Progress (last block, last round) is saved atomically after each step. An RPC
+  that is down before the node exists is waited for by ``registry.oracle.startup``.
 """
 
 from __future__ import annotations
