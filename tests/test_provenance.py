@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from registry.errors import ProvenanceError
 from registry.provenance import (
@@ -146,7 +146,10 @@ def test_arbitrary_bytes_never_traceback(raw):
 
 @settings(max_examples=100, deadline=None)
 @given(predicate=st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+@example(predicate={"metrics": {"accuracy": 0.5}, "steps": []})
 def test_roundtrip_through_canonical_bytes(predicate):
+    # "metrics" has a schema of its own (an object), tested below; everything else is free-form.
+    assume(not ("metrics" in predicate and not isinstance(predicate["metrics"], dict)))
     doc = statement(DIGEST, "m", predicate)
     try:
         data = canonical_json(doc)
@@ -154,6 +157,17 @@ def test_roundtrip_through_canonical_bytes(predicate):
         return  # e.g. integers beyond JCS's safe range
     assert load_provenance(data) == json.loads(data)
     assert hashlib.sha256(data).digest() == provenance_sha256(doc)
+
+
+@pytest.mark.parametrize("metrics", [[], "0.9", 0.9, None, True])
+def test_non_object_metrics_are_refused(metrics):
+    doc = statement(DIGEST, "m", {"metrics": {}})
+    doc["predicate"]["metrics"] = metrics
+    if metrics is None:
+        assert load_provenance(canonical_json(doc))["predicate"]["metrics"] is None  # absent-equivalent
+        return
+    with pytest.raises(ProvenanceError, match="metrics must be an object"):
+        load_provenance(canonical_json(doc))
 
 
 def test_render_lines_mentions_steps_and_metrics():
