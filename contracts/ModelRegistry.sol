@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 
 /// @title ModelRegistry
 /// @notice Anchors releases of compressed ML models: the artifact's SHA-256 and IPFS CID, the
@@ -23,7 +24,7 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 /// form a linked list through the records (a head per digest, a `previousWithSameDigest` pointer
 /// that is zero, and never written, for the usual unique digest). A name's release count lives
 /// in the name's owner slot, which publish reads anyway.
-contract ModelRegistry is EIP712, Nonces {
+contract ModelRegistry is EIP712, Nonces, IModelRegistry {
     /// @notice A release as the publisher signs it (the EIP-712 primary type).
     struct Release {
         string name;
@@ -36,23 +37,6 @@ contract ModelRegistry is EIP712, Nonces {
         bytes32 parent;
         uint256 nonce;
         uint256 deadline;
-    }
-
-    /// @notice A stored release as the views return it.
-    struct ReleaseInfo {
-        bytes32 id;
-        string name;
-        string version;
-        bytes32 artifactSha256;
-        bytes artifactCid;
-        uint64 artifactSize;
-        bytes32 provenanceSha256;
-        bytes provenanceCid;
-        bytes32 parent;
-        address publisher;
-        uint64 publishedAt;
-        uint64 revokedAt;
-        string revocationReason;
     }
 
     /// @notice One attester's verdict on one release (the latest one it gave).

@@ -3,8 +3,10 @@ pragma solidity ^0.8.24;
 
 /// @title IModelRegistry
 /// @notice The part of ModelRegistry that a PredictionFeed reads: whether a release is active, and
-/// which model and artifact digest it names. Field order must match ModelRegistry.ReleaseInfo.
+/// which model and artifact digest it names. ModelRegistry implements this interface, so the
+/// compiler keeps the two in step.
 interface IModelRegistry {
+    /// @notice A stored release as the views return it.
     struct ReleaseInfo {
         bytes32 id;
         string name;
