@@ -184,3 +184,28 @@ def test_run_fails_fast_on_a_wrong_chain_or_a_feed_without_code(deployed: Any, t
     assert no_feed.returncode == 6 and "no contract" in no_feed.stderr
     for result in (wrong_chain, no_feed):
         assert "rpc-unreachable" not in result.stdout and result.stderr.count("\n") == 1
+
+
+def test_owner_adds_a_node_and_approves_a_new_release(deployed: Any, onnx_models: dict[int, Path]) -> None:
+    publish(deployed, onnx_models[1], "1.0.0")
+    first, second = deployed.accounts[1], deployed.accounts[2]
+    made = cli("oracle", "feed", "deploy", "--model", NAME, "--node", first.address, "--approve", f"{NAME}@1.0.0",
+               "--json")
+    assert made.returncode == 0, made.stderr
+    feed = json.loads(made.stdout)["address"]
+
+    added = cli("oracle", "feed", "add-node", feed, second.address, "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["node"] == second.address
+
+    v2 = publish(deployed, onnx_models[2], "1.1.0")
+    approved = cli("oracle", "feed", "approve", feed, f"{NAME}@latest", "--json")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["approved"] == f"{NAME}@1.1.0"
+
+    status = json.loads(cli("oracle", "feed", "status", feed, "--json").stdout)
+    assert status["approved_release"] == "0x" + v2.id.hex() and status["approved_ref"] == f"{NAME}@1.1.0"
+    assert set(status["nodes"]) == {first.address, second.address}
+
+    again = cli("oracle", "feed", "add-node", feed, second.address)
+    assert again.returncode == 6 and again.stderr.count("\n") == 1  # a named revert, one line

@@ -69,6 +69,16 @@ def _feed_client(registry: Any, address: str, settings: Any) -> Any:
     return FeedClient.at(registry.rpc_url, address, profile.confirmations, profile.timeout_s, profile.retries)
 
 
+def _open_feed(profile: Optional[str], address: str) -> tuple[Any, Any, Any]:
+    """Settings, the registry client and the feed client that every ``oracle feed`` command needs."""
+    from registry.chain.client import RegistryClient
+    from registry.config import load_settings
+
+    settings = load_settings(profile)
+    registry = RegistryClient.connect(settings)
+    return settings, registry, _feed_client(registry, address, settings)
+
+
 def run(
     model: str = typer.Option(..., "--model", help="owner/model to follow (NAME@latest)."),
     feed: str = typer.Option(..., "--feed", help="PredictionFeed address."),
@@ -183,14 +193,11 @@ def feed_status(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
-    from registry.chain.client import RegistryClient
     from registry.cli._render import print_json
-    from registry.config import load_settings
     from registry.errors import RegistryError
 
-    settings = load_settings(profile)
-    registry = RegistryClient.connect(settings)
-    status = _feed_client(registry, address, settings).status()
+    _settings, registry, feed_client = _open_feed(profile, address)
+    status = feed_client.status()
     data = status.to_json()
     for key, rid in (("approved", status.approved_release),
                      ("latest_model", status.latest.release_id if status.latest else None)):
@@ -224,14 +231,11 @@ def feed_approve(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.chain.client import RegistryClient
     from registry.cli._render import print_json
-    from registry.config import load_settings
 
-    settings = load_settings(profile)
-    registry = RegistryClient.connect(settings)
+    settings, registry, feed_client = _open_feed(profile, address)
     release = registry.resolve(ref)
-    tx = _feed_client(registry, address, settings).set_approved_release(release.id, _signer(settings, account, None))
+    tx = feed_client.set_approved_release(release.id, _signer(settings, account, None))
     if json_output:
         print_json({"feed": address, "approved": release.ref, "release_id": "0x" + release.id.hex(), "tx": tx})
         return
@@ -245,13 +249,10 @@ def feed_add_node(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.chain.client import RegistryClient
     from registry.cli._render import print_json
-    from registry.config import load_settings
 
-    settings = load_settings(profile)
-    registry = RegistryClient.connect(settings)
-    tx = _feed_client(registry, address, settings).add_node(node, _signer(settings, account, None))
+    settings, _registry, feed_client = _open_feed(profile, address)
+    tx = feed_client.add_node(node, _signer(settings, account, None))
     if json_output:
         print_json({"feed": address, "node": node, "tx": tx})
         return
