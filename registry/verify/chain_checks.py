@@ -1,0 +1,145 @@
+"""Checks 2-4: the chain's facts about a release (revocation and lineage, the publisher's
+authorisation) and the EIP-712 signature, online against the record or offline against trust."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from registry.errors import RegistryError, SignatureError
+from registry.verify.report import Check, fail
+
+if TYPE_CHECKING:
+    from registry.chain.client import RegistryClient
+    from registry.chain.records import ReleaseRecord
+    from registry.config import Settings
+    from registry.manifest import Manifest
+    from registry.policy import Policy
+
+# How far up the parent chain revocation is followed.
+MAX_PARENT_DEPTH = 64
+
+
+def check_not_revoked(record: "ReleaseRecord", client: "RegistryClient | None") -> Check:
+    if client is None:
+        return Check("not_revoked", "skip", "offline: no RPC, revocation not checked (re-verify when online)")
+    if record.revoked:
+        return fail("not_revoked", f"{record.ref} was revoked: {record.revocation_reason or '(no reason given)'}",
+                     {"release_id": "0x" + record.id.hex(), "revoked_at": record.revoked_at,
+                      "reason": record.revocation_reason})
+    lineage: list[str] = []
+    current = record
+    try:
+        for _ in range(MAX_PARENT_DEPTH):
+            if not current.has_parent:
+                break
+            parent = client.get_by_id(current.parent)
+            lineage.append(parent.ref)
+            if parent.revoked:
+                return fail("not_revoked",
+                             f"ancestor {parent.ref} was revoked: {parent.revocation_reason or '(no reason given)'}",
+                             {"revoked_ancestor": parent.ref, "release_id": "0x" + parent.id.hex(),
+                              "revoked_at": parent.revoked_at, "reason": parent.revocation_reason,
+                              "lineage": lineage})
+            current = parent
+    except RegistryError as exc:
+        return fail("not_revoked", f"cannot read the lineage: {exc}", {"lineage": lineage}, error=type(exc))
+    return Check("not_revoked", "pass", "not revoked" + (f" (nor its {len(lineage)} ancestors)" if lineage else ""),
+                 {"lineage": lineage})
+
+
+def check_publisher(record: "ReleaseRecord", client: "RegistryClient | None", trusted: frozenset[str]) -> Check:
+    evidence: dict[str, Any] = {"publisher": record.publisher, "trusted": sorted(trusted)}
+    if trusted and record.publisher not in trusted:
+        return fail("publisher_authorised", f"publisher {record.publisher} is not in the trusted set", evidence)
+    if client is None:
+        if not trusted:
+            return fail("publisher_authorised",
+                         "offline verification needs trusted publishers (--trust ADDR or policy trusted_publishers)",
+                         evidence)
+        return Check("publisher_authorised", "pass", f"{record.publisher} is a trusted publisher (offline)", evidence)
+    try:
+        allowed = client.is_publisher(record.name, record.publisher)
+    except RegistryError as exc:
+        return fail("publisher_authorised", f"cannot read publishers: {exc}", evidence, error=type(exc))
+    evidence["is_publisher_on_chain"] = allowed
+    if not allowed:
+        return fail("publisher_authorised",
+                     f"{record.publisher} is no longer a publisher of {record.name} on chain", evidence)
+    detail = f"{record.publisher} is a publisher of {record.name}" + (" and trusted" if trusted else "")
+    return Check("publisher_authorised", "pass", detail, evidence)
+
+
+def check_signature(record: "ReleaseRecord", man: "Manifest | None", client: "RegistryClient | None",
+                    pol: "Policy", settings: "Settings") -> Check:
+    from eth_utils import to_checksum_address
+
+    if man is None:
+        # Online without a manifest: the contract ran SignatureChecker against this publisher when it
+        # accepted the release, and nonce/deadline are not stored, so the chain's word is the evidence.
+        return Check("signature", "pass", "checked by the contract at publish time (no manifest to re-check)",
+                     {"publisher": record.publisher, "source": "chain"})
+    from registry.release import recover_publisher
+
+    evidence: dict[str, Any] = {"manifest_chain_id": man.chain_id, "manifest_contract": man.contract,
+                                "nonce": man.release.nonce, "claimed_publisher": man.publisher}
+    expected_domain: list[tuple[str, int | None, str | None]] = []
+    if client is not None:
+        expected_domain.append(("chain", client.chain_id, client.address))
+    if pol.chain_id is not None or pol.contract is not None:
+        expected_domain.append(("policy", pol.chain_id, pol.contract))
+    if settings.profile.chain_id is not None or settings.profile.contract is not None:
+        expected_domain.append(("profile", settings.profile.chain_id, settings.profile.contract))
+    for source, chain_id, contract in expected_domain:
+        if chain_id is not None and chain_id != man.chain_id:
+            evidence.update(expected_chain_id=chain_id, domain_source=source)
+            return fail("signature", f"manifest is signed for chain {man.chain_id}, {source} expects {chain_id} "
+                                      "(replayed from another chain?)", evidence)
+        if contract is not None and to_checksum_address(contract) != man.contract:
+            evidence.update(expected_contract=to_checksum_address(contract), domain_source=source)
+            return fail("signature", f"manifest is signed for contract {man.contract}, {source} expects "
+                                      f"{to_checksum_address(contract)} (replayed from another contract?)", evidence)
+    # Online, the signed fields come from the chain's record, so a manifest altered in any field
+    # (digest, size, parent, CIDs) fails here; nonce and deadline come from the manifest.
+    release = record.to_release(man.release.nonce, man.release.deadline) if client is not None else man.release
+    mismatched = _fields_differing(man.release, release)
+    if mismatched:
+        evidence["manifest_differs_from_chain"] = mismatched
+    try:
+        recovered = recover_publisher(release, man.signature, man.chain_id, man.contract)
+    except SignatureError as exc:
+        return fail("signature", str(exc), evidence)
+    evidence["recovered"] = recovered
+    evidence["publisher"] = record.publisher
+    if recovered != record.publisher:
+        if client is not None and _erc1271_valid(client, record.publisher, release, man.signature):
+            evidence["erc1271"] = True
+            return Check("signature", "pass", f"ERC-1271 wallet {record.publisher} accepts the signature", evidence)
+        why = f" (manifest differs from chain in {', '.join(mismatched)})" if mismatched else ""
+        return fail("signature", f"signature recovers to {recovered}, not the publisher {record.publisher}{why}",
+                     evidence)
+    if mismatched:
+        return fail("signature", f"manifest differs from the chain record in {', '.join(mismatched)}", evidence)
+    return Check("signature", "pass", f"EIP-712 signature recovers to {recovered}", evidence)
+
+
+def _fields_differing(a: Any, b: Any) -> list[str]:
+    names = ("artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256", "provenance_cid", "parent")
+    return [n for n in names if getattr(a, n) != getattr(b, n)]
+
+
+def _erc1271_valid(client: "RegistryClient", wallet: str, release: Any, signature: bytes) -> bool:
+    """Contract-wallet publishers: ask the wallet (isValidSignature == 0x1626ba7e)."""
+    try:
+        if not client.w3.eth.get_code(wallet):
+            return False
+        from registry.release import signing_digest
+
+        digest = signing_digest(release, client.chain_id, client.address)
+        from eth_abi import encode
+
+        call = bytes.fromhex("1626ba7e") + encode(["bytes32", "bytes"], [digest, bytes(signature)])
+        answer = bytes(client.w3.eth.call({"to": wallet, "data": call}))
+        return answer[:4] == bytes.fromhex("1626ba7e")
+    except Exception:  # any failure of the wallet call means "not valid"
+        return False
+

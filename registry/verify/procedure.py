@@ -1,0 +1,297 @@
+"""The verification procedure: nine named checks, one report, and a runtime session only if all pass.
+
+The checks run in the order of the design (resolve, not_revoked, publisher_authorised, signature,
+sha256, cid, provenance, onnx, policy). Each records pass/fail/skip with its evidence (expected vs
+actual digests, the recovered signer, the revocation reason), and the procedure keeps going where
+the answer is still meaningful so an operator sees every problem at once. Bytes that failed
+integrity are never parsed or loaded.
+
+``load_verified`` hashes and loads the *same* in-memory bytes: the artifact is read once (bounded
+by the signed size plus one byte, so an endless or extended stream is cut off), hashed, checked, and
+that buffer goes to onnxruntime. No path is opened again after the check, so swapping the file
+between check and load has no effect.
+
+Importing this module is cheap and never imports torch; web3, eth-account, onnx and onnxruntime are
+imported inside the functions that need them, because a device's first verify must be fast.
+
+The checks themselves live in one module per group (chain_checks, artifact, provenance_check,
+rules); this module orders them, feeds them their inputs and decides what reaches a loader.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Iterable
+
+from registry.errors import InputError, PolicyError, UnreachableError
+from registry.verify.artifact import ArtifactBytes, check_bytes
+from registry.verify.chain_checks import (
+    check_not_revoked,
+    check_publisher,
+    check_signature,
+)
+from registry.verify.provenance_check import check_provenance
+from registry.verify.report import (
+    CHECK_NAMES,
+    Check,
+    VerificationFailed,
+    VerificationReport,
+    fail,
+    guarded,
+    unexpected,
+)
+from registry.verify.rules import check_onnx, check_policy
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from registry.chain.client import RegistryClient
+    from registry.chain.records import ReleaseRecord
+    from registry.config import Settings
+    from registry.content.base import ContentStore
+    from registry.manifest import Manifest
+    from registry.policy import Policy
+
+
+
+def verify(
+    ref: str,
+    *,
+    file: str | os.PathLike[str] | None = None,
+    manifest: "str | os.PathLike[str] | bytes | Manifest | None" = None,
+    trust: Iterable[str] = (),
+    policy: "Policy | str | os.PathLike[str] | None" = None,
+    settings: "Settings | None" = None,
+    data: bytes | None = None,
+    provenance: str | os.PathLike[str] | bytes | None = None,
+    offline: bool = False,
+    installed_version: str | None = None,
+    client: "RegistryClient | None" = None,
+    store: "ContentStore | None" = None,
+    progress: Any = None,
+) -> VerificationReport:
+    """Runs the nine checks and returns the report (never raises for a failed check).
+
+    ``file``/``data`` give the artifact (else it is fetched from the store, block by block);
+    ``manifest`` allows offline verification against ``trust``ed publishers (and is looked for
+    beside ``file``); ``offline`` never touches an RPC; ``installed_version`` feeds the rollback rule.
+    """
+    report, _ = _run(ref, file=file, manifest=manifest, trust=trust, policy=policy, settings=settings, data=data,
+                     provenance=provenance, offline=offline, installed_version=installed_version, client=client,
+                     store=store, progress=progress)
+    return report
+
+
+def load_verified(ref: str, **kwargs: Any) -> "onnxruntime.InferenceSession":
+    """Verifies, then builds an InferenceSession from the very bytes that were hashed.
+
+    Raises ``VerificationFailed`` (with ``.report``) when any check fails; nothing is loaded then.
+    """
+    session_options = kwargs.pop("session_options", None)
+    providers = kwargs.pop("providers", None) or ["CPUExecutionProvider"]
+    report, artifact = _run(ref, **kwargs)
+    if not report.ok or artifact.data is None or not artifact.ok:
+        raise VerificationFailed(report)
+    import onnxruntime
+
+    try:
+        # bytes() copies the private, already-verified buffer; nothing is read from disk again.
+        return onnxruntime.InferenceSession(bytes(artifact.data), sess_options=session_options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise PolicyError(f"onnxruntime refused the verified model: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def verify_bytes(ref: str, **kwargs: Any) -> tuple[VerificationReport, bytearray | None]:
+    """The report and, only when it is ok, the verified bytes (what ``pull`` writes to disk)."""
+    report, artifact = _run(ref, **kwargs)
+    return report, (artifact.data if report.ok and artifact.ok else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The procedure
+# --------------------------------------------------------------------------------------------
+
+
+def _run(
+    ref: str,
+    *,
+    file: str | os.PathLike[str] | None = None,
+    manifest: Any = None,
+    trust: Iterable[str] = (),
+    policy: Any = None,
+    settings: "Settings | None" = None,
+    data: bytes | None = None,
+    provenance: str | os.PathLike[str] | bytes | None = None,
+    offline: bool = False,
+    installed_version: str | None = None,
+    client: "RegistryClient | None" = None,
+    store: "ContentStore | None" = None,
+    progress: Any = None,
+) -> tuple[VerificationReport, ArtifactBytes]:
+    checks: list[Check] = []
+    report = VerificationReport(ref=str(ref), checks=checks)
+    artifact = ArtifactBytes()
+
+    def skip_rest(reason: str) -> tuple[VerificationReport, ArtifactBytes]:
+        done = {c.name for c in checks}
+        checks.extend(Check(n, "skip", reason) for n in CHECK_NAMES if n not in done)
+        return report, artifact
+
+    # -- inputs a user can get wrong: reported under "resolve", never raised -------------------
+    try:
+        from registry.config import load_settings
+        from registry.policy import Policy, load_policy
+        from registry.release import parse_ref
+
+        settings = settings or load_settings()
+        pol: Policy = policy if isinstance(policy, Policy) else (load_policy(policy) if policy else Policy())
+        parsed = parse_ref(ref)
+        trusted = _trusted(trust, pol)
+        man = _load_manifest(manifest, file, parsed)
+    except Exception as exc:  # bad input is a RegistryError; anything else still ends in the report
+        checks.append(unexpected("resolve", exc))
+        return skip_rest("resolve failed")
+
+    # -- 1. resolve ----------------------------------------------------------------------------
+    record = None
+    if not offline and client is None:
+        try:
+            client = _connect(settings, quick=man is not None)
+        except UnreachableError as exc:
+            if man is None:
+                checks.append(fail("resolve", str(exc), {"rpc": settings.profile.rpc_url or "local devnet"},
+                                    error=UnreachableError))
+                return skip_rest("resolve failed")
+            report.notes.append(f"RPC unreachable ({exc}); verified offline from the manifest")
+        except Exception as exc:
+            if man is None:
+                checks.append(unexpected("resolve", exc))
+                return skip_rest("resolve failed")
+            report.notes.append(f"chain not usable ({exc}); verified offline from the manifest")
+    if man is not None and not _manifest_matches_ref(man, parsed):
+        checks.append(fail("resolve", f"manifest is for {man.ref}, not {ref}",
+                            {"manifest": man.ref, "ref": str(ref)}, error=InputError))
+        return skip_rest("resolve failed")
+    try:
+        if client is not None:
+            record = client.get_by_id(man.release_id) if man is not None else client.resolve(parsed)
+            if man is not None and parsed.kind == "latest":
+                newest = client.resolve(parsed)
+                if newest.id != record.id:
+                    checks.append(fail("resolve", f"manifest is for {man.ref}, but {parsed.name}@latest is "
+                                                   f"{newest.ref}", {"manifest": man.ref, "latest": newest.ref},
+                                        error=InputError))
+                    return skip_rest("resolve failed")
+            report.mode = "online"
+            checks.append(Check("resolve", "pass", f"{record.ref} found on chain {client.chain_id}",
+                                {"release_id": "0x" + record.id.hex(), "chain_id": client.chain_id,
+                                 "contract": client.address, "publisher": record.publisher,
+                                 "source": "chain"}))
+        else:
+            assert man is not None
+            record = _record_from_manifest(man)
+            report.mode = "offline"
+            checks.append(Check("resolve", "pass", f"{man.ref} read from the manifest (offline)",
+                                {"release_id": "0x" + man.release_id.hex(), "chain_id": man.chain_id,
+                                 "contract": man.contract, "publisher": man.publisher, "source": "manifest"}))
+    except Exception as exc:
+        checks.append(unexpected("resolve", exc))
+        return skip_rest("resolve failed")
+    report.release = record
+
+    # -- 2.-4. chain facts and the signature ----------------------------------------------------
+    checks.append(guarded("not_revoked", lambda: check_not_revoked(record, client)))
+    checks.append(guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)))
+    checks.append(guarded("signature", lambda: check_signature(record, man, client, pol, settings)))
+
+    # -- 5./6. sha256 and cid over one in-memory copy ------------------------------------------
+    try:
+        sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress)
+    except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
+        artifact.ok, artifact.data = False, None
+        sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
+    checks.extend([sha_check, cid_check])
+
+    # -- 7. provenance -------------------------------------------------------------------------
+    prov_doc: dict[str, Any] | None = None
+    try:
+        prov_check, prov_doc = check_provenance(record, man, file, provenance, settings, store, artifact)
+    except Exception as exc:
+        prov_check = unexpected("provenance", exc)
+    checks.append(prov_check)
+
+    # -- 8. onnx -------------------------------------------------------------------------------
+    if artifact.ok and artifact.data is not None:
+        verified = artifact.data
+        checks.append(guarded("onnx", lambda: check_onnx(verified, pol)))
+    else:
+        checks.append(Check("onnx", "skip", "artifact bytes did not pass integrity checks; not parsed"))
+
+    # -- 9. policy -----------------------------------------------------------------------------
+    checks.append(guarded("policy", lambda: check_policy(record, client, pol, prov_doc, installed_version)))
+    if any(c.status == "fail" for c in checks):
+        artifact.data = None  # nothing that failed any check is handed to a loader
+    return report, artifact
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _trusted(trust: Iterable[str], pol: "Policy") -> frozenset[str]:
+    from eth_utils import is_address, to_checksum_address
+
+    out = set(pol.trusted_publishers)
+    for item in trust:
+        if not isinstance(item, str) or not is_address(item):
+            raise InputError(f"--trust {str(item)[:60]!r} is not a 0x-prefixed 20-byte address")
+        out.add(to_checksum_address(item))
+    return frozenset(out)
+
+
+def _load_manifest(manifest: Any, file: Any, parsed: Any) -> "Manifest | None":
+    from registry.manifest import Manifest, load_manifest, path_beside
+
+    if isinstance(manifest, Manifest):
+        return manifest
+    if manifest is not None:
+        return load_manifest(manifest)
+    if file is not None and parsed.kind == "version":
+        beside = path_beside(file, parsed.name, parsed.version)
+        if beside.is_file():
+            return load_manifest(beside)
+    return None
+
+
+def _manifest_matches_ref(man: "Manifest", parsed: Any) -> bool:
+    if parsed.kind == "version":
+        return (man.release.name, man.release.version) == (parsed.name, parsed.version)
+    if parsed.kind == "latest":
+        return man.release.name == parsed.name
+    return man.release.artifact_sha256 == parsed.sha256
+
+
+def _connect(settings: "Settings", quick: bool) -> "RegistryClient":
+    """The profile's registry. With a manifest in hand one quick attempt is enough: offline is fine."""
+    from dataclasses import replace
+
+    from registry.chain.client import RegistryClient
+
+    if quick and not settings.profile.is_local:
+        settings = replace(settings, profile=replace(settings.profile, retries=0,
+                                                      timeout_s=min(settings.profile.timeout_s, 3.0)))
+    return RegistryClient.connect(settings)
+
+
+def _record_from_manifest(man: "Manifest") -> "ReleaseRecord":
+    from registry.chain.records import ReleaseRecord
+
+    rel = man.release
+    return ReleaseRecord(
+        id=rel.id, name=rel.name, version=rel.version, artifact_sha256=rel.artifact_sha256,
+        artifact_cid=rel.artifact_cid, artifact_size=rel.artifact_size, provenance_sha256=rel.provenance_sha256,
+        provenance_cid=rel.provenance_cid, parent=rel.parent, publisher=man.publisher, published_at=0,
+        revoked_at=0, revocation_reason="",
+    )
+

@@ -1,0 +1,100 @@
+"""Checks 8-9: the ONNX format rules and the optional policy (rollback, accuracy, confirmations,
+k-of-n attestations)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from registry.errors import ChainError, PolicyError, RegistryError
+from registry.verify.report import Check, fail
+
+if TYPE_CHECKING:
+    from registry.chain.client import RegistryClient
+    from registry.chain.records import ReleaseRecord
+    from registry.policy import Policy
+
+
+def check_onnx(data: bytes, pol: "Policy") -> Check:
+    from registry.onnx_checks import check_onnx as check_model
+
+    try:
+        facts = check_model(data, pol)
+    except PolicyError as exc:
+        return fail("onnx", str(exc))
+    return Check("onnx", "pass", f"ONNX IR {facts.ir_version}, opset {facts.opset}, {facts.nodes} nodes",
+                 facts.evidence())
+
+
+def check_policy(record: "ReleaseRecord", client: "RegistryClient | None", pol: "Policy",
+                 doc: dict[str, Any] | None, installed_version: str | None) -> Check:
+    from registry.policy import version_key
+    from registry.provenance import accuracy
+
+    if not pol.has_rules:
+        return Check("policy", "skip", "no policy rules to apply")
+    evidence: dict[str, Any] = {}
+    problems: list[str] = []
+    if pol.refuse_rollback and installed_version is not None:
+        evidence["installed_version"] = installed_version
+        try:
+            older = version_key(record.version) < version_key(installed_version)
+        except ValueError:
+            older = False
+        if older:
+            problems.append(f"rollback refused: {record.version} is older than installed {installed_version}")
+    if pol.min_accuracy is not None:
+        value = accuracy(doc) if doc is not None else None
+        evidence["min_accuracy"] = pol.min_accuracy
+        evidence["accuracy"] = value
+        if value is None:
+            problems.append("provenance records no accuracy (predicate.metrics.accuracy)")
+        elif value < pol.min_accuracy:
+            problems.append(f"accuracy {value:.4f} is below the policy minimum {pol.min_accuracy:.4f}")
+    if pol.min_confirmations:
+        evidence["min_confirmations"] = pol.min_confirmations
+        if client is None:
+            problems.append("confirmations cannot be checked offline")
+        else:
+            try:
+                confirmations = _confirmations(client, record)
+            except RegistryError as exc:
+                problems.append(f"cannot count confirmations: {exc}")
+            else:
+                evidence["confirmations"] = confirmations
+                if confirmations < pol.min_confirmations:
+                    problems.append(f"{confirmations} confirmations, policy needs {pol.min_confirmations}")
+    if pol.required_attestations:
+        evidence["required_attestations"] = pol.required_attestations
+        if client is None:
+            problems.append("attestations cannot be checked offline")
+        else:
+            try:
+                attestations = client.attestations(record.id)
+            except RegistryError as exc:
+                problems.append(f"cannot read attestations: {exc}")
+            else:
+                listed = set(pol.attesters)
+                passed = sorted(a.attester for a in attestations if a.passed and a.attester in listed)
+                failed = sorted(a.attester for a in attestations if not a.passed and a.attester in listed)
+                evidence.update(passed_by=passed, failed_by=failed)
+                if len(passed) < pol.required_attestations:
+                    problems.append(f"{len(passed)} of {pol.required_attestations} required attestations from "
+                                    "listed attesters")
+    if problems:
+        return fail("policy", "; ".join(problems), evidence)
+    return Check("policy", "pass", "policy rules met", evidence)
+
+
+def _confirmations(client: "RegistryClient", record: "ReleaseRecord") -> int:
+    """Blocks on top of the one that anchored the release (from its ReleasePublished event)."""
+    def read() -> int:
+        logs = client.contract.events.ReleasePublished().get_logs(
+            from_block=0, argument_filters={"releaseId": record.id})
+        if not logs:
+            raise ChainError(f"no ReleasePublished event for {record.ref}")
+        return int(client.w3.eth.block_number) - int(logs[-1]["blockNumber"])
+
+    from registry.chain.rpc import with_retries
+
+    return with_retries(read, client.rpc_url, client.retries)
+
