@@ -3,7 +3,6 @@ pragma solidity ^0.8.24;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {SignedMath} from "@openzeppelin/contracts/utils/math/SignedMath.sol";
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 
@@ -13,9 +12,14 @@ import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 /// consumer or an auditor can trace each on-chain value to the exact bytes that computed it.
 /// @dev Rounds are sequential: the open round is always `latestRoundId + 1`. Authorised nodes submit
 /// one answer each for the open round, made with the feed's approved release; the round closes on
-/// the median of the first `quorum` answers. A release that is not approved, or is revoked in the
-/// registry at submit time, is refused. Changing the approved release discards a partly filled
-/// round, because its answers came from another model.
+/// the median of the first `quorum` answers. The quorum is odd (2f+1), so the median is always one
+/// of the answers and f liars cannot move it outside the range of the honest ones. Optional bounds
+/// refuse answers outside [minAnswer, maxAnswer].
+///
+/// A release is accepted only while the registry's `lineageValid` holds at submit time: it exists,
+/// is not revoked, its publisher may still publish the name, and no ancestor within the registry's
+/// MAX_LINEAGE_DEPTH (64) parents is revoked; a deeper lineage is refused (fail closed). Changing the
+/// approved release discards a partly filled round, because its answers came from another model.
 contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     /// @notice A closed round, as `getRoundData` and `roundModel` report it.
     struct Round {
@@ -49,6 +53,10 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     bool public followLatest;
     /// @notice Id of the newest closed round; 0 before the first.
     uint80 public latestRoundId;
+    /// @notice The smallest answer a node may submit (type(int256).min: no lower bound).
+    int256 public minAnswer = type(int256).min;
+    /// @notice The largest answer a node may submit (type(int256).max: no upper bound).
+    int256 public maxAnswer = type(int256).max;
 
     uint8 private immutable _decimals;
     string private _description;
@@ -87,6 +95,8 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     event NodeRemoved(address indexed node);
     /// @notice The number of answers that closes a round changed.
     event QuorumChanged(uint256 previous, uint256 current);
+    /// @notice The range of acceptable answers changed.
+    event AnswerBoundsChanged(int256 minAnswer, int256 maxAnswer);
 
     // ----------------------------------------------------------------------------------------
     // Errors
@@ -94,8 +104,12 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
 
     /// @notice The zero address was given for the registry or a node.
     error ZeroAddress();
-    /// @notice The quorum is zero, above MAX_NODES or above the number of nodes.
+    /// @notice The quorum is even, zero, above MAX_NODES or above the number of nodes.
     error InvalidQuorum(uint256 quorum, uint256 nodeCount);
+    /// @notice The bounds are inverted (min above max).
+    error InvalidBounds(int256 minAnswer, int256 maxAnswer);
+    /// @notice The answer is outside the feed's bounds.
+    error AnswerOutOfBounds(int256 answer, int256 minAnswer, int256 maxAnswer);
     /// @notice The feed already has MAX_NODES nodes.
     error TooManyNodes();
     /// @notice The account is already an authorised node.
@@ -108,7 +122,8 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     error NoApprovedRelease();
     /// @notice The submission was made with a release other than the approved one.
     error ReleaseNotApproved(bytes32 releaseId, bytes32 approved);
-    /// @notice The release does not exist in the registry or is revoked there.
+    /// @notice The release is not valid in the registry (unknown, revoked, its publisher no longer
+    /// authorised) or has a revoked ancestor, or a lineage deeper than the registry follows.
     error ReleaseNotActive(bytes32 releaseId);
     /// @notice The release belongs to another model than this feed's.
     error WrongModel(bytes32 releaseId, string name);
@@ -123,7 +138,7 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     /// @param modelName_ The model (`owner/model`) whose releases may be approved.
     /// @param description_ Human description, e.g. "CO2 ppm forecast, next week".
     /// @param decimals_ Fixed-point decimals of answers (nodes scale their float predictions).
-    /// @param quorum_ Answers that close a round (1 for a single node; 2f+1 to tolerate f liars).
+    /// @param quorum_ Answers that close a round: odd, 1 for a single node, 2f+1 to tolerate f liars.
     constructor(
         IModelRegistry registry_,
         string memory modelName_,
@@ -132,7 +147,7 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
         uint256 quorum_
     ) Ownable(msg.sender) {
         if (address(registry_) == address(0)) revert ZeroAddress();
-        if (quorum_ == 0 || quorum_ > MAX_NODES) revert InvalidQuorum(quorum_, 0);
+        if (quorum_ % 2 == 0 || quorum_ > MAX_NODES) revert InvalidQuorum(quorum_, 0);
         registry = registry_;
         modelName = modelName_;
         modelNameKey = keccak256(bytes(modelName_));
@@ -147,16 +162,20 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     // ----------------------------------------------------------------------------------------
 
     /// @notice Submits this node's answer for the open round, made with `releaseId`.
-    /// @dev Checks, in order: authorised node, open round, an approved release, the same release,
-    /// still active in the registry, first answer of this node. Closes the round at quorum.
+    /// @dev Checks, in order: authorised node, open round, answer within bounds, an approved release,
+    /// the same release, its lineage still valid in the registry, first answer of this node. Closes
+    /// the round at quorum.
     function submit(uint80 roundId, int256 answer, bytes32 releaseId) external {
         if (_nodeIndex[msg.sender] == 0) revert NotNode(msg.sender);
         uint80 open = latestRoundId + 1;
         if (roundId != open) revert WrongRound(roundId, open);
+        int256 low = minAnswer;
+        int256 high = maxAnswer;
+        if (answer < low || answer > high) revert AnswerOutOfBounds(answer, low, high);
         bytes32 approved = approvedRelease;
         if (approved == bytes32(0)) revert NoApprovedRelease();
         if (releaseId != approved) revert ReleaseNotApproved(releaseId, approved);
-        if (!registry.isActive(releaseId)) revert ReleaseNotActive(releaseId);
+        if (!registry.lineageValid(releaseId)) revert ReleaseNotActive(releaseId);
         uint32 mark = _epoch + 1;
         if (_submitted[roundId][msg.sender] == mark) revert AlreadySubmitted(roundId, msg.sender);
         _submitted[roundId][msg.sender] = mark;
@@ -167,7 +186,10 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
         }
         _openAnswers.push(answer);
         emit AnswerSubmitted(roundId, msg.sender, answer, releaseId);
-        if (_openAnswers.length >= quorum) _close(roundId, releaseId);
+        // Odd counts only: after a quorum change the open round may already hold more answers than
+        // the new quorum, and it then closes on the next odd count, never on an even one.
+        uint256 count = _openAnswers.length;
+        if (count >= quorum && count % 2 == 1) _close(roundId, releaseId);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -198,21 +220,30 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
         emit NodeRemoved(node);
     }
 
-    /// @notice Sets how many answers close a round: at least 1, at most the number of nodes.
+    /// @notice Sets how many answers close a round: odd (2f+1), at most the number of nodes.
     function setQuorum(uint256 quorum_) external onlyOwner {
-        if (quorum_ == 0 || quorum_ > _nodes.length) revert InvalidQuorum(quorum_, _nodes.length);
+        if (quorum_ % 2 == 0 || quorum_ > _nodes.length) revert InvalidQuorum(quorum_, _nodes.length);
         emit QuorumChanged(quorum, quorum_);
         quorum = quorum_;
     }
 
-    /// @notice Approves the release nodes must use. It must be active in the registry and belong
-    /// to this feed's model. A partly filled round is discarded.
+    /// @notice Refuses answers outside [minAnswer_, maxAnswer_]; type(int256).min/max lift a bound.
+    /// @dev Answers already in the open round stay: they were within the bounds when submitted.
+    function setAnswerBounds(int256 minAnswer_, int256 maxAnswer_) external onlyOwner {
+        if (minAnswer_ > maxAnswer_) revert InvalidBounds(minAnswer_, maxAnswer_);
+        minAnswer = minAnswer_;
+        maxAnswer = maxAnswer_;
+        emit AnswerBoundsChanged(minAnswer_, maxAnswer_);
+    }
+
+    /// @notice Approves the release nodes must use. Its lineage must be valid in the registry and it
+    /// must belong to this feed's model. A partly filled round is discarded.
     function setApprovedRelease(bytes32 releaseId) external onlyOwner {
         _approve(releaseId);
     }
 
-    /// @notice Lets anyone move the approval to the registry's newest active release of the model
-    /// (the publisher's `latest` decides), or stops that.
+    /// @notice Lets anyone move the approval to the registry's newest valid release of the model
+    /// (the registry's `latest` decides), or stops that.
     function setFollowLatest(bool enabled) external onlyOwner {
         followLatest = enabled;
         emit FollowLatestChanged(enabled);
@@ -222,7 +253,7 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     // Anyone
     // ----------------------------------------------------------------------------------------
 
-    /// @notice In follow-latest mode, approves the registry's newest active release of the model.
+    /// @notice In follow-latest mode, approves the registry's newest valid release of the model.
     /// @return releaseId The now approved release.
     function syncApprovedRelease() external returns (bytes32 releaseId) {
         if (!followLatest) revert NotFollowingLatest();
@@ -312,7 +343,7 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
     // ----------------------------------------------------------------------------------------
 
     function _approve(bytes32 releaseId) private {
-        if (!registry.isActive(releaseId)) revert ReleaseNotActive(releaseId);
+        if (!registry.lineageValid(releaseId)) revert ReleaseNotActive(releaseId);
         IModelRegistry.ReleaseInfo memory info = registry.getRelease(releaseId);
         if (keccak256(bytes(info.name)) != modelNameKey) revert WrongModel(releaseId, info.name);
         bytes32 previous = approvedRelease;
@@ -350,8 +381,8 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
         emit AnswerUpdated(median, roundId, block.timestamp);
     }
 
-    /// @dev Insertion sort (at most MAX_NODES values); the mean of the middle two for an even count,
-    /// as Chainlink's aggregators do.
+    /// @dev Insertion sort (at most MAX_NODES values). The count is the quorum, which is odd, so the
+    /// median is the middle answer itself.
     function _median(int256[] memory values) private pure returns (int256) {
         uint256 n = values.length;
         for (uint256 i = 1; i < n; ++i) {
@@ -363,8 +394,7 @@ contract PredictionFeed is AggregatorV3Interface, Ownable2Step {
             }
             values[j] = v;
         }
-        if (n % 2 == 1) return values[n / 2];
-        return SignedMath.average(values[n / 2 - 1], values[n / 2]);
+        return values[n / 2];
     }
 
     function _closed(uint80 roundId) private view returns (Round storage round) {

@@ -1,300 +1,39 @@
-// Behaviour of ModelRegistry through its external ABI only (the storage layout may change for gas,
-// these tests must not). Signatures are real EIP-712 signatures made with ethers' signTypedData.
+// ModelRegistry releases through the external ABI only (the storage layout may change for gas, these
+// tests must not): publish with and without a model card, revoke, attest, and the paged views.
+// Signatures are real EIP-712 signatures made with ethers' signTypedData.
 const { expect } = require("chai");
 const { ethers } = require("hardhat");
 const { loadFixture, time } = require("@nomicfoundation/hardhat-network-helpers");
 const { anyValue } = require("@nomicfoundation/hardhat-chai-matchers/withArgs");
 const { RELEASE_TYPES, domainOf } = require("./_release");
+const {
+  ZERO32,
+  MAX_SIZE,
+  key,
+  sha,
+  cid,
+  card,
+  releaseId,
+  makeRelease,
+  sign,
+  deployFixture,
+  publishAs,
+  publishedFixture,
+  expectInfo,
+  claimNamespace,
+} = require("./_fixtures");
 
-const ZERO32 = ethers.ZeroHash;
 const TYPE_STRING =
   "Release(string name,string version,bytes32 artifactSha256,bytes artifactCid,uint64 artifactSize," +
-  "bytes32 provenanceSha256,bytes provenanceCid,bytes32 parent,uint256 nonce,uint256 deadline)";
-const MAX_SIZE = 2n ** 40n - 1n;
-
-const key = (name) => ethers.keccak256(ethers.toUtf8Bytes(name));
-const sha = (label) => ethers.sha256(ethers.toUtf8Bytes(label));
-const cid = (codec, digest) => ethers.concat(["0x01", ethers.toBeHex(codec, 1), "0x1220", digest]);
-const releaseId = (name, version) =>
-  ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["bytes32", "bytes32"], [key(name), key(version)]));
-
-/** A complete release; `over` replaces fields. The deadline is far in the future by default. */
-function makeRelease(over = {}) {
-  const name = over.name ?? "acme/digits";
-  const version = over.version ?? "1.0.0";
-  return {
-    name,
-    version,
-    artifactSha256: sha(`artifact ${name}@${version}`),
-    artifactCid: cid(0x70, sha(`artifact cid ${name}@${version}`)),
-    artifactSize: 1_834_567n,
-    provenanceSha256: sha(`provenance ${name}@${version}`),
-    provenanceCid: cid(0x55, sha(`provenance ${name}@${version}`)),
-    parent: ZERO32,
-    nonce: 0n,
-    deadline: 2n ** 40n,
-    ...over,
-  };
-}
-
-async function sign(signer, registry, release, chainIdOverride) {
-  return signer.signTypedData(await domainOf(registry, chainIdOverride), RELEASE_TYPES, release);
-}
-
-async function deployFixture() {
-  const [admin, owner, publisher, relayer, stranger, attester, other, walletKey] = await ethers.getSigners();
-  const Registry = await ethers.getContractFactory("ModelRegistry");
-  const registry = await Registry.deploy();
-  const second = await Registry.deploy();
-  const Wallet = await ethers.getContractFactory("MockERC1271Wallet");
-  const wallet = await Wallet.deploy(walletKey.address);
-  return { registry, second, wallet, admin, owner, publisher, relayer, stranger, attester, other, walletKey };
-}
-
-/** Signs with `signer` (nonce read from chain unless given) and submits through `relayer`. */
-async function publishAs(ctx, signer, over = {}, submitter = ctx.relayer) {
-  const nonce = over.nonce ?? (await ctx.registry.nonces(signer.address));
-  const release = makeRelease({ ...over, nonce });
-  const signature = await sign(signer, ctx.registry, release);
-  const tx = await ctx.registry.connect(submitter).publish(release, signer.address, signature);
-  return { tx, release, id: releaseId(release.name, release.version) };
-}
-
-/** `acme/digits` claimed by `owner`, with `publisher` added, and 1.0.0 published by `publisher`. */
-async function publishedFixture() {
-  const ctx = await deployFixture();
-  await ctx.registry.connect(ctx.owner).claimName("acme/digits");
-  await ctx.registry.connect(ctx.owner).addPublisher("acme/digits", ctx.publisher.address);
-  const first = await publishAs(ctx, ctx.publisher, { version: "1.0.0" });
-  return { ...ctx, firstId: first.id, first: first.release };
-}
-
-function expectInfo(info, release, extra) {
-  expect(info.id).to.equal(releaseId(release.name, release.version));
-  expect(info.name).to.equal(release.name);
-  expect(info.version).to.equal(release.version);
-  expect(info.artifactSha256).to.equal(release.artifactSha256);
-  expect(info.artifactCid).to.equal(ethers.hexlify(release.artifactCid));
-  expect(info.artifactSize).to.equal(release.artifactSize);
-  expect(info.provenanceSha256).to.equal(release.provenanceSha256);
-  expect(info.provenanceCid).to.equal(ethers.hexlify(release.provenanceCid));
-  expect(info.parent).to.equal(release.parent);
-  for (const [k, v] of Object.entries(extra)) expect(info[k], k).to.equal(v);
-}
+  "bytes32 provenanceSha256,bytes provenanceCid,bytes32 cardSha256,bytes cardCid,bytes32 parent," +
+  "uint256 nonce,uint256 deadline)";
 
 describe("ModelRegistry", function () {
-  describe("claimName", function () {
-    it("gives the caller the name and publisher rights, and returns the name key", async function () {
-      const { registry, owner } = await loadFixture(deployFixture);
-      expect(await registry.connect(owner).claimName.staticCall("acme/digits")).to.equal(key("acme/digits"));
-      await expect(registry.connect(owner).claimName("acme/digits"))
-        .to.emit(registry, "NameClaimed")
-        .withArgs(key("acme/digits"), "acme/digits", owner.address)
-        .and.to.emit(registry, "PublisherAdded")
-        .withArgs(key("acme/digits"), "acme/digits", owner.address);
-      const [nameOwner, pending] = await registry.nameOwner("acme/digits");
-      expect(nameOwner).to.equal(owner.address);
-      expect(pending).to.equal(ethers.ZeroAddress);
-      expect(await registry.isPublisher("acme/digits", owner.address)).to.equal(true);
-    });
-
-    it("refuses a name that is already claimed", async function () {
-      const { registry, owner, stranger } = await loadFixture(deployFixture);
-      await registry.connect(owner).claimName("acme/digits");
-      await expect(registry.connect(stranger).claimName("acme/digits"))
-        .to.be.revertedWithCustomError(registry, "NameAlreadyClaimed")
-        .withArgs("acme/digits");
-      await expect(registry.connect(owner).claimName("acme/digits")).to.be.revertedWithCustomError(
-        registry,
-        "NameAlreadyClaimed"
-      );
-    });
-
-    const invalid = {
-      uppercase: "Acme/digits",
-      "uppercase model": "acme/Digits",
-      "no slash": "acmedigits",
-      "two slashes": "acme/digits/v2",
-      "empty owner": "/digits",
-      "empty model": "acme/",
-      empty: "",
-      "only a slash": "/",
-      "owner > 64": "a".repeat(65) + "/m",
-      "model > 64": "acme/" + "m".repeat(65),
-      space: "acme/dig its",
-      "non-ascii": "acme/mödel",
-      "at sign": "acme/digits@1",
-      colon: "acme:digits/x",
-      "owner is .": "./digits",
-      "owner is ..": "../digits",
-      "model is .": "acme/.",
-      "model is ..": "acme/..",
-      "both dots": "../..",
-    };
-    for (const [why, name] of Object.entries(invalid)) {
-      it(`refuses an invalid name (${why})`, async function () {
-        const { registry, owner } = await loadFixture(deployFixture);
-        await expect(registry.connect(owner).claimName(name))
-          .to.be.revertedWithCustomError(registry, "InvalidName")
-          .withArgs(name);
-      });
-    }
-
-    it("accepts names at the limits of the rule", async function () {
-      const { registry, owner } = await loadFixture(deployFixture);
-      for (const name of ["a".repeat(64) + "/" + "b".repeat(64), "a/b", "0.9_x-y/z.z-9_", ".../.x", "acme/..."]) {
-        await expect(registry.connect(owner).claimName(name)).to.emit(registry, "NameClaimed");
-        expect((await registry.nameOwner(name))[0]).to.equal(owner.address);
-      }
-    });
-  });
-
-  describe("publishers", function () {
-    it("lets the owner add a publisher", async function () {
-      const { registry, owner, publisher } = await loadFixture(deployFixture);
-      await registry.connect(owner).claimName("acme/digits");
-      await expect(registry.connect(owner).addPublisher("acme/digits", publisher.address))
-        .to.emit(registry, "PublisherAdded")
-        .withArgs(key("acme/digits"), "acme/digits", publisher.address);
-      expect(await registry.isPublisher("acme/digits", publisher.address)).to.equal(true);
-    });
-
-    it("refuses add/remove by anyone but the owner, and on unknown names", async function () {
-      const { registry, owner, publisher, stranger } = await loadFixture(deployFixture);
-      await registry.connect(owner).claimName("acme/digits");
-      await registry.connect(owner).addPublisher("acme/digits", publisher.address);
-      await expect(registry.connect(stranger).addPublisher("acme/digits", stranger.address))
-        .to.be.revertedWithCustomError(registry, "NotNameOwner")
-        .withArgs(key("acme/digits"), stranger.address);
-      // A publisher is not an owner either.
-      await expect(registry.connect(publisher).addPublisher("acme/digits", stranger.address))
-        .to.be.revertedWithCustomError(registry, "NotNameOwner")
-        .withArgs(key("acme/digits"), publisher.address);
-      await expect(registry.connect(stranger).removePublisher("acme/digits", publisher.address))
-        .to.be.revertedWithCustomError(registry, "NotNameOwner")
-        .withArgs(key("acme/digits"), stranger.address);
-      await expect(registry.connect(owner).addPublisher("acme/unknown", publisher.address))
-        .to.be.revertedWithCustomError(registry, "UnknownName")
-        .withArgs(key("acme/unknown"));
-      await expect(registry.connect(owner).removePublisher("acme/unknown", publisher.address))
-        .to.be.revertedWithCustomError(registry, "UnknownName")
-        .withArgs(key("acme/unknown"));
-    });
-
-    it("refuses the zero address and a second add", async function () {
-      const { registry, owner, publisher } = await loadFixture(deployFixture);
-      await registry.connect(owner).claimName("acme/digits");
-      await expect(
-        registry.connect(owner).addPublisher("acme/digits", ethers.ZeroAddress)
-      ).to.be.revertedWithCustomError(registry, "ZeroAddress");
-      await registry.connect(owner).addPublisher("acme/digits", publisher.address);
-      await expect(registry.connect(owner).addPublisher("acme/digits", publisher.address))
-        .to.be.revertedWithCustomError(registry, "AlreadyPublisher")
-        .withArgs(key("acme/digits"), publisher.address);
-      await expect(registry.connect(owner).addPublisher("acme/digits", owner.address))
-        .to.be.revertedWithCustomError(registry, "AlreadyPublisher")
-        .withArgs(key("acme/digits"), owner.address);
-    });
-
-    it("removes a publisher: no new releases, old ones stay active", async function () {
-      const ctx = await loadFixture(publishedFixture);
-      const { registry, owner, publisher } = ctx;
-      await expect(registry.connect(owner).removePublisher("acme/digits", publisher.address))
-        .to.emit(registry, "PublisherRemoved")
-        .withArgs(key("acme/digits"), "acme/digits", publisher.address);
-      expect(await registry.isPublisher("acme/digits", publisher.address)).to.equal(false);
-      expect(await registry.isActive(ctx.firstId)).to.equal(true);
-      const release = makeRelease({ version: "1.1.0", nonce: 1n });
-      const signature = await sign(publisher, registry, release);
-      await expect(registry.publish(release, publisher.address, signature))
-        .to.be.revertedWithCustomError(registry, "NotPublisher")
-        .withArgs(key("acme/digits"), publisher.address);
-      await expect(registry.connect(owner).removePublisher("acme/digits", publisher.address))
-        .to.be.revertedWithCustomError(registry, "NotPublisher")
-        .withArgs(key("acme/digits"), publisher.address);
-    });
-  });
-
-  describe("two-step name transfer", function () {
-    it("proposes, refuses the wrong account, hands over to the right one", async function () {
-      const { registry, owner, other, stranger } = await loadFixture(deployFixture);
-      const k = key("acme/digits");
-      await registry.connect(owner).claimName("acme/digits");
-      await expect(registry.connect(stranger).proposeNameOwner("acme/digits", stranger.address))
-        .to.be.revertedWithCustomError(registry, "NotNameOwner")
-        .withArgs(k, stranger.address);
-      await expect(registry.connect(owner).proposeNameOwner("acme/unknown", other.address))
-        .to.be.revertedWithCustomError(registry, "UnknownName")
-        .withArgs(key("acme/unknown"));
-      await expect(registry.connect(owner).proposeNameOwner("acme/digits", other.address))
-        .to.emit(registry, "NameTransferProposed")
-        .withArgs(k, "acme/digits", owner.address, other.address);
-      expect(await registry.nameOwner("acme/digits")).to.deep.equal([owner.address, other.address]);
-
-      await expect(registry.connect(stranger).acceptNameOwner("acme/digits"))
-        .to.be.revertedWithCustomError(registry, "NotPendingOwner")
-        .withArgs(k, stranger.address);
-      await expect(registry.connect(owner).acceptNameOwner("acme/digits"))
-        .to.be.revertedWithCustomError(registry, "NotPendingOwner")
-        .withArgs(k, owner.address);
-      await expect(registry.connect(other).acceptNameOwner("acme/unknown"))
-        .to.be.revertedWithCustomError(registry, "UnknownName")
-        .withArgs(key("acme/unknown"));
-
-      await expect(registry.connect(other).acceptNameOwner("acme/digits"))
-        .to.emit(registry, "NameTransferred")
-        .withArgs(k, "acme/digits", owner.address, other.address)
-        .and.to.emit(registry, "PublisherAdded")
-        .withArgs(k, "acme/digits", other.address);
-      expect(await registry.nameOwner("acme/digits")).to.deep.equal([other.address, ethers.ZeroAddress]);
-      expect(await registry.isPublisher("acme/digits", other.address)).to.equal(true);
-      // The previous owner keeps publishing rights but lost ownership.
-      expect(await registry.isPublisher("acme/digits", owner.address)).to.equal(true);
-      await expect(registry.connect(owner).addPublisher("acme/digits", stranger.address))
-        .to.be.revertedWithCustomError(registry, "NotNameOwner")
-        .withArgs(k, owner.address);
-      await registry.connect(other).removePublisher("acme/digits", owner.address);
-      expect(await registry.isPublisher("acme/digits", owner.address)).to.equal(false);
-      // The proposal is spent.
-      await expect(registry.connect(other).acceptNameOwner("acme/digits")).to.be.revertedWithCustomError(
-        registry,
-        "NotPendingOwner"
-      );
-    });
-
-    it("cancels a proposal with the zero address", async function () {
-      const { registry, owner, other } = await loadFixture(deployFixture);
-      await registry.connect(owner).claimName("acme/digits");
-      await registry.connect(owner).proposeNameOwner("acme/digits", other.address);
-      await expect(registry.connect(owner).proposeNameOwner("acme/digits", ethers.ZeroAddress))
-        .to.emit(registry, "NameTransferProposed")
-        .withArgs(key("acme/digits"), "acme/digits", owner.address, ethers.ZeroAddress);
-      expect(await registry.nameOwner("acme/digits")).to.deep.equal([owner.address, ethers.ZeroAddress]);
-      await expect(registry.connect(other).acceptNameOwner("acme/digits"))
-        .to.be.revertedWithCustomError(registry, "NotPendingOwner")
-        .withArgs(key("acme/digits"), other.address);
-    });
-
-    it("does not re-add an incoming owner who already publishes", async function () {
-      const { registry, owner, publisher } = await loadFixture(deployFixture);
-      await registry.connect(owner).claimName("acme/digits");
-      await registry.connect(owner).addPublisher("acme/digits", publisher.address);
-      await registry.connect(owner).proposeNameOwner("acme/digits", publisher.address);
-      await expect(registry.connect(publisher).acceptNameOwner("acme/digits"))
-        .to.emit(registry, "NameTransferred")
-        .and.not.to.emit(registry, "PublisherAdded");
-      expect(await registry.isPublisher("acme/digits", publisher.address)).to.equal(true);
-    });
-  });
-
   describe("publish", function () {
     it("anchors a release submitted by a relayer, with every field readable", async function () {
-      const ctx = await loadFixture(deployFixture);
-      const { registry, owner, publisher, relayer } = ctx;
-      await registry.connect(owner).claimName("acme/digits");
-      await registry.connect(owner).addPublisher("acme/digits", publisher.address);
-      const parentTx = await publishAs(ctx, publisher, { version: "1.0.0" });
-      const release = makeRelease({ version: "1.1.0-rc.1+build.7", parent: parentTx.id, nonce: 1n });
+      const ctx = await loadFixture(publishedFixture);
+      const { registry, publisher, relayer } = ctx;
+      const release = makeRelease({ version: "1.1.0-rc.1+build.7", parent: ctx.firstId, nonce: 1n });
       const signature = await sign(publisher, registry, release);
       const id = releaseId(release.name, release.version);
       expect(await registry.connect(relayer).publish.staticCall(release, publisher.address, signature)).to.equal(id);
@@ -312,80 +51,133 @@ describe("ModelRegistry", function () {
           release.artifactSize,
           release.provenanceSha256,
           ethers.hexlify(release.provenanceCid),
-          parentTx.id,
+          ZERO32,
+          "0x",
+          ctx.firstId,
           publisher.address,
           relayer.address
-        )
-        .and.not.to.emit(registry, "NameClaimed");
+        );
       expect(await registry.nonces(publisher.address)).to.equal(2n);
       const info = await registry.getRelease(id);
       expectInfo(info, release, { publisher: publisher.address, publishedAt: BigInt(when), revokedAt: 0n, revocationReason: "" });
       expectInfo(await registry.getReleaseByVersion(release.name, release.version), release, {});
       expect(await registry.isActive(id)).to.equal(true);
+      expect(await registry.isValid(id)).to.equal(true);
       expect(await registry.isRevoked(id)).to.equal(false);
       expect(await registry.releaseCount("acme/digits")).to.equal(2n);
-      expect(await registry.releasesOf("acme/digits", 0, 10)).to.deep.equal([parentTx.id, id]);
-      expect(await registry.releasesByDigest(release.artifactSha256, 0, 10)).to.deep.equal([id]);
+      expect(await registry.releasesOf("acme/digits", 0, 10)).to.deep.equal([ctx.firstId, id]);
+      expect(await registry.releasesByDigest(release.artifactSha256, 0, 10)).to.deep.equal([[id], 0n]);
+      // The relayer gained nothing.
+      expect(await registry.mayPublish("acme/digits", relayer.address)).to.equal(false);
+    });
+
+    it("lets the namespace owner publish any name under it without being added", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const { id, release } = await publishAs(ctx, ctx.owner, { name: "acme/new-model" });
+      expectInfo(await ctx.registry.getRelease(id), release, { publisher: ctx.owner.address });
+      expect((await ctx.registry.latest("acme/new-model")).id).to.equal(id);
+    });
+
+    it("signs, stores and emits a model card's digest and CID", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const { registry, publisher, relayer } = ctx;
+      // A raw single-block card (CID digest = SHA-256) and a dag-pb card (its own digest).
+      for (const [version, fields] of [
+        ["2.0.0", card("raw")],
+        ["2.1.0", { cardSha256: sha("card dag-pb"), cardCid: cid(0x70, sha("card dag-pb root")) }],
+      ]) {
+        const release = makeRelease({ version, nonce: await registry.nonces(publisher.address), ...fields });
+        const signature = await sign(publisher, registry, release);
+        await expect(registry.connect(relayer).publish(release, publisher.address, signature))
+          .to.emit(registry, "ReleasePublished")
+          .withArgs(
+            releaseId("acme/digits", version),
+            key("acme/digits"),
+            release.artifactSha256,
+            "acme/digits",
+            version,
+            anyValue,
+            release.artifactSize,
+            release.provenanceSha256,
+            anyValue,
+            fields.cardSha256,
+            ethers.hexlify(fields.cardCid),
+            ZERO32,
+            publisher.address,
+            relayer.address
+          );
+        expectInfo(await registry.getRelease(releaseId("acme/digits", version)), release, {});
+      }
+      // The card is signed: changing it breaks the signature.
+      const release = makeRelease({ version: "2.2.0", nonce: 2n, ...card("signed") });
+      const signature = await sign(publisher, registry, release);
+      await expect(registry.publish({ ...release, ...card("changed") }, publisher.address, signature))
+        .to.be.revertedWithCustomError(registry, "InvalidSignature")
+        .withArgs(publisher.address);
+      // A release without a card reads back without one.
+      const info = await registry.getRelease(ctx.firstId);
+      expect(info.cardSha256).to.equal(ZERO32);
+      expect(info.cardCid).to.equal("0x");
+    });
+
+    it("refuses a card digest without a CID, a CID without a digest, and a bad card CID", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const { registry, publisher } = ctx;
+      for (const over of [{ cardSha256: sha("c") }, { cardCid: cid(0x55, sha("c")) }]) {
+        const release = makeRelease({ version: "2.0.0", nonce: 1n, ...over });
+        await expect(
+          registry.publish(release, publisher.address, await sign(publisher, registry, release))
+        ).to.be.revertedWithCustomError(registry, "InvalidRelease");
+      }
+      const bad = ethers.concat(["0x01771220", sha("c")]);
+      const release = makeRelease({ version: "2.0.0", nonce: 1n, cardSha256: sha("c"), cardCid: bad });
+      await expect(registry.publish(release, publisher.address, await sign(publisher, registry, release)))
+        .to.be.revertedWithCustomError(registry, "UnsupportedCid")
+        .withArgs(ethers.hexlify(bad));
     });
 
     it("round-trips CIDs of every supported codec, and CIDs whose digest is the content SHA-256", async function () {
-      const ctx = await loadFixture(deployFixture);
+      const ctx = await loadFixture(publishedFixture);
       let n = 0;
-      for (const [codecA, codecP] of [[0x55, 0x70], [0x70, 0x71], [0x71, 0x55], [0x00, 0x7f]]) {
-        const version = `1.0.${n++}`;
+      for (const [codecA, codecP, codecC] of [[0x55, 0x70, 0x71], [0x70, 0x71, 0x55], [0x71, 0x55, 0x70]]) {
+        const version = `1.0.${++n}`;
         const artifactSha256 = sha(`a${version}`);
         const provenanceSha256 = sha(`p${version}`);
-        // The first artifact CID carries the artifact's own SHA-256 (a single raw block), the
-        // second provenance CID too: storage may deduplicate, reads must not notice.
+        const cardSha256 = sha(`c${version}`);
+        // Each field in turn carries its content's own SHA-256 (a single raw block): storage may
+        // deduplicate, reads must not notice.
         const over = {
           version,
           artifactSha256,
           provenanceSha256,
+          cardSha256,
           artifactCid: cid(codecA, n === 1 ? artifactSha256 : sha(`acid${version}`)),
           provenanceCid: cid(codecP, n === 2 ? provenanceSha256 : sha(`pcid${version}`)),
+          cardCid: cid(codecC, n === 3 ? cardSha256 : sha(`ccid${version}`)),
         };
         const { release, id } = await publishAs(ctx, ctx.publisher, over);
         expectInfo(await ctx.registry.getRelease(id), release, {});
       }
     });
 
-    it("claims an unclaimed name for the publisher on its first release", async function () {
-      const ctx = await loadFixture(deployFixture);
-      const { registry, publisher, relayer } = ctx;
-      const release = makeRelease({ name: "newco/model", nonce: 0n });
-      const signature = await sign(publisher, registry, release);
-      const k = key("newco/model");
-      await expect(registry.connect(relayer).publish(release, publisher.address, signature))
-        .to.emit(registry, "NameClaimed")
-        .withArgs(k, "newco/model", publisher.address)
-        .and.to.emit(registry, "PublisherAdded")
-        .withArgs(k, "newco/model", publisher.address)
-        .and.to.emit(registry, "ReleasePublished");
-      expect(await registry.nameOwner("newco/model")).to.deep.equal([publisher.address, ethers.ZeroAddress]);
-      expect((await registry.latest("newco/model")).version).to.equal("1.0.0");
-      // The relayer gained nothing.
-      expect(await registry.isPublisher("newco/model", relayer.address)).to.equal(false);
-    });
-
-    it("validates the name when the first release claims it", async function () {
-      const ctx = await loadFixture(deployFixture);
-      for (const name of ["NewCo/model", "newco", "a/b/c", "newco/"]) {
+    it("validates the name of a first release", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      for (const name of ["Acme/model", "acme", "acme/b/c", "acme/", "acme/..", "acme/" + "m".repeat(65)]) {
         const release = makeRelease({ name, nonce: 0n });
-        const signature = await sign(ctx.publisher, ctx.registry, release);
-        await expect(ctx.registry.publish(release, ctx.publisher.address, signature))
+        const signature = await sign(ctx.owner, ctx.registry, release);
+        await expect(ctx.registry.publish(release, ctx.owner.address, signature))
           .to.be.revertedWithCustomError(ctx.registry, "InvalidName")
           .withArgs(name);
       }
     });
 
-    it("refuses a signer that is not a publisher of the name", async function () {
-      const ctx = await loadFixture(publishedFixture);
-      const { registry, stranger } = ctx;
-      const release = makeRelease({ version: "9.9.9", nonce: 0n });
-      const signature = await sign(stranger, registry, release);
-      await expect(registry.publish(release, stranger.address, signature))
-        .to.be.revertedWithCustomError(registry, "NotPublisher")
-        .withArgs(key("acme/digits"), stranger.address);
+    it("accepts names at the limits of the rule", async function () {
+      const ctx = await loadFixture(deployFixture);
+      for (const [ns, model] of [["a".repeat(64), "b".repeat(64)], ["a", "b"], ["0.9_x-y", "z.z-9_"], ["...", ".x"]]) {
+        await claimNamespace(ctx.registry, ctx.owner, ns);
+        const { id } = await publishAs(ctx, ctx.owner, { name: `${ns}/${model}` });
+        expect((await ctx.registry.getRelease(id)).name).to.equal(`${ns}/${model}`);
+      }
     });
 
     it("refuses a reused or skipped nonce", async function () {
@@ -398,7 +190,6 @@ describe("ModelRegistry", function () {
           .to.be.revertedWithCustomError(registry, "InvalidAccountNonce")
           .withArgs(publisher.address, 1n);
       }
-      // Replaying the exact first transaction fails too (it is a duplicate and a reused nonce).
       const replay = makeRelease({ version: "1.0.0", nonce: 0n });
       await expect(registry.publish(replay, publisher.address, await sign(publisher, registry, replay))).to.be.reverted;
     });
@@ -433,14 +224,15 @@ describe("ModelRegistry", function () {
 
     it("refuses a signature made for another registry contract", async function () {
       const ctx = await loadFixture(deployFixture);
-      const { registry, second, publisher } = ctx;
+      const { registry, second, owner } = ctx;
+      await claimNamespace(registry, owner, "acme");
+      await claimNamespace(second, owner, "acme");
       const release = makeRelease({ nonce: 0n });
-      const forSecond = await sign(publisher, second, release);
-      await expect(registry.publish(release, publisher.address, forSecond))
+      const forSecond = await sign(owner, second, release);
+      await expect(registry.publish(release, owner.address, forSecond))
         .to.be.revertedWithCustomError(registry, "InvalidSignature")
-        .withArgs(publisher.address);
-      // The same signature is good where it was meant to go.
-      await expect(second.publish(release, publisher.address, forSecond)).to.emit(second, "ReleasePublished");
+        .withArgs(owner.address);
+      await expect(second.publish(release, owner.address, forSecond)).to.emit(second, "ReleasePublished");
     });
 
     it("refuses a signature by another key, a tampered field, or garbage", async function () {
@@ -462,32 +254,33 @@ describe("ModelRegistry", function () {
         .to.be.revertedWithCustomError(registry, "InvalidSignature");
       await expect(registry.publish({ ...release, artifactCid: cid(0x55, sha("evil")) }, publisher.address, good))
         .to.be.revertedWithCustomError(registry, "InvalidSignature");
+      await expect(registry.publish({ ...release, ...card("added") }, publisher.address, good))
+        .to.be.revertedWithCustomError(registry, "InvalidSignature");
       await expect(registry.publish(release, publisher.address, "0x1234"))
         .to.be.revertedWithCustomError(registry, "InvalidSignature");
       await expect(registry.publish(release, publisher.address, "0x"))
         .to.be.revertedWithCustomError(registry, "InvalidSignature");
     });
 
-    it("refuses the zero address as publisher, even for an unclaimed name", async function () {
-      const ctx = await loadFixture(deployFixture);
-      const release = makeRelease({ name: "newco/model", nonce: 0n });
-      const signature = await sign(ctx.publisher, ctx.registry, release);
-      await expect(ctx.registry.publish(release, ethers.ZeroAddress, signature))
-        .to.be.revertedWithCustomError(ctx.registry, "InvalidSignature")
-        .withArgs(ethers.ZeroAddress);
-      await expect(ctx.registry.publish(release, ethers.ZeroAddress, "0x" + "00".repeat(65)))
-        .to.be.revertedWithCustomError(ctx.registry, "InvalidSignature")
-        .withArgs(ethers.ZeroAddress);
-      expect((await ctx.registry.nameOwner("newco/model"))[0]).to.equal(ethers.ZeroAddress);
+    it("refuses a high-s (malleable) copy of a valid signature", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const { registry, publisher } = ctx;
+      const release = makeRelease({ version: "1.1.0", nonce: 1n });
+      const sig = ethers.Signature.from(await sign(publisher, registry, release));
+      const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+      const highS = ethers.concat([sig.r, ethers.toBeHex(n - BigInt(sig.s), 32), sig.v === 27 ? "0x1c" : "0x1b"]);
+      await expect(registry.publish(release, publisher.address, highS))
+        .to.be.revertedWithCustomError(registry, "InvalidSignature")
+        .withArgs(publisher.address);
     });
 
-    it("keeps nonces per publisher", async function () {
+    it("refuses the zero address as publisher", async function () {
       const ctx = await loadFixture(publishedFixture);
-      await ctx.registry.connect(ctx.owner).addPublisher("acme/digits", ctx.other.address);
-      expect(await ctx.registry.nonces(ctx.other.address)).to.equal(0n);
-      await publishAs(ctx, ctx.other, { version: "1.1.0", nonce: 0n });
-      expect(await ctx.registry.nonces(ctx.other.address)).to.equal(1n);
-      expect(await ctx.registry.nonces(ctx.publisher.address)).to.equal(1n);
+      const release = makeRelease({ nonce: 0n, version: "3.0.0" });
+      const signature = await sign(ctx.publisher, ctx.registry, release);
+      await expect(ctx.registry.publish(release, ethers.ZeroAddress, signature))
+        .to.be.revertedWithCustomError(ctx.registry, "NotPublisher")
+        .withArgs(key("acme/digits"), ethers.ZeroAddress);
     });
 
     it("refuses a version label that is already taken", async function () {
@@ -516,24 +309,24 @@ describe("ModelRegistry", function () {
 
     it("accepts a parent of another name (a fine-tune of someone else's base model)", async function () {
       const ctx = await loadFixture(publishedFixture);
-      const { release, id } = await publishAs(ctx, ctx.other, { name: "other/tuned", parent: ctx.firstId });
+      await claimNamespace(ctx.registry, ctx.other, "other");
+      const { id } = await publishAs(ctx, ctx.other, { name: "other/tuned", parent: ctx.firstId });
       expect((await ctx.registry.getRelease(id)).parent).to.equal(ctx.firstId);
-      expect(release.parent).to.equal(ctx.firstId);
     });
 
     it("accepts an ERC-1271 wallet publisher that approves, refuses one that does not", async function () {
       const ctx = await loadFixture(deployFixture);
-      const { registry, wallet, walletKey, relayer } = ctx;
+      const { registry, wallet, walletKey, relayer, owner } = ctx;
       const walletAddress = await wallet.getAddress();
+      await claimNamespace(registry, owner, "dao");
+      await registry.connect(owner).addPublisher("dao/model", walletAddress);
       const release = makeRelease({ name: "dao/model", nonce: 0n });
       const signature = await sign(walletKey, registry, release);
-      // Signed by the wallet's key but the wallet says no.
       await wallet.setAccepting(false);
       await expect(registry.connect(relayer).publish(release, walletAddress, signature))
         .to.be.revertedWithCustomError(registry, "InvalidSignature")
         .withArgs(walletAddress);
       await wallet.setAccepting(true);
-      // The wallet accepts only its own key's signatures.
       const wrongKey = await sign(relayer, registry, release);
       await expect(registry.connect(relayer).publish(release, walletAddress, wrongKey))
         .to.be.revertedWithCustomError(registry, "InvalidSignature")
@@ -551,13 +344,14 @@ describe("ModelRegistry", function () {
           release.provenanceSha256,
           anyValue,
           ZERO32,
+          "0x",
+          ZERO32,
           walletAddress,
           relayer.address
         );
-      expect((await registry.nameOwner("dao/model"))[0]).to.equal(walletAddress);
       expect(await registry.nonces(walletAddress)).to.equal(1n);
       // The key alone is not the publisher.
-      expect(await registry.isPublisher("dao/model", walletKey.address)).to.equal(false);
+      expect(await registry.mayPublish("dao/model", walletKey.address)).to.equal(false);
     });
 
     const badCids = {
@@ -568,20 +362,30 @@ describe("ModelRegistry", function () {
       "CID version 0": (d) => ethers.concat(["0x00701220", d]),
       "CID version 2": (d) => ethers.concat(["0x02701220", d]),
       "two-byte codec varint": (d) => ethers.concat(["0x0180", "0x12", d, "0x00"]),
+      "codec 0x00": (d) => cid(0x00, d),
+      "codec 0x7f": (d) => cid(0x7f, d),
+      "codec dag-json (0x0129 does not fit)": (d) => cid(0x29, d),
       "sha2-512 multihash code": (d) => ethers.concat(["0x01701320", d]),
       "blake2b multihash code": (d) => ethers.concat(["0x0170b220", d]),
       "digest length 31": (d) => ethers.concat(["0x0170121f", d]),
       "all-zero digest": () => cid(0x55, ZERO32),
     };
     for (const [why, make] of Object.entries(badCids)) {
-      for (const field of ["artifactCid", "provenanceCid"]) {
+      for (const field of ["artifactCid", "provenanceCid", "cardCid"]) {
         it(`refuses an unsupported ${field} (${why})`, async function () {
           const ctx = await loadFixture(publishedFixture);
           const bad = make(sha("x"));
-          const release = makeRelease({ version: "2.0.0", nonce: 1n, [field]: bad });
-          await expect(ctx.registry.publish(release, ctx.publisher.address, await sign(ctx.publisher, ctx.registry, release)))
-            .to.be.revertedWithCustomError(ctx.registry, "UnsupportedCid")
-            .withArgs(ethers.hexlify(bad));
+          const over = { version: "2.0.0", nonce: 1n, [field]: bad };
+          if (field === "cardCid") over.cardSha256 = sha("card");
+          const release = makeRelease(over);
+          const reverted = expect(
+            ctx.registry.publish(release, ctx.publisher.address, await sign(ctx.publisher, ctx.registry, release))
+          );
+          if (field === "cardCid" && bad === "0x") {
+            await reverted.to.be.revertedWithCustomError(ctx.registry, "InvalidRelease");
+          } else {
+            await reverted.to.be.revertedWithCustomError(ctx.registry, "UnsupportedCid").withArgs(ethers.hexlify(bad));
+          }
         });
       }
     }
@@ -651,13 +455,14 @@ describe("ModelRegistry", function () {
         .withArgs(firstId, key("acme/digits"), publisher.address, "accuracy regression");
       expect(await registry.isRevoked(firstId)).to.equal(true);
       expect(await registry.isActive(firstId)).to.equal(false);
+      expect(await registry.isValid(firstId)).to.equal(false);
       const info = await registry.getRelease(firstId);
       expectInfo(info, ctx.first, { revokedAt: BigInt(when), revocationReason: "accuracy regression", publisher: publisher.address });
       expect(await registry.releaseCount("acme/digits")).to.equal(1n);
-      expect(await registry.releasesByDigest(ctx.first.artifactSha256, 0, 5)).to.deep.equal([firstId]);
+      expect(await registry.releasesByDigest(ctx.first.artifactSha256, 0, 5)).to.deep.equal([[firstId], 0n]);
     });
 
-    it("lets the name owner revoke a publisher's release, and keeps a long reason intact", async function () {
+    it("lets the namespace owner revoke a publisher's release, and keeps a long reason intact", async function () {
       const ctx = await loadFixture(publishedFixture);
       const reason = "key compromised: " + "x".repeat(200);
       await expect(ctx.registry.connect(ctx.owner).revoke(ctx.firstId, reason))
@@ -693,17 +498,6 @@ describe("ModelRegistry", function () {
         .to.be.revertedWithCustomError(registry, "UnknownRelease")
         .withArgs(unknown);
     });
-
-    it("follows name ownership: the new owner may revoke, the old one may not", async function () {
-      const ctx = await loadFixture(publishedFixture);
-      const { registry, owner, other, firstId } = ctx;
-      await registry.connect(owner).proposeNameOwner("acme/digits", other.address);
-      await registry.connect(other).acceptNameOwner("acme/digits");
-      await expect(registry.connect(owner).revoke(firstId, "x"))
-        .to.be.revertedWithCustomError(registry, "NotAuthorisedToRevoke")
-        .withArgs(firstId, owner.address);
-      await expect(registry.connect(other).revoke(firstId, "x")).to.emit(registry, "ReleaseRevoked");
-    });
   });
 
   describe("attest", function () {
@@ -717,13 +511,13 @@ describe("ModelRegistry", function () {
 
     it("records a verdict, replaces it on a second call, keeps one entry per attester", async function () {
       const ctx = await loadFixture(publishedFixture);
-      const { registry, attester, other, firstId } = ctx;
+      const { registry, attester, other, stranger, firstId } = ctx;
       const t1 = (await time.latest()) + 10;
       await time.setNextBlockTimestamp(t1);
       await expect(registry.connect(attester).attest(firstId, true, sha("report 1")))
         .to.emit(registry, "ReleaseAttested")
         .withArgs(firstId, attester.address, true, sha("report 1"));
-      expect(await registry.attestationsOf(firstId)).to.deep.equal([[attester.address, true, sha("report 1"), BigInt(t1)]]);
+      expect(await registry.attestationsOf(firstId, 0, 10)).to.deep.equal([[attester.address, true, sha("report 1"), BigInt(t1)]]);
 
       await registry.connect(other).attest(firstId, true, sha("other report"));
       const t2 = t1 + 100;
@@ -731,11 +525,17 @@ describe("ModelRegistry", function () {
       await expect(registry.connect(attester).attest(firstId, false, sha("report 2")))
         .to.emit(registry, "ReleaseAttested")
         .withArgs(firstId, attester.address, false, sha("report 2"));
-      const all = await registry.attestationsOf(firstId);
+      expect(await registry.attestationCount(firstId)).to.equal(2n);
+      const all = await registry.attestationsOf(firstId, 0, 10);
       expect(all.length).to.equal(2);
       expect(all[0]).to.deep.equal([attester.address, false, sha("report 2"), BigInt(t2)]);
       expect(all[1].attester).to.equal(other.address);
-      expect(all[1].passed).to.equal(true);
+      expect(await registry.attestationsOf(firstId, 1, 1)).to.deep.equal([all[1]]);
+      expect(await registry.attestationsOf(firstId, 2, 1)).to.deep.equal([]);
+      expect(await registry.attestationOf(firstId, attester.address)).to.deep.equal(all[0]);
+      expect(await registry.attestationOf(firstId, other.address)).to.deep.equal(all[1]);
+      // One that never attested: attestedAt 0.
+      expect(await registry.attestationOf(firstId, stranger.address)).to.deep.equal([stranger.address, false, ZERO32, 0n]);
       expect(await registry.attestedBy(attester.address, 0, 10)).to.deep.equal([firstId]);
     });
 
@@ -746,6 +546,28 @@ describe("ModelRegistry", function () {
         ctx.registry,
         "ReleaseAttested"
       );
+    });
+
+    it("spam cannot make a listed attester's verdict or a page cost more to read", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const { registry, attester, firstId } = ctx;
+      await registry.connect(attester).attest(firstId, true, sha("real"));
+      const cost = () => registry.attestationOf.estimateGas(firstId, attester.address);
+      const pageCost = () => registry.attestationsOf.estimateGas(firstId, 0, 1);
+      const before = [await cost(), await pageCost()];
+      // 300 throw-away attesters pile verdicts on the release.
+      const [funder] = await ethers.getSigners();
+      for (let i = 0; i < 300; i++) {
+        const spammer = ethers.Wallet.createRandom().connect(ethers.provider);
+        await funder.sendTransaction({ to: spammer.address, value: ethers.parseEther("0.01") });
+        await registry.connect(spammer).attest(firstId, true, sha(`spam ${i}`));
+      }
+      expect(await registry.attestationCount(firstId)).to.equal(301n);
+      expect(await cost()).to.equal(before[0]);
+      expect(await pageCost()).to.equal(before[1]);
+      // A page never exceeds MAX_PAGE_SIZE, whatever the caller asks.
+      expect((await registry.attestationsOf(firstId, 0, ethers.MaxUint256)).length).to.equal(256);
+      expect((await registry.attestationsOf(firstId, 256, ethers.MaxUint256)).length).to.equal(45);
     });
 
     it("pages the releases an attester has judged", async function () {
@@ -778,7 +600,7 @@ describe("ModelRegistry", function () {
       return { ...ctx, ids, releases };
     }
 
-    it("latest is the newest release that is not revoked", async function () {
+    it("latest is the newest valid release", async function () {
       const ctx = await loadFixture(historyFixture);
       const { registry, owner, ids } = ctx;
       expect((await registry.latest("acme/digits")).id).to.equal(ids[3]);
@@ -792,18 +614,16 @@ describe("ModelRegistry", function () {
       await expect(registry.latest("acme/digits"))
         .to.be.revertedWithCustomError(registry, "NoActiveRelease")
         .withArgs(key("acme/digits"));
-      // A later release becomes latest again.
       const { id } = await publishAs(ctx, ctx.publisher, { version: "3.0.0" });
       expect((await registry.latest("acme/digits")).id).to.equal(id);
     });
 
     it("latest of a name without releases reverts with NoActiveRelease", async function () {
-      const { registry, owner } = await loadFixture(deployFixture);
+      const { registry } = await loadFixture(publishedFixture);
       await expect(registry.latest("acme/none"))
         .to.be.revertedWithCustomError(registry, "NoActiveRelease")
         .withArgs(key("acme/none"));
-      await registry.connect(owner).claimName("acme/none");
-      await expect(registry.latest("acme/none")).to.be.revertedWithCustomError(registry, "NoActiveRelease");
+      await expect(registry.latest("nobody/none")).to.be.revertedWithCustomError(registry, "NoActiveRelease");
     });
 
     it("pages the releases of a name in publish order", async function () {
@@ -822,29 +642,46 @@ describe("ModelRegistry", function () {
       expect(await registry.releasesOf("acme/none", 0, 10)).to.deep.equal([]);
     });
 
-    it("pages the releases that share an artifact digest, across names, in publish order", async function () {
+    it("pages the releases that share an artifact digest, across names, newest first, by cursor", async function () {
       const ctx = await loadFixture(historyFixture);
       const shared = ctx.releases[1].artifactSha256;
+      await claimNamespace(ctx.registry, ctx.other, "mirror");
       const a = await publishAs(ctx, ctx.publisher, { version: "4.0.0", artifactSha256: shared });
       const b = await publishAs(ctx, ctx.other, { name: "mirror/digits", artifactSha256: shared });
       const c = await publishAs(ctx, ctx.publisher, { version: "5.0.0", artifactSha256: shared });
-      const expected = [ctx.ids[1], a.id, b.id, c.id];
-      const page = (o, l) => ctx.registry.releasesByDigest(shared, o, l);
-      expect(await page(0, 10)).to.deep.equal(expected);
-      expect(await page(0, 1)).to.deep.equal(expected.slice(0, 1));
-      expect(await page(1, 2)).to.deep.equal(expected.slice(1, 3));
-      expect(await page(3, 2)).to.deep.equal(expected.slice(3));
-      expect(await page(4, 1)).to.deep.equal([]);
-      expect(await page(1000, 1000)).to.deep.equal([]);
-      expect(await page(2, 0)).to.deep.equal([]);
-      expect(await page(2, ethers.MaxUint256)).to.deep.equal(expected.slice(2));
-      expect(await page(ethers.MaxUint256, 1)).to.deep.equal([]);
-      expect(await ctx.registry.releasesByDigest(sha("nothing"), 0, 10)).to.deep.equal([]);
-      // The other digests keep their own single entries.
-      expect(await ctx.registry.releasesByDigest(ctx.releases[2].artifactSha256, 0, 10)).to.deep.equal([ctx.ids[2]]);
+      const newestFirst = [c.id, b.id, a.id, ctx.ids[1]];
+      const page = (cursor, limit) => ctx.registry.releasesByDigest(shared, cursor, limit);
+      expect(await page(0, 10)).to.deep.equal([newestFirst, 0n]);
+      // Walk it two at a time with the returned cursor.
+      const [first, next] = await page(0, 2);
+      expect(first).to.deep.equal(newestFirst.slice(0, 2));
+      expect(next).to.equal(BigInt(a.id));
+      expect(await page(next, 2)).to.deep.equal([newestFirst.slice(2), 0n]);
+      expect(await page(next, 1)).to.deep.equal([[a.id], BigInt(ctx.ids[1])]);
+      expect(await page(0, 0)).to.deep.equal([[], BigInt(c.id)]);
+      expect((await page(0, ethers.MaxUint256))[0]).to.deep.equal(newestFirst);
+      expect(await ctx.registry.releasesByDigest(sha("nothing"), 0, 10)).to.deep.equal([[], 0n]);
+      expect(await ctx.registry.releasesByDigest(ctx.releases[2].artifactSha256, 0, 10)).to.deep.equal([[ctx.ids[2]], 0n]);
+      // A cursor from another digest's list, or no release at all, is refused.
+      for (const bad of [BigInt(ctx.ids[2]), 1n, BigInt(sha("nothing"))]) {
+        await expect(page(bad, 1)).to.be.revertedWithCustomError(ctx.registry, "InvalidCursor").withArgs(bad);
+      }
       // Revoked releases stay listed (the reader decides).
       await ctx.registry.connect(ctx.owner).revoke(a.id, "x");
-      expect(await page(0, 10)).to.deep.equal(expected);
+      expect((await page(0, 10))[0]).to.deep.equal(newestFirst);
+    });
+
+    it("reads a digest page in O(page): its cost does not grow with the list", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const shared = ctx.first.artifactSha256;
+      const ids = [ctx.firstId];
+      for (let i = 1; i <= 40; i++) ids.push((await publishAs(ctx, ctx.publisher, { version: `1.${i}.0`, artifactSha256: shared })).id);
+      const deepCursor = BigInt(ids[5]);
+      const shallow = await ctx.registry.releasesByDigest.estimateGas(shared, BigInt(ids[39]), 3);
+      const deep = await ctx.registry.releasesByDigest.estimateGas(shared, deepCursor, 3);
+      expect(deep).to.be.lessThan(shallow + 200n);
+      expect(shallow).to.be.lessThan(deep + 200n);
+      expect((await ctx.registry.releasesByDigest(shared, deepCursor, 3))[0]).to.deep.equal([ids[5], ids[4], ids[3]]);
     });
 
     it("reads releases by id and by version, and knows what does not exist", async function () {
@@ -860,10 +697,14 @@ describe("ModelRegistry", function () {
         .to.be.revertedWithCustomError(registry, "UnknownRelease")
         .withArgs(unknown);
       expect(await registry.isActive(unknown)).to.equal(false);
+      expect(await registry.isValid(unknown)).to.equal(false);
+      expect(await registry.lineageValid(unknown)).to.equal(false);
       expect(await registry.isRevoked(unknown)).to.equal(false);
-      expect(await registry.attestationsOf(unknown)).to.deep.equal([]);
-      expect(await registry.nameOwner("acme/none")).to.deep.equal([ethers.ZeroAddress, ethers.ZeroAddress]);
-      expect(await registry.isPublisher("acme/none", ethers.ZeroAddress)).to.equal(false);
+      expect(await registry.attestationsOf(unknown, 0, 10)).to.deep.equal([]);
+      expect(await registry.attestationCount(unknown)).to.equal(0n);
+      expect(await registry.namespaceOwner("none")).to.deep.equal([ethers.ZeroAddress, ethers.ZeroAddress]);
+      expect(await registry.mayPublish("none/x", ethers.ZeroAddress)).to.equal(false);
+      expect(await registry.mayPublish("not a name", ethers.ZeroAddress)).to.equal(false);
     });
 
     it("computes ids and EIP-712 digests the way off-chain code does", async function () {
@@ -871,9 +712,11 @@ describe("ModelRegistry", function () {
       expect(await registry.computeReleaseId("acme/digits", "1.0.0")).to.equal(releaseId("acme/digits", "1.0.0"));
       expect(await registry.computeReleaseId("acme/digits", "1.0.1")).to.not.equal(releaseId("acme/digits", "1.0.0"));
       expect(await registry.RELEASE_TYPEHASH()).to.equal(ethers.id(TYPE_STRING));
-      const release = makeRelease({ parent: sha("p"), nonce: 7n, deadline: 12345n });
       const domain = await domainOf(registry);
-      expect(await registry.hashRelease(release)).to.equal(ethers.TypedDataEncoder.hash(domain, RELEASE_TYPES, release));
+      for (const over of [{}, card("x")]) {
+        const release = makeRelease({ parent: sha("p"), nonce: 7n, deadline: 12345n, ...over });
+        expect(await registry.hashRelease(release)).to.equal(ethers.TypedDataEncoder.hash(domain, RELEASE_TYPES, release));
+      }
     });
 
     it("reports its EIP-712 domain (ERC-5267)", async function () {
@@ -887,6 +730,36 @@ describe("ModelRegistry", function () {
       expect(d.verifyingContract).to.equal(await registry.getAddress());
       expect(d.salt).to.equal(ZERO32);
       expect(d.extensions).to.deep.equal([]);
+    });
+  });
+
+  describe("lineage", function () {
+    it("is valid only while the release counts and no ancestor is revoked", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const { registry, owner, firstId } = ctx;
+      const child = await publishAs(ctx, ctx.publisher, { version: "1.1.0", parent: firstId });
+      const grandchild = await publishAs(ctx, ctx.publisher, { version: "1.2.0", parent: child.id });
+      expect(await registry.lineageValid(grandchild.id)).to.equal(true);
+      await registry.connect(owner).revoke(firstId, "poisoned base");
+      expect(await registry.isValid(grandchild.id)).to.equal(true);
+      expect(await registry.lineageValid(grandchild.id)).to.equal(false);
+      expect(await registry.lineageValid(child.id)).to.equal(false);
+    });
+
+    it("follows MAX_LINEAGE_DEPTH parents and refuses a deeper lineage (fail closed)", async function () {
+      const ctx = await loadFixture(publishedFixture);
+      const depth = Number(await ctx.registry.MAX_LINEAGE_DEPTH());
+      expect(depth).to.equal(64);
+      const ids = [ctx.firstId];
+      for (let i = 1; i <= depth + 1; i++) {
+        ids.push((await publishAs(ctx, ctx.publisher, { version: `1.${i}.0`, parent: ids[ids.length - 1] })).id);
+      }
+      // ids[depth] has exactly `depth` ancestors; ids[depth + 1] has one more than is followed.
+      expect(await ctx.registry.lineageValid(ids[depth])).to.equal(true);
+      expect(await ctx.registry.lineageValid(ids[depth + 1])).to.equal(false);
+      await ctx.registry.connect(ctx.owner).revoke(ids[0], "root revoked");
+      expect(await ctx.registry.lineageValid(ids[depth])).to.equal(false);
+      expect(await ctx.registry.lineageValid(ids[1])).to.equal(false);
     });
   });
 });

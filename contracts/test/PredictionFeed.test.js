@@ -2,7 +2,7 @@
 const { expect } = require("chai");
 const { ethers } = require("hardhat");
 const { loadFixture, time } = require("@nomicfoundation/hardhat-network-helpers");
-const { RELEASE_TYPES, domainOf } = require("./_release");
+const { RELEASE_TYPES, domainOf, claimNamespace } = require("./_release");
 
 const NAME = "acme/co2-forecaster";
 const OTHER = "acme/other-model";
@@ -14,7 +14,7 @@ function rawCid(digest) {
 }
 
 /** Signs and publishes `name@version` with an artifact digest derived from the label. */
-async function publish(registry, publisher, name, version) {
+async function publish(registry, publisher, name, version, parent = ethers.ZeroHash) {
   const domain = await domainOf(registry);
   const artifactSha256 = ethers.sha256(ethers.toUtf8Bytes(`${name}@${version}`));
   const provenanceSha256 = ethers.sha256(ethers.toUtf8Bytes(`prov ${name}@${version}`));
@@ -26,7 +26,9 @@ async function publish(registry, publisher, name, version) {
     artifactSize: 1234,
     provenanceSha256,
     provenanceCid: rawCid(provenanceSha256),
-    parent: ethers.ZeroHash,
+    cardSha256: ethers.ZeroHash,
+    cardCid: "0x",
+    parent,
     nonce: await registry.nonces(publisher.address),
     deadline: 2n ** 40n,
   };
@@ -43,6 +45,7 @@ async function deployFeed(registry, quorum = 1, name = NAME) {
 async function baseFixture() {
   const [owner, publisher, n1, n2, n3, n4, stranger] = await ethers.getSigners();
   const registry = await (await ethers.getContractFactory("ModelRegistry")).deploy();
+  await claimNamespace(registry, publisher, "acme");
   const v1 = await publish(registry, publisher, NAME, "1.0.0");
   const v2 = await publish(registry, publisher, NAME, "1.1.0");
   const other = await publish(registry, publisher, OTHER, "1.0.0");
@@ -80,7 +83,8 @@ describe("PredictionFeed", function () {
       const Feed = await ethers.getContractFactory("PredictionFeed");
       await expect(Feed.deploy(ethers.ZeroAddress, NAME, "d", 8, 1)).to.be.revertedWithCustomError(Feed, "ZeroAddress");
       await expect(deployFeed(registry, 0)).to.be.revertedWithCustomError(Feed, "InvalidQuorum").withArgs(0, 0);
-      await expect(deployFeed(registry, 32)).to.be.revertedWithCustomError(Feed, "InvalidQuorum").withArgs(32, 0);
+      await expect(deployFeed(registry, 2)).to.be.revertedWithCustomError(Feed, "InvalidQuorum").withArgs(2, 0);
+      await expect(deployFeed(registry, 33)).to.be.revertedWithCustomError(Feed, "InvalidQuorum").withArgs(33, 0);
     });
 
     it("reverts reads before the first round closes", async function () {
@@ -209,26 +213,48 @@ describe("PredictionFeed", function () {
       expect((await feed.latestRoundData())[1]).to.equal(999n);
     });
 
-    it("takes the mean of the middle two for an even count", async function () {
-      const { feed, n1, n2, n3, n4, v1 } = await loadFixture(quorumFixture);
-      await feed.addNode(n4.address);
-      await feed.setQuorum(4);
-      await feed.connect(n1).submit(1, -7, v1.id);
-      await feed.connect(n2).submit(1, 40, v1.id);
-      await feed.connect(n3).submit(1, 10, v1.id);
-      await feed.connect(n4).submit(1, 1000, v1.id);
-      expect((await feed.latestRoundData())[1]).to.equal(25n);
+    it("one liar among three never moves the median outside the honest range (randomised)", async function () {
+      const { feed, n1, n2, n3, v1 } = await loadFixture(quorumFixture);
+      const nodes = [n1, n2, n3];
+      let seed = 12345n;
+      const rand = (span) => {
+        seed = (seed * 6364136223846793005n + 1442695040888963407n) % 2n ** 64n;
+        return (seed % (2n * span + 1n)) - span;
+      };
+      for (let round = 1; round <= 24; round++) {
+        const honest = [1000n + rand(50n), 1000n + rand(50n)];
+        const lie = rand(10n ** 40n);
+        const liarIndex = round % 3;
+        const answers = [...honest];
+        answers.splice(liarIndex, 0, lie);
+        for (let i = 0; i < 3; i++) await feed.connect(nodes[i]).submit(round, answers[i], v1.id);
+        const median = (await feed.latestRoundData())[1];
+        const [low, high] = honest[0] < honest[1] ? honest : [honest[1], honest[0]];
+        expect(median >= low && median <= high, `round ${round}: ${median} outside [${low}, ${high}] (lie ${lie})`).to.equal(true);
+      }
     });
 
     it("closes at quorum even if more nodes exist (late node goes to the next round)", async function () {
       const { feed, n1, n2, n3, v1 } = await loadFixture(quorumFixture);
-      await feed.setQuorum(2);
+      await feed.setQuorum(1);
       await feed.connect(n1).submit(1, 5, v1.id);
-      await feed.connect(n2).submit(1, 9, v1.id);
-      expect((await feed.latestRoundData())[1]).to.equal(7n);
-      await expect(feed.connect(n3).submit(1, 6, v1.id)).to.be.revertedWithCustomError(feed, "WrongRound").withArgs(1, 2);
-      await feed.connect(n3).submit(2, 6, v1.id);
-      expect((await feed.openRound())[1]).to.equal(1n);
+      expect((await feed.latestRoundData())[1]).to.equal(5n);
+      await expect(feed.connect(n2).submit(1, 6, v1.id)).to.be.revertedWithCustomError(feed, "WrongRound").withArgs(1, 2);
+      await feed.connect(n2).submit(2, 6, v1.id);
+      expect((await feed.latestRoundData())[1]).to.equal(6n);
+    });
+
+    it("after a quorum change closes only on an odd count, never on an even one", async function () {
+      const { feed, n1, n2, n3, n4, stranger, v1 } = await loadFixture(quorumFixture);
+      await feed.addNode(n4.address);
+      await feed.addNode(stranger.address);
+      await feed.setQuorum(5);
+      for (const [node, value] of [[n1, 10], [n2, 20], [n3, 30]]) await feed.connect(node).submit(1, value, v1.id);
+      await feed.setQuorum(3);
+      // Four answers reach the new quorum but are even: the round stays open.
+      await feed.connect(n4).submit(1, 1000, v1.id);
+      expect((await feed.openRound())[1]).to.equal(4n);
+      await expect(feed.connect(stranger).submit(1, 40, v1.id)).to.emit(feed, "RoundClosed").withArgs(1, 30, v1.id, v1.sha, 5);
     });
   });
 
@@ -281,6 +307,64 @@ describe("PredictionFeed", function () {
     });
   });
 
+  describe("answer bounds", function () {
+    it("are unbounded by default and refuse answers outside [min, max] once set", async function () {
+      const { feed, n1, stranger, v1 } = await loadFixture(baseFixture);
+      expect(await feed.minAnswer()).to.equal(-(2n ** 255n));
+      expect(await feed.maxAnswer()).to.equal(2n ** 255n - 1n);
+      await feed.connect(n1).submit(1, -(2n ** 255n), v1.id);
+      await expect(feed.connect(stranger).setAnswerBounds(0, 10)).to.be.revertedWithCustomError(feed, "OwnableUnauthorizedAccount");
+      await expect(feed.setAnswerBounds(11, 10)).to.be.revertedWithCustomError(feed, "InvalidBounds").withArgs(11, 10);
+      await expect(feed.setAnswerBounds(100, 500)).to.emit(feed, "AnswerBoundsChanged").withArgs(100, 500);
+      for (const bad of [99n, 501n, -(10n ** 30n), 10n ** 30n]) {
+        await expect(feed.connect(n1).submit(2, bad, v1.id))
+          .to.be.revertedWithCustomError(feed, "AnswerOutOfBounds")
+          .withArgs(bad, 100, 500);
+      }
+      await feed.connect(n1).submit(2, 100, v1.id);
+      await feed.connect(n1).submit(3, 500, v1.id);
+      expect((await feed.latestRoundData())[1]).to.equal(500n);
+    });
+
+    it("stop a liar's absurd answer before it is counted", async function () {
+      const { feed, n1, n2, n3, v1 } = await loadFixture(quorumFixture);
+      await feed.setAnswerBounds(0, 10_000);
+      await feed.connect(n1).submit(1, 1000, v1.id);
+      await expect(feed.connect(n3).submit(1, 10n ** 30n, v1.id)).to.be.revertedWithCustomError(feed, "AnswerOutOfBounds");
+      expect((await feed.openRound())[1]).to.equal(1n);
+      await feed.connect(n2).submit(1, 1002, v1.id);
+      await feed.connect(n3).submit(1, 1001, v1.id);
+      expect((await feed.latestRoundData())[1]).to.equal(1001n);
+    });
+  });
+
+  describe("lineage and removed publishers", function () {
+    it("refuses a release whose parent was revoked after approval", async function () {
+      const { feed, registry, publisher, n1, v1 } = await loadFixture(baseFixture);
+      const child = await publish(registry, publisher, NAME, "2.0.0", v1.id);
+      await feed.setApprovedRelease(child.id);
+      await feed.connect(n1).submit(1, 10, child.id);
+      await registry.connect(publisher).revoke(v1.id, "poisoned base model");
+      await expect(feed.connect(n1).submit(2, 11, child.id))
+        .to.be.revertedWithCustomError(feed, "ReleaseNotActive").withArgs(child.id);
+      await expect(feed.setApprovedRelease(child.id))
+        .to.be.revertedWithCustomError(feed, "ReleaseNotActive").withArgs(child.id);
+    });
+
+    it("refuses a release whose publisher was removed from the name (D4), and accepts it again once re-added", async function () {
+      const { feed, registry, publisher, n1, stranger } = await loadFixture(baseFixture);
+      await registry.connect(publisher).addPublisher(NAME, stranger.address);
+      const theirs = await publish(registry, stranger, NAME, "3.0.0");
+      await feed.setApprovedRelease(theirs.id);
+      await feed.connect(n1).submit(1, 10, theirs.id);
+      await registry.connect(publisher).removePublisher(NAME, stranger.address);
+      await expect(feed.connect(n1).submit(2, 11, theirs.id))
+        .to.be.revertedWithCustomError(feed, "ReleaseNotActive").withArgs(theirs.id);
+      await registry.connect(publisher).addPublisher(NAME, stranger.address);
+      await feed.connect(n1).submit(2, 11, theirs.id);
+    });
+  });
+
   describe("nodes and quorum administration", function () {
     it("adds nodes with checks", async function () {
       const { feed, n1, n2, stranger } = await loadFixture(baseFixture);
@@ -304,20 +388,24 @@ describe("PredictionFeed", function () {
       await expect(feed.removeNode(stranger.address)).to.be.revertedWithCustomError(feed, "NotNode").withArgs(stranger.address);
       await expect(feed.removeNode(n1.address)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(3, 2);
       await expect(feed.connect(stranger).removeNode(n1.address)).to.be.revertedWithCustomError(feed, "OwnableUnauthorizedAccount");
-      await feed.setQuorum(2);
+      await feed.setQuorum(1);
       await expect(feed.removeNode(n1.address)).to.emit(feed, "NodeRemoved").withArgs(n1.address);
       expect(await feed.isNode(n1.address)).to.equal(false);
       expect([...(await feed.nodes())].sort()).to.deep.equal([n2.address, n3.address].sort());
       await expect(feed.connect(n1).submit(1, 1, v1.id)).to.be.revertedWithCustomError(feed, "NotNode");
-      await expect(feed.removeNode(n2.address)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(2, 1);
+      await feed.removeNode(n2.address);
+      await expect(feed.removeNode(n3.address)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(1, 0);
     });
 
-    it("keeps the quorum between 1 and the node count", async function () {
-      const { feed, stranger } = await loadFixture(quorumFixture);
+    it("keeps the quorum odd (2f+1) and between 1 and the node count", async function () {
+      const { feed, stranger, n4 } = await loadFixture(quorumFixture);
       await expect(feed.setQuorum(0)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(0, 3);
-      await expect(feed.setQuorum(4)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(4, 3);
-      await expect(feed.connect(stranger).setQuorum(2)).to.be.revertedWithCustomError(feed, "OwnableUnauthorizedAccount");
-      await expect(feed.setQuorum(2)).to.emit(feed, "QuorumChanged").withArgs(3, 2);
+      await expect(feed.setQuorum(2)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(2, 3);
+      await feed.addNode(n4.address);
+      await expect(feed.setQuorum(4)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(4, 4);
+      await expect(feed.setQuorum(5)).to.be.revertedWithCustomError(feed, "InvalidQuorum").withArgs(5, 4);
+      await expect(feed.connect(stranger).setQuorum(1)).to.be.revertedWithCustomError(feed, "OwnableUnauthorizedAccount");
+      await expect(feed.setQuorum(1)).to.emit(feed, "QuorumChanged").withArgs(3, 1);
     });
 
     it("hands ownership over in two steps", async function () {

@@ -11,6 +11,8 @@ const RELEASE_TYPES = {
     { name: "artifactSize", type: "uint64" },
     { name: "provenanceSha256", type: "bytes32" },
     { name: "provenanceCid", type: "bytes" },
+    { name: "cardSha256", type: "bytes32" },
+    { name: "cardCid", type: "bytes" },
     { name: "parent", type: "bytes32" },
     { name: "nonce", type: "uint256" },
     { name: "deadline", type: "uint256" },
@@ -28,4 +30,19 @@ async function domainOf(registry, chainIdOverride) {
   };
 }
 
-module.exports = { RELEASE_TYPES, domainOf };
+/** A random 32-byte salt for a namespace commitment. */
+function randomSalt() {
+  return ethers.hexlify(ethers.randomBytes(32));
+}
+
+/**
+ * Claims `namespace` for `signer` by commit-reveal: commit, then reveal in the next block (Hardhat
+ * mines one block per transaction, so the reveal always lands later than the commitment).
+ */
+async function claimNamespace(registry, signer, namespace, salt = randomSalt()) {
+  const commitment = await registry.makeCommitment(namespace, signer.address, salt);
+  await (await registry.connect(signer).commitNamespace(commitment)).wait();
+  return registry.connect(signer).claimNamespace(namespace, salt);
+}
+
+module.exports = { RELEASE_TYPES, domainOf, claimNamespace, randomSalt };
