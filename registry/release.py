@@ -1,10 +1,15 @@
-"""A release as its publisher signs it: the EIP-712 ``Release`` struct of ModelRegistry.
+"""A release as its publisher signs it: the EIP-712 ``Release`` struct of ModelRegistry (v2).
 
 The contract checks the signature on chain; devices check it offline from a manifest. Both must
 compute the same digest, so the typed data here mirrors ``ModelRegistry.hashRelease`` field for
 field (the test suite compares the two on a real node). Name and version rules mirror the
-contract's ``_checkName``/``_checkVersion``; the version is additionally held to full SemVer 2.0.0
+contract's name check and ``_checkVersion``; the version is additionally held to full SemVer 2.0.0
 off chain, since the contract only checks the character set.
+
+Release v2 carries an optional model card (``card_sha256``/``card_cid``; zero and empty without
+one). References add aliases (``NAME@production``), and recovery accepts only the low-s, v in
+{27, 28} signatures that OpenZeppelin's ECDSA accepts on chain, so a malleated copy of a valid
+signature is refused off chain as it is on chain.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ RELEASE_FIELDS: list[dict[str, str]] = [
     {"name": "artifactSize", "type": "uint64"},
     {"name": "provenanceSha256", "type": "bytes32"},
     {"name": "provenanceCid", "type": "bytes"},
+    {"name": "cardSha256", "type": "bytes32"},
+    {"name": "cardCid", "type": "bytes"},
     {"name": "parent", "type": "bytes32"},
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
@@ -56,7 +63,11 @@ _SEMVER_RE = re.compile(
     re.ASCII,
 )
 _HEX64_RE = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+# An alias: what the contract's _checkAlias accepts ("latest" is reserved for the newest valid release).
+_ALIAS_RE = re.compile(r"[a-z][a-z0-9-]{0,31}", re.ASCII)
 MAX_VERSION_BYTES = 64
+# secp256k1's group order: OpenZeppelin's ECDSA refuses s above half of it (EIP-2).
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 @dataclass(frozen=True)
@@ -70,18 +81,22 @@ class Release:
     artifact_size: int
     provenance_sha256: bytes
     provenance_cid: bytes
+    card_sha256: bytes = ZERO32
+    card_cid: bytes = b""
     parent: bytes = ZERO32
     nonce: int = 0
     deadline: int = MAX_UINT256
 
     def __post_init__(self) -> None:
-        for field_name in ("artifact_sha256", "provenance_sha256", "parent"):
+        for field_name in ("artifact_sha256", "provenance_sha256", "card_sha256", "parent"):
             value = getattr(self, field_name)
             if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
                 raise InputError(f"release {field_name} must be 32 bytes")
-        for field_name in ("artifact_cid", "provenance_cid"):
+        for field_name in ("artifact_cid", "provenance_cid", "card_cid"):
             if not isinstance(getattr(self, field_name), (bytes, bytearray)):
                 raise InputError(f"release {field_name} must be bytes (binary CIDv1)")
+        if (bytes(self.card_sha256) == ZERO32) != (len(self.card_cid) == 0):
+            raise InputError("release card_sha256 and card_cid must both be given or both be absent")
         if not 0 <= self.artifact_size <= MAX_UINT64:
             raise InputError(f"artifact size {self.artifact_size} out of range")
         if not 0 <= self.nonce <= MAX_UINT256 or not 0 <= self.deadline <= MAX_UINT256:
@@ -90,6 +105,10 @@ class Release:
     @property
     def id(self) -> bytes:
         return release_id(self.name, self.version)
+
+    @property
+    def has_card(self) -> bool:
+        return bytes(self.card_sha256) != ZERO32
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The struct in ABI order, as web3 wants it for ``publish`` and ``hashRelease``."""
@@ -101,6 +120,8 @@ class Release:
             self.artifact_size,
             bytes(self.provenance_sha256),
             bytes(self.provenance_cid),
+            bytes(self.card_sha256),
+            bytes(self.card_cid),
             bytes(self.parent),
             self.nonce,
             self.deadline,
@@ -120,6 +141,8 @@ class Release:
             "artifactSize": self.artifact_size,
             "provenanceSha256": "0x" + bytes(self.provenance_sha256).hex(),
             "provenanceCid": "0x" + bytes(self.provenance_cid).hex(),
+            "cardSha256": "0x" + bytes(self.card_sha256).hex(),
+            "cardCid": "0x" + bytes(self.card_cid).hex(),
             "parent": "0x" + bytes(self.parent).hex(),
             "nonce": str(self.nonce),
             "deadline": str(self.deadline),
@@ -137,6 +160,8 @@ class Release:
                 artifact_size=int(data["artifactSize"]),
                 provenance_sha256=_hex_bytes(data["provenanceSha256"]),
                 provenance_cid=_hex_bytes(data["provenanceCid"]),
+                card_sha256=_hex_bytes(data.get("cardSha256", "0x" + "00" * 32)),
+                card_cid=_hex_bytes(data.get("cardCid", "0x")),
                 parent=_hex_bytes(data.get("parent", "0x" + "00" * 32)),
                 nonce=int(data["nonce"]),
                 deadline=int(data["deadline"]),
@@ -190,39 +215,65 @@ def validate_version(version: str) -> str:
     return version
 
 
+def is_valid_alias(alias: str) -> bool:
+    return isinstance(alias, str) and alias != "latest" and _ALIAS_RE.fullmatch(alias) is not None
+
+
+def validate_alias(alias: str) -> str:
+    """``[a-z][a-z0-9-]{0,31}`` and not ``latest`` (the contract's rule)."""
+    if not is_valid_alias(alias):
+        raise InputError(f"invalid alias {alias!r}: expected a lower-case letter then up to 31 of [a-z0-9-], "
+                         "and not 'latest'")
+    return alias
+
+
+REF_FORMS = "NAME@VERSION, NAME@latest, NAME@ALIAS or sha256:HEX"
+
+
 @dataclass(frozen=True)
 class Ref:
-    """A parsed reference: ``NAME@VERSION``, ``NAME@latest`` or ``sha256:HEX``."""
+    """A parsed reference: ``NAME@VERSION``, ``NAME@latest``, ``NAME@ALIAS`` or ``sha256:HEX``."""
 
-    kind: Literal["version", "latest", "digest"]
+    kind: Literal["version", "latest", "alias", "digest"]
     name: str | None = None
     version: str | None = None
     sha256: bytes | None = None
+    alias: str | None = None
 
     def __str__(self) -> str:
         if self.kind == "digest":
             assert self.sha256 is not None
             return "sha256:" + self.sha256.hex()
-        return f"{self.name}@{self.version if self.kind == 'version' else 'latest'}"
+        label = {"version": self.version, "latest": "latest", "alias": self.alias}[self.kind]
+        return f"{self.name}@{label}"
 
 
 def parse_ref(ref: str) -> Ref:
-    """Parses a reference; InputError with the expected forms on anything else."""
+    """Parses a reference; InputError with the expected forms on anything else.
+
+    ``NAME@X`` is a version when X starts with a digit (full SemVer required), ``latest``, else an
+    alias (``[a-z][a-z0-9-]{0,31}``).
+    """
     if not isinstance(ref, str) or not ref:
-        raise InputError("empty reference: expected NAME@VERSION, NAME@latest or sha256:HEX")
+        raise InputError(f"empty reference: expected {REF_FORMS}")
     if ref.startswith("sha256:"):
         digest = ref[len("sha256:"):]
         if not _HEX64_RE.fullmatch(digest):
             raise InputError(f"invalid digest reference {ref!r}: expected sha256: and 64 hex characters")
         return Ref(kind="digest", sha256=bytes.fromhex(digest))
     if "@" not in ref:
-        raise InputError(f"invalid reference {ref!r}: expected NAME@VERSION, NAME@latest or sha256:HEX")
-    name, _, version = ref.rpartition("@")
+        raise InputError(f"invalid reference {ref!r}: expected {REF_FORMS}")
+    name, _, label = ref.rpartition("@")
     validate_name(name)
-    if version == "latest":
+    if label == "latest":
         return Ref(kind="latest", name=name)
-    validate_version(version)
-    return Ref(kind="version", name=name, version=version)
+    if label[:1].isdigit():
+        validate_version(label)
+        return Ref(kind="version", name=name, version=label)
+    if not is_valid_alias(label):
+        raise InputError(f"invalid reference {ref!r}: {label[:80]!r} is neither a SemVer version (1.2.0), "
+                         "'latest', nor an alias ([a-z][a-z0-9-]{0,31})")
+    return Ref(kind="alias", name=name, alias=label)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,8 +322,27 @@ def sign_release(release: Release, account: LocalAccount, chain_id: int, contrac
     return bytes(signed.signature)
 
 
+def check_signature_form(signature: bytes) -> None:
+    """What OpenZeppelin's ECDSA.tryRecover accepts: 65 bytes, v in {27, 28}, 0 < r, 0 < s <= n/2.
+
+    eth-account would also recover from v in {0, 1} and from the high-s twin of a signature; the
+    contract refuses both, so the verifier must too (one rule on and off chain)."""
+    raw = bytes(signature)
+    if len(raw) != 65:
+        raise SignatureError(f"malformed release signature: {len(raw)} bytes, expected 65 (r, s, v)")
+    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    if v not in (27, 28):
+        raise SignatureError(f"malformed release signature: v is {v}, expected 27 or 28")
+    if not 0 < r < SECP256K1_N or not 0 < s <= SECP256K1_N // 2:
+        raise SignatureError("malformed release signature: s is in the upper half of the curve order "
+                             "(a malleated signature; the contract refuses it too)" if s > SECP256K1_N // 2
+                             else "malformed release signature: r or s out of range")
+
+
 def recover_publisher(release: Release, signature: bytes, chain_id: int, contract: str) -> str:
-    """The checksummed address that signed; SignatureError if the signature is malformed."""
+    """The checksummed address that signed; SignatureError if the signature is malformed or not in
+    the canonical low-s form the contract accepts."""
+    check_signature_form(signature)
     signable = encode_typed_data(full_message=typed_data(release, chain_id, contract))
     try:
         return to_checksum_address(Account.recover_message(signable, signature=bytes(signature)))
