@@ -103,7 +103,8 @@ def main() -> int:
         wait_for_rpc(rpc, anvil, tmp / "anvil.log")
         owner, node_account = _accounts(2)
         contract = deploy_registry(make_web3(rpc), owner)
-        os.environ.update({"REGISTRY_RPC_URL": rpc, "REGISTRY_CHAIN_ID": "31337", "REGISTRY_CONTRACT": contract})
+        os.environ.update({"REGISTRY_RPC_URL": rpc, "REGISTRY_CHAIN_ID": "31337", "REGISTRY_CONTRACT": contract,
+                           "REGISTRY_CONFIRMATIONS": "0"})
         settings = load_settings()
         publisher_client = RegistryClient.at(rpc, contract, 31337)
 

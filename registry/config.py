@@ -9,7 +9,8 @@ live in ``<data dir>/profiles.toml``; environment variables override them so CI 
 ``REGISTRY_RPC_URL``      RPC URL of the profile
 ``REGISTRY_CHAIN_ID``     expected chain id (checked against the node)
 ``REGISTRY_CONTRACT``     ModelRegistry address
-``REGISTRY_CONFIRMATIONS`` blocks to wait after a transaction's receipt
+``REGISTRY_CONFIRMATIONS`` blocks to wait after a transaction's receipt (a remote profile defaults to
+                          ``DEFAULT_REMOTE_CONFIRMATIONS``, the local chain to 0)
 ``REGISTRY_IPFS_API``     Kubo RPC URL; when set the profile stores content on that node
 ``REGISTRY_CID_PROFILE``  UnixFS profile for new content (``kubo-v1`` by default)
 ``REGISTRY_PRIVATE_KEY``  signing key for CI (never printed or logged)
@@ -33,6 +34,9 @@ from registry.fsutil import atomic_write
 
 LOCAL = "local"
 DEFAULT_CID_PROFILE = "kubo-v1"
+# Blocks a remote profile waits on top of a transaction before trusting it (the customary safe depth
+# on Ethereum; raise it for finality). The embedded chain mines on demand and has no reorgs: 0.
+DEFAULT_REMOTE_CONFIRMATIONS = 12
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ def read_profiles(home: Path) -> dict[str, Profile]:
         unknown = set(table) - known
         if unknown:
             raise InputError(f"{path}: profile {name!r} has unknown keys {sorted(unknown)}")
+        if table.get("rpc_url") is not None and "confirmations" not in table:
+            table = {**table, "confirmations": DEFAULT_REMOTE_CONFIRMATIONS}
         try:
             profiles[name] = Profile(name=name, **table)
         except TypeError as exc:
@@ -138,6 +144,9 @@ def _env_overrides(profile: Profile, env: Mapping[str, str]) -> Profile:
             changes["contract"] = env["REGISTRY_CONTRACT"]
         if env.get("REGISTRY_CONFIRMATIONS"):
             changes["confirmations"] = int(env["REGISTRY_CONFIRMATIONS"])
+        elif profile.is_local and "rpc_url" in changes:
+            # The local profile pointed at a remote node by environment is a remote profile.
+            changes["confirmations"] = DEFAULT_REMOTE_CONFIRMATIONS
     except ValueError as exc:
         raise InputError(f"bad REGISTRY_* number: {exc}") from exc
     if env.get("REGISTRY_IPFS_API"):

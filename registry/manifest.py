@@ -26,7 +26,8 @@ from registry.provenance import parse_json_strict
 if TYPE_CHECKING:
     from registry.release import Release
 
-SCHEMA = "registry.release-manifest/v1"
+# v2: the Release carries the model card's digest and CID (zero and "0x" without a card).
+SCHEMA = "registry.release-manifest/v2"
 SUFFIX = ".release.json"
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_UINT64 = 2**64 - 1
@@ -41,7 +42,7 @@ _CID_PROFILE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,31}$")
 
 _RELEASE_KEYS = {
     "name", "version", "artifactSha256", "artifactCid", "artifactSize", "provenanceSha256",
-    "provenanceCid", "parent", "nonce", "deadline",
+    "provenanceCid", "cardSha256", "cardCid", "parent", "nonce", "deadline",
 }
 _REQUIRED_KEYS = {"schema", "release", "releaseId", "signature", "publisher", "chainId", "contract", "cidProfile"}
 # Informational fields a publisher may add; the verifier never trusts them.
@@ -87,6 +88,8 @@ class Manifest:
                 "artifactCid": display(cid_from_bytes(self.release.artifact_cid))["v1"],
                 "provenanceCid": display(cid_from_bytes(self.release.provenance_cid))["v1"],
             }
+            if self.release.card_cid:
+                doc["display"]["cardCid"] = display(cid_from_bytes(self.release.card_cid))["v1"]
         except Exception:  # display is a convenience; a CID the helper cannot render is still recorded in hex
             pass
         if self.transaction:
@@ -173,6 +176,8 @@ def parse_manifest(raw: Any, *, where: str = "manifest") -> Manifest:
             artifact_size=_uint(body["artifactSize"], "artifactSize", fail, MAX_UINT64, minimum=1),
             provenance_sha256=_hex(body["provenanceSha256"], "provenanceSha256", fail, exact=32),
             provenance_cid=_hex(body["provenanceCid"], "provenanceCid", fail, exact=36),
+            card_sha256=_hex(body["cardSha256"], "cardSha256", fail, exact=32),
+            card_cid=_hex(body["cardCid"], "cardCid", fail, limit=36),
             parent=_hex(body["parent"], "parent", fail, exact=32),
             nonce=_uint(body["nonce"], "nonce", fail, MAX_UINT256),
             deadline=_uint(body["deadline"], "deadline", fail, MAX_UINT256),
@@ -181,6 +186,10 @@ def parse_manifest(raw: Any, *, where: str = "manifest") -> Manifest:
         raise fail(str(exc)) from exc
     _check_cid_shape(release.artifact_cid, "artifactCid", fail)
     _check_cid_shape(release.provenance_cid, "provenanceCid", fail)
+    if release.card_cid:
+        if len(release.card_cid) != 36:
+            raise fail(f"cardCid must be empty or 36 bytes, got {len(release.card_cid)}")
+        _check_cid_shape(release.card_cid, "cardCid", fail)
 
     claimed_id = _hex(raw["releaseId"], "releaseId", fail, exact=32)
     if claimed_id != release_id(name, version):

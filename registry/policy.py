@@ -11,6 +11,8 @@ Example ``policy.toml``::
     refuse_rollback = true                   # never go back to a version older than one installed
     chain_id = 31337                         # pin the domain (stops replay from another chain)
     contract = "0x5FbD...0aa3"
+    offline = false                          # true: verify from the manifest, never ask the chain
+                                             # (no revocation check; an unreachable RPC is never offline)
 
     [attestations]
     required = 2                             # k passed attestations ...
@@ -36,7 +38,7 @@ DEFAULT_OPSET_MIN = 7
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEYS = {
     "trusted_publishers", "min_confirmations", "max_artifact_size", "allowed_ops", "opset", "min_accuracy",
-    "refuse_rollback", "chain_id", "contract", "attestations",
+    "refuse_rollback", "chain_id", "contract", "attestations", "offline",
 }
 
 
@@ -54,6 +56,7 @@ class Policy:
     contract: str | None = None
     required_attestations: int = 0
     attesters: tuple[str, ...] = field(default_factory=tuple)
+    offline: bool = False
 
     @property
     def has_rules(self) -> bool:
@@ -104,10 +107,11 @@ def parse_policy(raw: dict[str, Any], *, where: str = "policy") -> Policy:
         if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
             raise fail("min_accuracy must be a number in [0, 1]")
         values["min_accuracy"] = float(acc)
-    if "refuse_rollback" in raw:
-        if not isinstance(raw["refuse_rollback"], bool):
-            raise fail("refuse_rollback must be true or false")
-        values["refuse_rollback"] = raw["refuse_rollback"]
+    for key in ("refuse_rollback", "offline"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise fail(f"{key} must be true or false")
+            values[key] = raw[key]
     if "contract" in raw:
         values["contract"] = _addresses([raw["contract"]], "contract", fail)[0]
     if "attestations" in raw:

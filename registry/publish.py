@@ -7,6 +7,12 @@ if the chain already has ``NAME@VERSION`` with the same artifact, provenance, pa
 the signed release is recovered from the publishing transaction's calldata and the manifest is
 (re)written; if it has *different* content, publish refuses. So the same bytes and label always
 give the same release, never a duplicate or a half record.
+
+Names live in namespaces (``acme/digits`` is in ``acme``). When the signer's namespace is unclaimed,
+publish claims it for the signer first (commit, wait a block, reveal: ``RegistryClient.claim_namespace``)
+and says so through ``on_event``; a namespace owned by someone else needs its owner to add the signer
+as a publisher of the name, which is checked before anything is sent. A model card (``card=``) is
+pinned in the store like the provenance document, and its SHA-256 and CID are signed in the Release.
 """
 
 from __future__ import annotations
@@ -41,9 +47,14 @@ class PublishResult:
     provenance_generated: bool
     already_published: bool
     transaction: str | None
+    namespace_claimed: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        card = self.manifest.release
         return {
+            "card_sha256": card.card_sha256.hex() if card.has_card else None,
+            "card_cid": "0x" + card.card_cid.hex() if card.has_card else None,
+            "namespace_claimed": self.namespace_claimed,
             "ref": self.record.ref,
             "release_id": "0x" + self.record.id.hex(),
             "publisher": self.record.publisher,
@@ -72,8 +83,14 @@ def publish_model(
     store: "ContentStore | None" = None,
     progress: Callable[[int], None] | None = None,
     manifest_dir: str | os.PathLike[str] | None = None,
+    card: str | os.PathLike[str] | bytes | None = None,
+    claim_namespace: bool = True,
+    on_event: Callable[[str], None] | None = None,
 ) -> PublishResult:
-    """Publishes ``path`` as ``name@version`` and writes the manifest beside it (or in ``manifest_dir``)."""
+    """Publishes ``path`` as ``name@version`` and writes the manifest beside it (or in ``manifest_dir``).
+
+    ``card`` (a path or bytes) pins a model card and signs its digest; ``claim_namespace=False``
+    refuses instead of claiming an unclaimed namespace; ``on_event`` hears about the claim."""
     from registry.config import load_settings
     from registry.content.cids import cid_bytes_v1
     from registry.content.stores import open_store
@@ -95,8 +112,11 @@ def publish_model(
         raise InputError(f"{model} is empty")
     prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)
     prov_result = store.put_bytes(prov_bytes, profile)
+    card_result = store.put_bytes(_card_bytes(card), profile) if card is not None else None
     _pin(store, artifact.cid)
     _pin(store, prov_result.cid)
+    if card_result is not None:
+        _pin(store, card_result.cid)
 
     client = client or _connect(settings)
     signer = signer or load_signer(settings)
@@ -110,6 +130,8 @@ def publish_model(
         artifact_size=artifact.size,
         provenance_sha256=prov_result.sha256,
         provenance_cid=cid_bytes_v1(prov_result.cid),
+        card_sha256=card_result.sha256 if card_result is not None else b"\x00" * 32,
+        card_cid=cid_bytes_v1(card_result.cid) if card_result is not None else b"",
         parent=parent_id,
     )
     target = Path(manifest_dir) if manifest_dir is not None else model.resolve().parent
@@ -118,10 +140,12 @@ def publish_model(
     existing = _existing(client, name, version)
     already = existing is not None
     transaction: str | None = None
+    claimed = False
     if existing is None:
         import dataclasses
         import time
 
+        claimed = _ensure_may_publish(client, name, signer, claim_namespace, on_event)
         deadline = max(int(time.time()), _chain_time(client)) + DEADLINE_S
         release = dataclasses.replace(draft, nonce=client.next_nonce(signer.address), deadline=deadline)
         signature = client.sign(release, signer)
@@ -160,7 +184,47 @@ def publish_model(
         provenance_generated=generated,
         already_published=already,
         transaction=transaction,
+        namespace_claimed=claimed,
     )
+
+
+def _card_bytes(card: Any) -> bytes:
+    """The card's bytes, at most MAX_CARD_BYTES, from a regular file or given directly."""
+    from registry.release import MAX_CARD_BYTES
+    from registry.verify.card_check import read_card
+
+    if isinstance(card, (bytes, bytearray)):
+        if len(card) > MAX_CARD_BYTES:
+            raise InputError(f"model card is larger than {MAX_CARD_BYTES} bytes")
+        data = bytes(card)
+    else:
+        data = read_card(card)
+    if not data:
+        raise InputError("model card is empty")
+    return data
+
+
+def _ensure_may_publish(client: "RegistryClient", name: str, signer: "LocalAccount", claim: bool,
+                        on_event: Callable[[str], None] | None) -> bool:
+    """Claims the signer's unclaimed namespace (True when it did), or checks the signer may publish."""
+    from registry.release import namespace_of
+
+    namespace = namespace_of(name)
+    owner, _ = client.namespace_owner(namespace)
+    if owner is None:
+        if not claim:
+            raise ChainError(f"namespace {namespace!r} is unclaimed: claim it with `registry namespace claim {namespace}`")
+        if on_event is not None:
+            on_event(f"namespace {namespace!r} is unclaimed: claiming it for {signer.address} (commit, then reveal "
+                     "one block later)")
+        client.claim_namespace(namespace, signer, on_wait=on_event)
+        if on_event is not None:
+            on_event(f"claimed namespace {namespace!r} for {signer.address}")
+        return True
+    if not client.may_publish(name, signer.address):
+        raise ChainError(f"{signer.address} may not publish {name}: namespace {namespace!r} belongs to {owner}, who can "
+                         f"allow it with `registry name add-publisher {name} {signer.address}`")
+    return False
 
 
 def _connect(settings: "Settings") -> "RegistryClient":
@@ -227,7 +291,8 @@ def _existing(client: "RegistryClient", name: str, version: str) -> "ReleaseReco
 
 
 def _require_same(existing: "ReleaseRecord", draft: Any, publisher: str) -> None:
-    fields = ("artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256", "provenance_cid", "parent")
+    fields = ("artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256", "provenance_cid", "card_sha256",
+              "card_cid", "parent")
     differing = [f for f in fields if getattr(existing, f) != getattr(draft, f)]
     if differing:
         raise ChainError(
@@ -286,6 +351,7 @@ def _signed_from_chain(client: "RegistryClient", record: "ReleaseRecord") -> tup
     release = Release(
         name=values[0], version=values[1], artifact_sha256=bytes(values[2]), artifact_cid=bytes(values[3]),
         artifact_size=int(values[4]), provenance_sha256=bytes(values[5]), provenance_cid=bytes(values[6]),
-        parent=bytes(values[7]), nonce=int(values[8]), deadline=int(values[9]),
+        card_sha256=bytes(values[7]), card_cid=bytes(values[8]), parent=bytes(values[9]), nonce=int(values[10]),
+        deadline=int(values[11]),
     )
     return release, bytes(args["signature"]), "0x" + tx_hash.hex()

@@ -66,6 +66,8 @@ _HEX64_RE = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 # An alias: what the contract's _checkAlias accepts ("latest" is reserved for the newest valid release).
 _ALIAS_RE = re.compile(r"[a-z][a-z0-9-]{0,31}", re.ASCII)
 MAX_VERSION_BYTES = 64
+# The largest model card a release may pin (Markdown with front matter; Hugging Face cards are KBs).
+MAX_CARD_BYTES = 1 << 20
 # secp256k1's group order: OpenZeppelin's ECDSA refuses s above half of it (EIP-2).
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -198,6 +200,22 @@ def validate_name(name: str) -> str:
             f"invalid model name {name!r}: expected owner/model, lower-case [a-z0-9._-], each part 1-64 characters and not '.' or '..'"
         )
     return name
+
+
+def is_valid_namespace(namespace: str) -> bool:
+    """The ``owner`` part of ``owner/model``: 1..64 of lower-case ``[a-z0-9._-]``, not ``.``/``..``."""
+    return is_valid_name(f"{namespace}/x") if isinstance(namespace, str) and "/" not in namespace else False
+
+
+def validate_namespace(namespace: str) -> str:
+    if not is_valid_namespace(namespace):
+        raise InputError(f"invalid namespace {namespace!r}: expected 1-64 of lower-case [a-z0-9._-], not '.' or '..'")
+    return namespace
+
+
+def namespace_of(name: str) -> str:
+    """The namespace of a valid ``namespace/model`` name."""
+    return validate_name(name).split("/", 1)[0]
 
 
 def is_valid_version(version: str) -> bool:

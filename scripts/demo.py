@@ -2,8 +2,8 @@
 
 chain up -> train a PyTorch MLP on scikit-learn's bundled digits -> export ONNX -> publish with a
 provenance record -> verify (all green) -> flip one byte in a copy and verify (integrity, exit 10)
--> verify offline against a dead RPC (manifest + trusted publisher) -> pull to a device dir ->
-revoke -> verify (revoked, exit 12).
+-> verify against a dead RPC (exit 15: never silently offline), then --offline (manifest + trusted
+publisher) -> pull to a device dir -> revoke -> verify (revoked, exit 12).
 
 State lives in ``.registry-demo/`` in the repo (gitignored). Every run publishes a fresh version
 (1.0.<unix time>), so re-running just adds a release; nothing needs cleaning up.
@@ -158,10 +158,11 @@ def main() -> None:
     tampered.write_bytes(data)
     cli("verify", ref, "--file", tampered, "--manifest", manifest, env=env, expect=10)
 
-    header(6, "verify offline: RPC down, manifest + trusted publisher")
+    header(6, "RPC down: never silently offline (exit 15); --offline verifies from manifest + trusted publisher")
     dead = dict(env, REGISTRY_RPC_URL=f"http://127.0.0.1:{closed_port()}", REGISTRY_CHAIN_ID=str(info.chain_id),
-                REGISTRY_CONTRACT=info.contract)
-    cli("verify", ref, "--file", model, "--manifest", manifest, "--trust", publisher, env=dead)
+                REGISTRY_CONTRACT=info.contract, REGISTRY_CONFIRMATIONS="0")
+    cli("verify", ref, "--file", model, "--manifest", manifest, "--trust", publisher, env=dead, expect=15)
+    cli("verify", ref, "--file", model, "--manifest", manifest, "--trust", publisher, "--offline", env=dead)
 
     header(7, "pull to a device directory (verified before anything is written)")
     device = DEMO / "device"

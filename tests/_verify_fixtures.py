@@ -49,7 +49,8 @@ class Published:
 
 
 def publish_tiny(deployed: Any, tmp_path: Path, name: str = "acme/tiny", version: str = "1.0.0", seed: int = 0,
-                 provenance: dict[str, Any] | None = None, parent: str | None = None) -> Published:
+                 provenance: dict[str, Any] | None = None, parent: str | None = None, signer: Any = None,
+                 card: bytes | None = None) -> Published:
     from registry.config import load_settings
     from registry.provenance import statement, write_provenance
     from registry.publish import publish_model
@@ -65,7 +66,7 @@ def publish_tiny(deployed: Any, tmp_path: Path, name: str = "acme/tiny", version
     write_provenance(statement(digest, "model.onnx", provenance or {"metrics": {"accuracy": 0.95}}), prov)
     settings = load_settings()
     result = publish_model(model, name, version, provenance_path=prov, parent=parent, settings=settings,
-                           signer=deployed.publisher, client=deployed.client)
+                           signer=signer or deployed.publisher, client=deployed.client, card=card)
     return Published(deployed, model, name, version, result, settings)
 
 

@@ -22,7 +22,8 @@ Other areas' tests depend on these names; keep them stable.
     then ``evm_snapshot`` before / ``evm_revert`` after each test, so it takes milliseconds).
     Depends on ``registry_home`` and points the default profile at the deployment with
     ``REGISTRY_RPC_URL``/``REGISTRY_CHAIN_ID``/``REGISTRY_CONTRACT`` (so ``load_settings()`` and
-    subprocess CLIs see it), and sets ``REGISTRY_PRIVATE_KEY`` to ``deployed.publisher``: a fresh,
+    subprocess CLIs see it) with ``REGISTRY_CONFIRMATIONS=0`` (a remote profile otherwise waits for
+    ``DEFAULT_REMOTE_CONFIRMATIONS`` blocks, which an on-demand anvil never mines), and sets ``REGISTRY_PRIVATE_KEY`` to ``deployed.publisher``: a fresh,
     funded, non-well-known key, so ``load_signer(load_settings())`` works. Returns a ``Deployed``:
     ``rpc_url``, ``chain_id``, ``address``, ``client`` (a connected RegistryClient), ``publisher``
     (LocalAccount), ``accounts`` (the dev accounts), ``home``, and ``settings()``.
@@ -158,6 +159,8 @@ def deployed(
     monkeypatch.setenv("REGISTRY_RPC_URL", anvil)
     monkeypatch.setenv("REGISTRY_CHAIN_ID", str(CHAIN_ID))
     monkeypatch.setenv("REGISTRY_CONTRACT", _registry_deployment)
+    # anvil mines only on demand: a remote profile's default confirmation depth would never arrive.
+    monkeypatch.setenv("REGISTRY_CONFIRMATIONS", "0")
     monkeypatch.setenv("REGISTRY_PRIVATE_KEY", "0x" + bytes(publisher.key).hex())
     try:
         yield Deployed(

@@ -44,7 +44,13 @@ def _mutated(**changes):
 
 
 @pytest.mark.parametrize("changes", [
-    {"schema": "registry.release-manifest/v2"},
+    {"schema": "registry.release-manifest/v1"},
+    {"release.cardSha256": ...},
+    {"release.cardCid": ...},
+    {"release.cardSha256": "0x" + "ab" * 32},
+    {"release.cardCid": "0x01551220" + "ab" * 32},
+    {"release.cardCid": "0x" + "ab" * 35},
+    {"release.cardCid": "0x01771220" + "ab" * 32},
     {"schema": ...},
     {"extra": 1},
     {"release.extra": 1},

@@ -269,13 +269,16 @@ def test_revoked_parent_is_rejected(deployed, tmp_path):
 
 
 def test_removed_publisher_is_rejected(deployed, tmp_path):
-    pub = publish_tiny(deployed, tmp_path)
-    owner = deployed.publisher  # first publisher owns the name
+    owner = deployed.publisher  # its first publish claims the namespace "acme"
+    publish_tiny(deployed, tmp_path, version="0.9.0", seed=3)
     second = deployed.accounts[3]
-    deployed.client.add_publisher(pub.name, second.address, owner)
-    deployed.client.remove_publisher(pub.name, owner.address, owner)
+    deployed.client.add_publisher("acme/tiny", second.address, owner)
+    pub = publish_tiny(deployed, tmp_path, version="1.0.0", signer=second)
+    assert verify(pub.ref, file=pub.model, settings=pub.settings).ok
+    deployed.client.remove_publisher(pub.name, second.address, owner)
     report = verify(pub.ref, file=pub.model, settings=pub.settings)
     assert report.check("publisher_authorised").status == "fail"
+    assert "may no longer publish" in report.check("publisher_authorised").detail
     assert report.exit_code == 11
 
 

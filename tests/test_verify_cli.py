@@ -47,18 +47,32 @@ def test_cli_publish_verify_tamper_revoke(deployed, tmp_path):
     assert tampered.returncode == 10
     assert "sha256" in tampered.stderr and "REJECTED" in tampered.stderr
 
-    # offline: the RPC is a closed port, the manifest and a trusted publisher are enough
+    # The RPC is a closed port: a manifest beside the file never turns that into a silent offline pass.
     env = os.environ.copy()
     env["REGISTRY_RPC_URL"] = f"http://127.0.0.1:{_closed_port()}"
+    down = _run("verify", "acme/cli@2.0.0", "--file", model, "--manifest", manifest, "--trust",
+                deployed.publisher.address, "--json", env=env)
+    assert down.returncode == 15, down.stdout + down.stderr
+    rep = json.loads(down.stdout)
+    assert rep["checks"][0]["name"] == "resolve" and rep["checks"][0]["status"] == "fail"
+    assert all(c["status"] == "skip" for c in rep["checks"][1:]) and not rep["ok"]
+    # Only an explicit --offline verifies from the manifest and a trusted publisher.
     off = _run("verify", "acme/cli@2.0.0", "--file", model, "--manifest", manifest, "--trust",
-               deployed.publisher.address, "--json", env=env)
+               deployed.publisher.address, "--offline", "--json", env=env)
     assert off.returncode == 0, off.stdout + off.stderr
     rep = json.loads(off.stdout)
     assert rep["mode"] == "offline"
     assert {c["name"]: c["status"] for c in rep["checks"]}["not_revoked"] == "skip"
-    assert any("unreachable" in n.lower() for n in rep["notes"])
-    untrusted = _run("verify", "acme/cli@2.0.0", "--file", model, "--manifest", manifest, "--json", env=env)
+    untrusted = _run("verify", "acme/cli@2.0.0", "--file", model, "--manifest", manifest, "--offline", "--json",
+                     env=env)
     assert untrusted.returncode == 11
+    # offline = true in a policy file is the other explicit way.
+    policy = tmp_path / "offline.toml"
+    policy.write_text(f'offline = true\ntrusted_publishers = ["{deployed.publisher.address}"]\n')
+    by_policy = _run("verify", "acme/cli@2.0.0", "--file", model, "--manifest", manifest, "--policy", policy,
+                     "--json", env=env)
+    assert by_policy.returncode == 0, by_policy.stdout + by_policy.stderr
+    assert json.loads(by_policy.stdout)["mode"] == "offline"
 
     deployed.client.revoke(bytes.fromhex(info["release_id"][2:]), "bad calibration data", deployed.publisher)
     revoked = _run("verify", "acme/cli@2.0.0", "--file", model, "--json")

@@ -32,6 +32,8 @@ def test_erc1271_wallet_publisher(deployed, tmp_path):
     wallet_address = receipt["contractAddress"]
     wallet = w3.eth.contract(address=wallet_address, abi=spec["abi"])
 
+    deployed.client.claim_namespace("acme", funder)
+    deployed.client.add_publisher("acme/wallet", wallet_address, funder)
     base = offline_release(tmp_path, name="acme/wallet")
     release = dataclasses.replace(base.manifest.release, nonce=deployed.client.next_nonce(wallet_address),
                                   deadline=2**40)

@@ -2,16 +2,23 @@
 
 Reads retry with backoff (a flaky RPC is normal) and end in UnreachableError; reverts come back as
 ChainError subclasses named after the contract's custom error; writes are signed locally and
-wait for the receipt plus the profile's confirmations. The signer of a release (the publisher)
-and the account paying for the transaction (the sender) are separate, so a relayer can submit
-releases signed elsewhere.
+wait for the receipt plus the profile's confirmations, after which the receipt is fetched again:
+a transaction that a reorganisation dropped is reported, never trusted (``confirm``). The signer
+of a release (the publisher) and the account paying for the transaction (the sender) are separate,
+so a relayer can submit releases signed elsewhere.
+
+Names are ``namespace/model``; a namespace is claimed by commit-reveal (``claim_namespace`` does
+both steps, waiting for the block in between). Which release a reference means is decided in
+``registry.chain.resolve`` under one set of rules (SemVer labels, aliases, digest ambiguity).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
@@ -19,27 +26,32 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from registry.chain.artifacts import load_artifact
+from registry.chain.confirm import confirm_receipt
 from registry.chain.errors import ContractRevert
-from registry.chain.records import AttestationRecord, NameInfo, ReleaseRecord
+from registry.chain.records import AliasRecord, AttestationRecord, NameInfo, ReleaseRecord
 from registry.chain.rpc import make_web3, with_retries
-from registry.chain.tx import revert_from, send_call
+from registry.chain.tx import RECEIPT_TIMEOUT_S, revert_from, send_call
 from registry.config import Settings
 from registry.errors import ChainError, InputError
 from registry.release import (
     Ref,
     name_key,
     Release,
-    parse_ref,
     recover_publisher,
     sign_release,
     signing_digest,
+    validate_alias,
     validate_name,
+    validate_namespace,
     validate_version,
 )
 
 T = TypeVar("T")
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 PAGE = 100
+# Gas over the node's estimate: estimates run against the pending block, whose state may differ a
+# little from the one the transaction lands in.
+GAS_HEADROOM = 1.2
 
 
 @dataclass(frozen=True)
@@ -150,14 +162,24 @@ class RegistryClient:
         return with_retries(attempt, self.rpc_url, self.retries)
 
     def _write(self, fn: Any, sender: LocalAccount) -> TxResult:
-        receipt = send_call(
-            self.w3, sender, lambda params: fn.build_transaction(params), self.confirmations, retries=self.retries
-        )
+        def build(params: dict[str, Any]) -> dict[str, Any]:
+            # Estimated against the pending block: that is where the transaction goes, and a
+            # namespace reveal only works in a block after its commitment's (``latest`` is that block).
+            estimate = fn.estimate_gas({"from": params["from"]}, block_identifier="pending")
+            return fn.build_transaction({**params, "gas": int(estimate * GAS_HEADROOM) + 10_000})
+
+        receipt = send_call(self.w3, sender, build, 0, retries=self.retries)
+        receipt = self.confirm(receipt)
         return TxResult(
             tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
         )
+
+    def confirm(self, receipt: Any) -> Any:
+        """The receipt once the profile's confirmations are on top of it, fetched again after the
+        wait (``registry.chain.confirm``): a transaction a reorganisation dropped raises ChainError."""
+        return confirm_receipt(self.w3, receipt, self.confirmations, self.rpc_url, self.retries)
 
     @property
     def block_number(self) -> int:
@@ -222,12 +244,13 @@ class RegistryClient:
         return ReleaseRecord.from_abi(info)
 
     def latest(self, name: str) -> ReleaseRecord:
-        """The newest release of ``name`` that is not revoked."""
+        """The newest valid release of ``name`` (not revoked, publisher still authorised)."""
         try:
             info = self._read(lambda: self.contract.functions.latest(name).call())
         except ContractRevert as exc:
             if exc.error_name == "NoActiveRelease":
-                raise exc.with_hint(f"{name} has no release that is not revoked") from exc
+                raise exc.with_hint(f"{name} has no release that is not revoked and whose publisher may still "
+                                    "publish it") from exc
             raise
         return ReleaseRecord.from_abi(info)
 
@@ -246,40 +269,62 @@ class RegistryClient:
         """Every release of ``name`` in publish order, revoked ones included."""
         return [self.get_by_id(rid) for rid in self.release_ids(name)]
 
-    def by_digest(self, sha256: bytes) -> list[ReleaseRecord]:
-        """Every release whose artifact has this SHA-256, in publish order."""
+    def digest_page(self, sha256: bytes, cursor: int = 0, limit: int = PAGE) -> tuple[list[bytes], int]:
+        """One page of release ids with this artifact SHA-256, newest first, and the next cursor (0: done)."""
         digest = _bytes32(sha256, "sha256 digest")
-        ids: list[bytes] = []
-        while True:
-            page = self._read(lambda: self.contract.functions.releasesByDigest(digest, len(ids), PAGE).call())
-            ids.extend(bytes(i) for i in page)
-            if len(page) < PAGE:
-                break
-        return [self.get_by_id(rid) for rid in ids]
+        ids, next_cursor = self._read(lambda: self.contract.functions.releasesByDigest(digest, cursor, limit).call())
+        return [bytes(i) for i in ids], int(next_cursor)
 
-    def resolve(self, ref: str | Ref) -> ReleaseRecord:
-        """``NAME@VERSION``, ``NAME@latest`` (newest not revoked) or ``sha256:HEX`` (newest active match)."""
-        parsed = parse_ref(ref) if isinstance(ref, str) else ref
-        if parsed.kind == "version":
-            assert parsed.name is not None and parsed.version is not None
-            return self.get(parsed.name, parsed.version)
-        if parsed.kind == "latest":
-            assert parsed.name is not None
-            return self.latest(parsed.name)
-        assert parsed.sha256 is not None
-        matches = self.by_digest(parsed.sha256)
-        if not matches:
-            raise ChainError(f"no release has artifact sha256:{parsed.sha256.hex()}")
-        active = [m for m in matches if not m.revoked]
-        return (active or matches)[-1]
+    def digest_ids(self, sha256: bytes, limit: int | None = None) -> tuple[list[bytes], bool]:
+        """Ids of releases with this artifact SHA-256, newest first, at most ``limit`` of them, and
+        whether that was all. O(ids read), however long the list is (cursor paging)."""
+        ids: list[bytes] = []
+        cursor = 0
+        while limit is None or len(ids) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(ids))
+            page, cursor = self.digest_page(sha256, cursor, size)
+            ids.extend(page)
+            if cursor == 0:
+                break
+        return ids, cursor == 0
+
+    def by_digest(self, sha256: bytes, limit: int | None = None) -> list[ReleaseRecord]:
+        """Releases whose artifact has this SHA-256, in publish order (with ``limit``: the newest)."""
+        ids, _ = self.digest_ids(sha256, limit)
+        return [self.get_by_id(rid) for rid in reversed(ids)]
+
+    def resolve(self, ref: str | Ref, trusted: Iterable[str] = ()) -> ReleaseRecord:
+        """The release a reference means, under ``registry.chain.resolve``'s rules: ``NAME@VERSION``,
+        ``NAME@latest`` (newest valid), ``NAME@ALIAS`` (refused once its target stops counting) or
+        ``sha256:HEX`` (refused when several names have the bytes, unless ``trusted`` narrows it to
+        one; revoked anywhere means revoked). Labels that are not SemVer are refused."""
+        from registry.chain.resolve import resolve
+
+        return resolve(self, ref, trusted)
 
     def is_revoked(self, release_id: bytes) -> bool:
         rid = _bytes32(release_id, "release id")
         return bool(self._read(lambda: self.contract.functions.isRevoked(rid).call()))
 
     def is_active(self, release_id: bytes) -> bool:
+        """The release exists and is not revoked."""
         rid = _bytes32(release_id, "release id")
         return bool(self._read(lambda: self.contract.functions.isActive(rid).call()))
+
+    def is_valid(self, release_id: bytes) -> bool:
+        """The release counts: it exists, is not revoked, and its publisher may still publish the name."""
+        rid = _bytes32(release_id, "release id")
+        return bool(self._read(lambda: self.contract.functions.isValid(rid).call()))
+
+    def lineage_ok(self, release_id: bytes) -> bool:
+        """What PredictionFeed accepts: the release counts (``is_valid``) and no ancestor within the
+        contract's MAX_LINEAGE_DEPTH parents is revoked; a deeper lineage is not ok (fail closed).
+        One eth_call, cheap enough for an oracle node to ask on every poll."""
+        rid = _bytes32(release_id, "release id")
+        return bool(self._read(lambda: self.contract.functions.lineageValid(rid).call()))
+
+    def max_lineage_depth(self) -> int:
+        return self._read(lambda: int(self.contract.functions.MAX_LINEAGE_DEPTH().call()))
 
     def revoke(self, release_id: bytes, reason: str, sender: LocalAccount) -> TxResult:
         rid = _bytes32(release_id, "release id")
@@ -294,9 +339,29 @@ class RegistryClient:
         report = _bytes32(report_sha256, "report sha256")
         return self._write(self.contract.functions.attest(rid, bool(passed), report), sender)
 
-    def attestations(self, release_id: bytes) -> list[AttestationRecord]:
+    def attestation_count(self, release_id: bytes) -> int:
         rid = _bytes32(release_id, "release id")
-        return [AttestationRecord.from_abi(a) for a in self._read(lambda: self.contract.functions.attestationsOf(rid).call())]
+        return self._read(lambda: int(self.contract.functions.attestationCount(rid).call()))
+
+    def attestations(self, release_id: bytes, limit: int = 1000) -> list[AttestationRecord]:
+        """Attesters' verdicts in the order they first judged it, paged; at most ``limit`` of them
+        (anyone may attest, so the list may be long: policies read ``attestation_of`` instead)."""
+        rid = _bytes32(release_id, "release id")
+        out: list[AttestationRecord] = []
+        while len(out) < limit:
+            size = min(PAGE, limit - len(out))
+            page = self._read(lambda: self.contract.functions.attestationsOf(rid, len(out), size).call())
+            out.extend(AttestationRecord.from_abi(a) for a in page)
+            if len(page) < size:
+                break
+        return out
+
+    def attestation_of(self, release_id: bytes, attester: str) -> AttestationRecord | None:
+        """``attester``'s latest verdict on the release (one O(1) read), or None if it gave none."""
+        rid = _bytes32(release_id, "release id")
+        account = _address(attester, "attester address")
+        found = AttestationRecord.from_abi(self._read(lambda: self.contract.functions.attestationOf(rid, account).call()))
+        return found if found.attested_at != 0 else None
 
     def attested_by(self, attester: str) -> list[bytes]:
         account = _address(attester, "attester address")
@@ -308,32 +373,72 @@ class RegistryClient:
                 return ids
 
     # ----------------------------------------------------------------------------------------
-    # Names
+    # Namespaces
     # ----------------------------------------------------------------------------------------
 
-    def claim_name(self, name: str, sender: LocalAccount) -> TxResult:
-        validate_name(name)
-        return self._write(self.contract.functions.claimName(name), sender)
+    def namespace_owner(self, namespace: str) -> tuple[str | None, str | None]:
+        """(owner, pending owner) of the namespace; None where the chain has the zero address."""
+        owner, pending = self._read(lambda: self.contract.functions.namespaceOwner(namespace).call())
+        return (None if owner == ZERO_ADDRESS else owner, None if pending == ZERO_ADDRESS else pending)
+
+    def commit_namespace(self, namespace: str, sender: LocalAccount, salt: bytes | None = None) -> tuple[TxResult, bytes]:
+        """Step 1 of a claim: records the hiding commitment; returns the receipt and the salt to reveal."""
+        validate_namespace(namespace)
+        salt = salt if salt is not None else secrets.token_bytes(32)
+        commitment = self._read(lambda: bytes(
+            self.contract.functions.makeCommitment(namespace, sender.address, _bytes32(salt, "salt")).call()))
+        return self._write(self.contract.functions.commitNamespace(commitment), sender), salt
+
+    def reveal_namespace(self, namespace: str, salt: bytes, sender: LocalAccount) -> TxResult:
+        """Step 2: claims the namespace with the salt of a commitment made in an earlier block."""
+        validate_namespace(namespace)
+        return self._write(self.contract.functions.claimNamespace(namespace, _bytes32(salt, "salt")), sender)
+
+    def claim_namespace(self, namespace: str, sender: LocalAccount, timeout_s: float = RECEIPT_TIMEOUT_S,
+                        on_wait: Callable[[str], None] | None = None) -> TxResult:
+        """Claims ``namespace`` for ``sender`` by commit-reveal in one call: commit, wait until the
+        chain has moved past the commitment's block, reveal. ChainError if someone owns it already."""
+        validate_namespace(namespace)
+        owner, _ = self.namespace_owner(namespace)
+        if owner is not None:
+            raise ChainError(f"namespace {namespace!r} is already claimed by {owner}")
+        committed, salt = self.commit_namespace(namespace, sender)
+        if on_wait is not None:
+            on_wait(f"committed to namespace {namespace!r} in block {committed.block_number}; revealing in a later block")
+        # The reveal is estimated and sent against the pending block, which is always later than the
+        # commitment's; on a chain that mines only on demand (anvil) it is mined next.
+        deadline = time.monotonic() + timeout_s
+        while self.block_number < committed.block_number:
+            if time.monotonic() > deadline:
+                raise ChainError(f"the chain did not reach block {committed.block_number} within {timeout_s:.0f} s")
+            time.sleep(0.2)
+        return self.reveal_namespace(namespace, salt, sender)
+
+    def propose_namespace_owner(self, namespace: str, new_owner: str, sender: LocalAccount) -> TxResult:
+        return self._write(self.contract.functions.proposeNamespaceOwner(namespace, _address(new_owner)), sender)
+
+    def accept_namespace_owner(self, namespace: str, sender: LocalAccount) -> TxResult:
+        return self._write(self.contract.functions.acceptNamespaceOwner(namespace), sender)
+
+    # ----------------------------------------------------------------------------------------
+    # Names and their publishers
+    # ----------------------------------------------------------------------------------------
 
     def add_publisher(self, name: str, account: str, sender: LocalAccount) -> TxResult:
+        validate_name(name)
         return self._write(self.contract.functions.addPublisher(name, _address(account)), sender)
 
     def remove_publisher(self, name: str, account: str, sender: LocalAccount) -> TxResult:
+        validate_name(name)
         return self._write(self.contract.functions.removePublisher(name, _address(account)), sender)
 
-    def propose_owner(self, name: str, new_owner: str, sender: LocalAccount) -> TxResult:
-        return self._write(self.contract.functions.proposeNameOwner(name, _address(new_owner)), sender)
-
-    def accept_owner(self, name: str, sender: LocalAccount) -> TxResult:
-        return self._write(self.contract.functions.acceptNameOwner(name), sender)
-
     def name_owner(self, name: str) -> tuple[str | None, str | None]:
-        """(owner, pending owner); None where the chain has the zero address."""
-        owner, pending = self._read(lambda: self.contract.functions.nameOwner(name).call())
-        return (None if owner == ZERO_ADDRESS else owner, None if pending == ZERO_ADDRESS else pending)
+        """(owner, pending owner) of the name's namespace; None where the chain has the zero address."""
+        validate_name(name)
+        return self.namespace_owner(name.split("/", 1)[0])
 
     def name_info(self, name: str, with_publishers: bool = False) -> NameInfo:
-        """Owner, pending owner, release count; publishers too if asked (see ``publishers``)."""
+        """Owner and pending owner (its namespace's), release count; publishers too if asked."""
         owner, pending = self.name_owner(name)
         publishers = None
         if with_publishers and owner is not None:
@@ -345,13 +450,73 @@ class RegistryClient:
                         publishers=publishers)
 
     def publishers(self, name: str, from_block: int = 0) -> list[str]:
-        """Current publishers of ``name``. The contract keeps them in a mapping (not enumerable), so
-        candidates come from PublisherAdded events and each is re-checked with ``isPublisher``."""
+        """Who may publish ``name`` now: the namespace owner, then the accounts added to the name. The
+        contract keeps those in a mapping (not enumerable), so candidates come from PublisherAdded
+        events and each is re-checked with ``isPublisher``."""
+        owner, _ = self.name_owner(name)
         key = name_key(name)
         event = self.contract.events.PublisherAdded
         logs = self._read(lambda: list(event.get_logs(argument_filters={"nameKey": key}, from_block=from_block)))
         candidates = list(dict.fromkeys(to_checksum_address(log["args"]["publisher"]) for log in logs))
-        return [account for account in candidates if self.is_publisher(name, account)]
+        added = [account for account in candidates if account != owner and self.is_publisher(name, account)]
+        return ([owner] if owner is not None else []) + added
 
     def is_publisher(self, name: str, account: str) -> bool:
+        """Whether ``account`` was added as a publisher of the name (the namespace owner need not be)."""
         return bool(self._read(lambda: self.contract.functions.isPublisher(name, _address(account)).call()))
+
+    def may_publish(self, name: str, account: str) -> bool:
+        """Whether ``account`` may publish the name now (added publisher or namespace owner): the rule
+        under which its releases count."""
+        return bool(self._read(lambda: self.contract.functions.mayPublish(name, _address(account)).call()))
+
+    # ----------------------------------------------------------------------------------------
+    # Aliases
+    # ----------------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, release_id: bytes, sender: LocalAccount) -> TxResult:
+        """Points ``name@alias`` at a valid release of the name (namespace owner only)."""
+        validate_name(name)
+        validate_alias(alias)
+        rid = _bytes32(release_id, "release id")
+        return self._write(self.contract.functions.setAlias(name, alias, rid), sender)
+
+    def remove_alias(self, name: str, alias: str, sender: LocalAccount) -> TxResult:
+        validate_name(name)
+        return self._write(self.contract.functions.removeAlias(name, alias), sender)
+
+    def resolve_alias(self, name: str, alias: str) -> ReleaseRecord:
+        """The release ``name@alias`` points at. An alias whose target was revoked later raises
+        RevokedError (exit 12), one whose target's publisher was removed SignatureError (exit 11),
+        an unknown alias ChainError: never the bytes of a release that stopped counting."""
+        from registry.errors import RevokedError, SignatureError
+
+        try:
+            info = self._read(lambda: self.contract.functions.resolveAlias(name, alias).call())
+        except ContractRevert as exc:
+            if exc.error_name == "UnknownAlias":
+                raise exc.with_hint(f"{name} has no alias {alias!r}") from exc
+            if exc.error_name == "ReleaseIsRevoked":
+                target = self.get_by_id(bytes(exc.error_args[0]))
+                raise RevokedError(f"{name}@{alias} points at {target.ref}, which was revoked: "
+                                   f"{target.revocation_reason or '(no reason given)'}") from exc
+            if exc.error_name == "ReleaseNotValid":
+                target = self.get_by_id(bytes(exc.error_args[0]))
+                raise SignatureError(f"{name}@{alias} points at {target.ref}, whose publisher {target.publisher} may "
+                                     f"no longer publish {name}") from exc
+            raise
+        return ReleaseRecord.from_abi(info)
+
+    def alias_target(self, name: str, alias: str) -> bytes | None:
+        """The raw pointer (valid or not), None when there is no such alias."""
+        target = self._read(lambda: bytes(self.contract.functions.aliasTarget(name, alias).call()))
+        return None if target == bytes(32) else target
+
+    def aliases(self, name: str) -> list[AliasRecord]:
+        """Every alias of the name with its target id (paged reads)."""
+        out: list[AliasRecord] = []
+        while True:
+            names, ids = self._read(lambda: self.contract.functions.aliasesOf(name, len(out), PAGE).call())
+            out.extend(AliasRecord(name=name, alias=a, release_id=bytes(i)) for a, i in zip(names, ids))
+            if len(names) < PAGE:
+                return out

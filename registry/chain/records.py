@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from registry.release import Release
+from registry.release import ZERO32, Release
 
 
 @dataclass(frozen=True)
 class ReleaseRecord:
-    """A stored release (``ModelRegistry.ReleaseInfo``)."""
+    """A stored release (``ModelRegistry.ReleaseInfo``). ``card_sha256`` is zero and ``card_cid``
+    empty for a release without a model card."""
 
     id: bytes
     name: str
@@ -29,6 +30,12 @@ class ReleaseRecord:
     published_at: int
     revoked_at: int
     revocation_reason: str
+    card_sha256: bytes = ZERO32
+    card_cid: bytes = b""
+
+    @property
+    def has_card(self) -> bool:
+        return self.card_sha256 != ZERO32
 
     @property
     def revoked(self) -> bool:
@@ -52,6 +59,8 @@ class ReleaseRecord:
             artifact_size=self.artifact_size,
             provenance_sha256=self.provenance_sha256,
             provenance_cid=self.provenance_cid,
+            card_sha256=self.card_sha256,
+            card_cid=self.card_cid,
             parent=self.parent,
             nonce=nonce,
             deadline=deadline,
@@ -67,6 +76,8 @@ class ReleaseRecord:
             "artifact_size": self.artifact_size,
             "provenance_sha256": self.provenance_sha256.hex(),
             "provenance_cid": "0x" + self.provenance_cid.hex(),
+            "card_sha256": self.card_sha256.hex() if self.has_card else None,
+            "card_cid": "0x" + self.card_cid.hex() if self.has_card else None,
             "parent": "0x" + self.parent.hex() if self.has_parent else None,
             "publisher": self.publisher,
             "published_at": self.published_at,
@@ -78,7 +89,8 @@ class ReleaseRecord:
     @classmethod
     def from_abi(cls, info: Any) -> "ReleaseRecord":
         """From the ``ReleaseInfo`` tuple web3 decodes (positional, in struct order)."""
-        (rid, name, version, a_sha, a_cid, a_size, p_sha, p_cid, parent, publisher, published, revoked, reason) = info
+        (rid, name, version, a_sha, a_cid, a_size, p_sha, p_cid, c_sha, c_cid, parent, publisher, published, revoked,
+         reason) = info
         return cls(
             id=bytes(rid),
             name=name,
@@ -93,7 +105,25 @@ class ReleaseRecord:
             published_at=int(published),
             revoked_at=int(revoked),
             revocation_reason=reason,
+            card_sha256=bytes(c_sha),
+            card_cid=bytes(c_cid),
         )
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    """``name@alias`` and the release id it points at (which may since have stopped counting)."""
+
+    name: str
+    alias: str
+    release_id: bytes
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.alias}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "alias": self.alias, "ref": self.ref, "release_id": "0x" + self.release_id.hex()}
 
 
 @dataclass(frozen=True)
@@ -121,7 +151,8 @@ class AttestationRecord:
 
 @dataclass(frozen=True)
 class NameInfo:
-    """What the chain can tell about a name (publishers are a mapping, so not enumerable)."""
+    """What the chain can tell about a name. Its owner is its namespace's owner; publishers are a
+    mapping on chain, so not enumerable (read from events and re-checked)."""
 
     name: str
     owner: str | None
@@ -133,9 +164,14 @@ class NameInfo:
     def claimed(self) -> bool:
         return self.owner is not None
 
+    @property
+    def namespace(self) -> str:
+        return self.name.split("/", 1)[0]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "namespace": self.namespace,
             "claimed": self.claimed,
             "owner": self.owner,
             "pending_owner": self.pending_owner,

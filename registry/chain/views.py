@@ -11,6 +11,7 @@ from typing import Any
 
 from registry.chain.client import RegistryClient
 from registry.chain.records import ReleaseRecord
+from registry.errors import ChainError
 
 
 def iso_time(timestamp: int | None) -> str | None:
@@ -37,6 +38,7 @@ def record_view(record: ReleaseRecord) -> dict[str, Any]:
     data["revoked_at_iso"] = iso_time(record.revoked_at)
     data["artifact_cid"] = cid_text(record.artifact_cid)
     data["provenance_cid"] = cid_text(record.provenance_cid)
+    data["card_cid"] = cid_text(record.card_cid) if record.has_card else None
     return data
 
 
@@ -68,18 +70,38 @@ def history_view(client: RegistryClient, name: str) -> dict[str, Any]:
     records = client.history(name)
     by_id = {r.id: r for r in records}
     owner, pending = client.name_owner(name)
-    latest = next((r for r in reversed(records) if not r.revoked), None)
+    try:
+        latest: ReleaseRecord | None = client.latest(name) if records else None
+    except ChainError:  # no valid release (all revoked, or their publishers removed)
+        latest = None
+    aliases = alias_views(client, name, by_id)
     releases = []
     for record in records:
         item = record_view(record)
         item["parent_ref"] = parent_ref(client, record, by_id)
         item["latest"] = latest is not None and record.id == latest.id
+        item["aliases"] = [a["alias"] for a in aliases if a["release_id"] == item["id"]]
         releases.append(item)
     return {
         "name": name,
         "owner": owner,
         "pending_owner": pending,
         "latest": latest.version if latest else None,
+        "aliases": aliases,
         "releases": releases,
         "chain": {"chain_id": client.chain_id, "contract": client.address},
     }
+
+
+def alias_views(client: RegistryClient, name: str, known: dict[bytes, ReleaseRecord] | None = None) -> list[dict[str, Any]]:
+    """Every alias of ``name``: its target's version and whether it resolves (a revoked target or a
+    removed publisher makes it an error, shown as such)."""
+    known = known or {}
+    out = []
+    for entry in client.aliases(name):
+        target = known.get(entry.release_id) or client.get_by_id(entry.release_id)
+        item = entry.to_json()
+        item["version"] = target.version
+        item["resolves"] = not target.revoked and client.is_valid(entry.release_id)
+        out.append(item)
+    return out

@@ -1,4 +1,5 @@
-"""Chain commands: the local devnet, profiles, keys, names, and reading/revoking/attesting releases.
+"""Chain commands: the local devnet, profiles, keys, namespaces, names, aliases, and
+reading/revoking/attesting releases.
 
 Library imports stay inside the command functions so ``registry --help`` never imports web3.
 Every command that outputs data takes ``--json``; human output goes to stderr via rich.
@@ -29,7 +30,22 @@ chain_app = typer.Typer(help="The embedded local chain (anvil with persistent st
 profile_app = typer.Typer(help="Deployments: RPC URL, chain id, contract address, confirmations.",
                           no_args_is_help=True)
 key_app = typer.Typer(help="Encrypted signing keys (eth-account keystores).", no_args_is_help=True)
-name_app = typer.Typer(help="Model names: claim, publishers, ownership.", no_args_is_help=True)
+namespace_app = typer.Typer(
+    help="Namespaces: the OWNER part of OWNER/MODEL, bound to one account. Claiming takes two transactions "
+         "(commit, then reveal a block later) so nobody watching pending transactions can claim it first; "
+         "`registry publish` claims your namespace itself when it is unclaimed. The owner owns every name "
+         "under it: may always publish, adds publishers per name, sets aliases, revokes.",
+    no_args_is_help=True)
+name_app = typer.Typer(
+    help="Model names (NAMESPACE/MODEL): who may publish them. A release counts only while its publisher "
+         "may still publish the name: removing a publisher withdraws its releases from latest, aliases and "
+         "feeds, and verify fails them (revoke withdraws one release for good).",
+    no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Aliases: movable pointers such as NAME@production that the namespace owner sets on chain. "
+         "Re-pointing one is the rollback path that needs no new release. An alias never points at a "
+         "revoked release; if its target is revoked later, NAME@ALIAS fails instead of resolving.",
+    no_args_is_help=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +165,12 @@ def profile_add(
     rpc_url: str = typer.Option(..., "--rpc-url", help="JSON-RPC URL (http:// or https://)."),
     chain_id: int = typer.Option(..., "--chain-id", help="Chain id the node must report."),
     contract: Optional[str] = typer.Option(None, "--contract", help="ModelRegistry address."),
-    confirmations: int = typer.Option(0, "--confirmations", min=0, help="Blocks to wait after each receipt."),
+    confirmations: Optional[int] = typer.Option(
+        None, "--confirmations", min=0,
+        help="Blocks to wait on top of each transaction before trusting it; the receipt is then fetched again, "
+             "so a transaction a reorganisation dropped is reported. Default for a remote profile: "
+             "12 (the customary safe depth on Ethereum; use 64 or more for finality on mainnet, 0 only for a "
+             "dev chain that mines on demand)."),
     store: str = typer.Option("local", "--store", help="local | kubo:<url> | gateway:<url>"),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="RPC timeout in seconds."),
     retries: int = typer.Option(3, "--retries", min=0, help="RPC retries (exponential backoff)."),
@@ -158,7 +179,7 @@ def profile_add(
     """Add or replace a profile for an EVM chain reachable by RPC."""
     from eth_utils import is_address, to_checksum_address
 
-    from registry.config import LOCAL, Profile, data_dir, write_profile
+    from registry.config import DEFAULT_REMOTE_CONFIRMATIONS, LOCAL, Profile, data_dir, write_profile
     from registry.errors import InputError
 
     if name == LOCAL:
@@ -174,7 +195,8 @@ def profile_add(
             raise InputError(f"invalid contract address {contract!r}")
         contract = to_checksum_address(contract)
     profile = Profile(name=name, rpc_url=rpc_url, chain_id=chain_id, contract=contract,
-                      confirmations=confirmations, store=store, timeout_s=timeout, retries=retries)
+                      confirmations=DEFAULT_REMOTE_CONFIRMATIONS if confirmations is None else confirmations,
+                      store=store, timeout_s=timeout, retries=retries)
     write_profile(data_dir(), profile)
     _done(json_output, _profile_json(profile), f"profile {name!r} saved")
 
@@ -293,79 +315,105 @@ def key_list(profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -
 
 
 # --------------------------------------------------------------------------------------------
-# registry name claim|show|add-publisher|remove-publisher|transfer|accept
+# registry namespace claim|show|transfer|accept
 # --------------------------------------------------------------------------------------------
 
 
-def _name_write(profile: str | None, account: str | None, json_output: bool, name: str, action: str,
-                target: str | None = None) -> None:
+@namespace_app.command("claim")
+def namespace_claim(namespace: str, profile: Optional[str] = ProfileOpt, account: Optional[str] = AccountOpt,
+                    json_output: bool = JsonOpt) -> None:
+    """Claim an unclaimed NAMESPACE: commit, wait one block, reveal (one command; two transactions)."""
+    from registry.release import validate_namespace
+
+    validate_namespace(namespace)
+    settings = _settings(profile)
+    signer = command_signer(settings, account)
+    client = _client(settings)
+    say = (lambda _m: None) if json_output else (lambda m: console().print(m, markup=False, soft_wrap=True))
+    result = client.claim_namespace(namespace, signer.account, on_wait=say)
+    data = {"namespace": namespace, "action": "claim", "sender": signer.address, "tx": _tx_json(result)}
+    _done(json_output, data, f"claimed namespace {namespace}: owner {signer.address}")
+
+
+@namespace_app.command("show")
+def namespace_show(namespace: str, profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
+    """Owner and pending owner of NAMESPACE."""
+    from registry.release import validate_namespace
+
+    validate_namespace(namespace)
+    owner, pending = _client(_settings(profile)).namespace_owner(namespace)
+    data = {"namespace": namespace, "claimed": owner is not None, "owner": owner, "pending_owner": pending}
+    _done(json_output, data, f"{namespace}: unclaimed" if owner is None else
+          f"{namespace}\n  owner: {owner}\n  pending owner: {pending or '-'}")
+
+
+@namespace_app.command("transfer")
+def namespace_transfer(namespace: str, new_owner: str, profile: Optional[str] = ProfileOpt,
+                       account: Optional[str] = AccountOpt, json_output: bool = JsonOpt) -> None:
+    """Propose NEW_OWNER as owner of NAMESPACE (they must accept). Once they do, releases you signed as
+    owner stop counting unless the new owner adds you as a publisher of those names (key rotation)."""
+    settings = _settings(profile)
+    signer = command_signer(settings, account)
+    result = _client(settings).propose_namespace_owner(namespace, new_owner, signer.account)
+    data = {"namespace": namespace, "action": "transfer", "sender": signer.address, "target": new_owner,
+            "tx": _tx_json(result)}
+    _done(json_output, data, f"proposed {new_owner} as owner of {namespace}; it takes effect when they run "
+                             f"`registry namespace accept {namespace}`")
+
+
+@namespace_app.command("accept")
+def namespace_accept(namespace: str, profile: Optional[str] = ProfileOpt, account: Optional[str] = AccountOpt,
+                     json_output: bool = JsonOpt) -> None:
+    """Accept ownership of NAMESPACE proposed to you."""
+    settings = _settings(profile)
+    signer = command_signer(settings, account)
+    result = _client(settings).accept_namespace_owner(namespace, signer.account)
+    data = {"namespace": namespace, "action": "accept", "sender": signer.address, "tx": _tx_json(result)}
+    _done(json_output, data, f"{signer.address} now owns namespace {namespace}")
+
+
+# --------------------------------------------------------------------------------------------
+# registry name show|add-publisher|remove-publisher
+# --------------------------------------------------------------------------------------------
+
+
+def _publisher_write(profile: str | None, account: str | None, json_output: bool, name: str, action: str,
+                     target: str) -> None:
     from registry.release import validate_name
 
     validate_name(name)
     settings = _settings(profile)
     signer = command_signer(settings, account)
     client = _client(settings)
-    account_obj = signer.account
-    if action == "claim":
-        result = client.claim_name(name, account_obj)
-        message = f"claimed {name}: owner {signer.address}"
-    elif action == "add-publisher":
-        assert target is not None
-        result = client.add_publisher(name, target, account_obj)
+    if action == "add-publisher":
+        result = client.add_publisher(name, target, signer.account)
         message = f"{target} may now publish {name}"
-    elif action == "remove-publisher":
-        assert target is not None
-        result = client.remove_publisher(name, target, account_obj)
-        message = f"{target} may no longer publish {name}"
-    elif action == "transfer":
-        assert target is not None
-        result = client.propose_owner(name, target, account_obj)
-        message = f"proposed {target} as owner of {name}; it takes effect when they run `registry name accept {name}`"
     else:
-        result = client.accept_owner(name, account_obj)
-        message = f"{signer.address} now owns {name}"
+        result = client.remove_publisher(name, target, signer.account)
+        message = f"{target} may no longer publish {name}; its releases of {name} no longer count"
     data = {"name": name, "action": action, "sender": signer.address, "target": target, "tx": _tx_json(result)}
     _done(json_output, data, message)
-
-
-@name_app.command("claim")
-def name_claim(name: str, profile: Optional[str] = ProfileOpt, account: Optional[str] = AccountOpt,
-               json_output: bool = JsonOpt) -> None:
-    """Claim an unclaimed name; you become its owner and first publisher."""
-    _name_write(profile, account, json_output, name, "claim")
 
 
 @name_app.command("add-publisher")
 def name_add_publisher(name: str, address: str, profile: Optional[str] = ProfileOpt,
                        account: Optional[str] = AccountOpt, json_output: bool = JsonOpt) -> None:
-    """Let ADDRESS publish releases of NAME (owner only)."""
-    _name_write(profile, account, json_output, name, "add-publisher", address)
+    """Let ADDRESS publish releases of NAME (namespace owner only)."""
+    _publisher_write(profile, account, json_output, name, "add-publisher", address)
 
 
 @name_app.command("remove-publisher")
 def name_remove_publisher(name: str, address: str, profile: Optional[str] = ProfileOpt,
                           account: Optional[str] = AccountOpt, json_output: bool = JsonOpt) -> None:
-    """Stop ADDRESS from publishing new releases of NAME (owner only; old releases stay valid)."""
-    _name_write(profile, account, json_output, name, "remove-publisher", address)
-
-
-@name_app.command("transfer")
-def name_transfer(name: str, new_owner: str, profile: Optional[str] = ProfileOpt,
-                  account: Optional[str] = AccountOpt, json_output: bool = JsonOpt) -> None:
-    """Propose NEW_OWNER as owner of NAME (they must accept)."""
-    _name_write(profile, account, json_output, name, "transfer", new_owner)
-
-
-@name_app.command("accept")
-def name_accept(name: str, profile: Optional[str] = ProfileOpt, account: Optional[str] = AccountOpt,
-                json_output: bool = JsonOpt) -> None:
-    """Accept ownership of NAME proposed to you."""
-    _name_write(profile, account, json_output, name, "accept")
+    """Stop ADDRESS from publishing NAME (namespace owner only). Its releases stop counting until it is
+    added again: latest and aliases skip them, feeds refuse them, verify fails them."""
+    _publisher_write(profile, account, json_output, name, "remove-publisher", address)
 
 
 @name_app.command("show")
 def name_show(name: str, profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
-    """Owner, pending owner, publishers (replayed from events, re-checked on chain), release count."""
+    """Owner (its namespace's), pending owner, publishers (replayed from events, re-checked on chain),
+    release count."""
     from registry.release import validate_name
 
     validate_name(name)
@@ -376,11 +424,89 @@ def name_show(name: str, profile: Optional[str] = ProfileOpt, json_output: bool 
         return
     out = console()
     if not info.claimed:
-        out.print(f"{name}: unclaimed")
+        out.print(f"{name}: namespace {info.namespace} is unclaimed", markup=False)
         return
     publishers = ", ".join(info.publishers) if info.publishers is not None else "(not available from this node)"
-    out.print(f"{name}\n  owner: {info.owner}\n  pending owner: {info.pending_owner or '-'}\n"
-              f"  publishers: {publishers}\n  releases: {info.release_count}")
+    out.print(f"{name}\n  owner (namespace {info.namespace}): {info.owner}\n  pending owner: {info.pending_owner or '-'}\n"
+              f"  publishers: {publishers}\n  releases: {info.release_count}", markup=False)
+
+
+# --------------------------------------------------------------------------------------------
+# registry alias set|rm|list
+# --------------------------------------------------------------------------------------------
+
+
+@alias_app.command("set")
+def alias_set(
+    name: str = typer.Argument(..., help="NAMESPACE/MODEL"),
+    alias: str = typer.Argument(..., help="[a-z][a-z0-9-]{0,31}, not 'latest' (e.g. production)"),
+    target: str = typer.Argument(..., help="The release: VERSION, NAME@VERSION or a 0x release id."),
+    profile: Optional[str] = ProfileOpt,
+    account: Optional[str] = AccountOpt,
+    json_output: bool = JsonOpt,
+) -> None:
+    """Point NAME@ALIAS at a release of NAME (create it or move it; namespace owner only)."""
+    from registry.release import validate_alias, validate_name
+
+    validate_name(name)
+    validate_alias(alias)
+    settings = _settings(profile)
+    signer = command_signer(settings, account)
+    client = _client(settings)
+    record = _alias_target(client, name, target)
+    result = client.set_alias(name, alias, record.id, signer.account)
+    data = {"name": name, "alias": alias, "ref": f"{name}@{alias}", "release": record.ref,
+            "release_id": "0x" + record.id.hex(), "sender": signer.address, "tx": _tx_json(result)}
+    _done(json_output, data, f"{name}@{alias} -> {record.ref}")
+
+
+def _alias_target(client: "RegistryClient", name: str, target: str) -> "ReleaseRecord":
+    from registry.errors import InputError
+    from registry.release import parse_ref
+
+    text = target.strip()
+    if text.startswith("0x") and len(text) == 66:
+        try:
+            return client.get_by_id(bytes.fromhex(text[2:]))
+        except ValueError as exc:
+            raise InputError(f"invalid release id {target!r}") from exc
+    ref = parse_ref(text if "@" in text else f"{name}@{text}")
+    if ref.kind != "version":
+        raise InputError(f"an alias points at a fixed release: give VERSION, NAME@VERSION or a release id, not {target!r}")
+    return client.resolve(ref)
+
+
+@alias_app.command("rm")
+def alias_rm(name: str, alias: str, profile: Optional[str] = ProfileOpt, account: Optional[str] = AccountOpt,
+             json_output: bool = JsonOpt) -> None:
+    """Delete NAME@ALIAS (namespace owner only)."""
+    from registry.release import validate_name
+
+    validate_name(name)
+    settings = _settings(profile)
+    signer = command_signer(settings, account)
+    result = _client(settings).remove_alias(name, alias, signer.account)
+    data = {"name": name, "alias": alias, "sender": signer.address, "tx": _tx_json(result)}
+    _done(json_output, data, f"removed {name}@{alias}")
+
+
+@alias_app.command("list")
+def alias_list(name: str, profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
+    """Every alias of NAME, its target version, and whether it still resolves."""
+    from registry.chain.views import alias_views
+    from registry.release import validate_name
+
+    validate_name(name)
+    views = alias_views(_client(_settings(profile)), name)
+    if json_output:
+        print_json(views)
+        return
+    out = console()
+    if not views:
+        out.print(f"{name} has no aliases", markup=False)
+    for item in views:
+        state = "" if item["resolves"] else "  (does not resolve: target revoked or its publisher removed)"
+        out.print(f"{item['ref']} -> {item['version']}  {item['release_id']}{state}", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,6 +536,9 @@ def render_release(data: dict[str, Any]) -> None:
     ]
     if data["artifact_cid"].get("v0"):
         rows.insert(7, ("artifact cid v0", data["artifact_cid"]["v0"]))
+    if data.get("card_sha256"):
+        card_cid = data.get("card_cid") or {}
+        rows += [("card sha256", data["card_sha256"]), ("card cid", card_cid.get("v1") or card_cid.get("hex"))]
     for label, value in rows:
         out.print(f"  {label:<18} {value}", soft_wrap=True, markup=False)
     attestations = data.get("attestations", [])
@@ -420,7 +549,8 @@ def render_release(data: dict[str, Any]) -> None:
                   soft_wrap=True)
     known = {"id", "name", "version", "ref", "artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256",
              "provenance_cid", "parent", "parent_ref", "publisher", "published_at", "published_at_iso", "revoked",
-             "revoked_at", "revoked_at_iso", "revocation_reason", "attestations", "chain", "provenance"}
+             "revoked_at", "revoked_at_iso", "revocation_reason", "attestations", "chain", "provenance", "card_sha256",
+             "card_cid"}
     provenance = data.get("provenance")
     if provenance:
         colour = "green" if provenance["status"] == "bound" else "red"
@@ -453,8 +583,12 @@ def show_data(
 
     parsed = parse_ref(ref)
     if parsed.kind == "digest":
+        # Showing is not trusting: every release with these bytes is listed (the newest, bounded),
+        # revoked ones and other names included, so an auditor sees any ambiguity.
+        from registry.chain.resolve import MAX_DIGEST_RELEASES
+
         assert parsed.sha256 is not None
-        matches = client.by_digest(parsed.sha256)
+        matches = client.by_digest(parsed.sha256, limit=MAX_DIGEST_RELEASES)
         if not matches:
             raise ChainError(f"no release has artifact sha256:{parsed.sha256.hex()}")
         return [view(m) for m in matches]
@@ -462,7 +596,7 @@ def show_data(
 
 
 def show(
-    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or sha256:HEX"),
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest, NAME@ALIAS or sha256:HEX"),
     profile: Optional[str] = ProfileOpt,
     json_output: bool = JsonOpt,
 ) -> None:
@@ -521,7 +655,7 @@ def history(
 
 
 def revoke(
-    ref: str = typer.Argument(..., help="NAME@VERSION (or NAME@latest, sha256:HEX)"),
+    ref: str = typer.Argument(..., help="NAME@VERSION (or NAME@latest, NAME@ALIAS, sha256:HEX)"),
     reason: str = typer.Option(..., "--reason", help="Why; stored on chain and shown to every verifier."),
     profile: Optional[str] = ProfileOpt,
     account: Optional[str] = AccountOpt,
@@ -545,7 +679,7 @@ def revoke(
 
 
 def attest(
-    ref: str = typer.Argument(..., help="NAME@VERSION (or NAME@latest, sha256:HEX)"),
+    ref: str = typer.Argument(..., help="NAME@VERSION (or NAME@latest, NAME@ALIAS, sha256:HEX)"),
     passed: Optional[bool] = typer.Option(None, "--pass/--fail", help="Your verdict."),
     report: Path = typer.Option(..., "--report", help="Your report file; its SHA-256 goes on chain."),
     profile: Optional[str] = ProfileOpt,
@@ -579,11 +713,13 @@ def attest(
 
 
 def register(app: typer.Typer) -> None:
-    """Adds the chain, profile, key and name groups and show/history/revoke/attest."""
+    """Adds the chain, profile, key, namespace, name and alias groups and show/history/revoke/attest."""
     app.add_typer(chain_app, name="chain")
     app.add_typer(profile_app, name="profile")
     app.add_typer(key_app, name="key")
+    app.add_typer(namespace_app, name="namespace")
     app.add_typer(name_app, name="name")
+    app.add_typer(alias_app, name="alias")
     app.command("show")(show)
     app.command("history")(history)
     app.command("revoke")(revoke)

@@ -23,7 +23,8 @@ _STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 
 def register(app: typer.Typer) -> None:
     """Adds publish, verify and pull to the top-level app."""
-    app.command("publish", help="Store, sign and anchor a model; writes NAME@VERSION.release.json beside it.")(publish)
+    app.command("publish", help="Store, sign and anchor a model; writes NAME@VERSION.release.json beside it. "
+                "Claims your namespace (the OWNER of OWNER/MODEL) first when it is unclaimed.")(publish)
     app.command("verify", help="Run the nine verification checks on a release. " + EXIT_CODES_HELP)(verify)
     app.command("pull", help="Download, verify and only then install a model in DIR. " + EXIT_CODES_HELP)(pull)
 
@@ -34,6 +35,8 @@ def publish(
     version: str = typer.Option(..., "--version", help="SemVer version, unique per name."),
     provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance statement (JSON)."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Parent release NAME@VERSION."),
+    card: Optional[Path] = typer.Option(None, "--card", help="Model card (Markdown with YAML front matter): "
+                                        "pinned in the store, its SHA-256 and CID signed in the release."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     account: Optional[str] = typer.Option(None, "--account", "-a", help="Keystore address to sign with."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -46,9 +49,10 @@ def publish(
     settings = load_settings(profile)
     signer = command_signer(settings, account)
     size = model.stat().st_size if model.is_file() else None
+    say = (lambda _m: None) if json_output else (lambda m: console().print(m, markup=False, soft_wrap=True))
     with progress(f"hashing {model.name}", size, wants_progress(json_output)) as advance:
         result = publish_model(model, name, version, provenance_path=provenance, parent=parent, settings=settings,
-                               signer=signer.account, progress=advance)
+                               signer=signer.account, progress=advance, card=card, on_event=say)
     if json_output:
         print_json(result.to_json())
         return
@@ -58,6 +62,8 @@ def publish(
     out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes)")
     out.print(f"  cid       {result.artifact.to_json()['cid_v1']}  ({result.artifact.profile})")
     out.print(f"  publisher {result.record.publisher}")
+    if result.record.has_card:
+        out.print(f"  card      sha256 {result.record.card_sha256.hex()}")
     if result.transaction:
         out.print(f"  tx        {result.transaction}")
     if result.provenance_generated:
@@ -66,13 +72,19 @@ def publish(
 
 
 def verify(
-    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or sha256:HEX"),
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest, NAME@ALIAS or sha256:HEX (refused when the "
+                              "bytes belong to several names, unless --trust narrows it to one)"),
     file: Optional[Path] = typer.Option(None, "--file", help="Verify this local file (else fetch from the store)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest (enables offline mode)."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (TOML)."),
     provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance document (else store)."),
-    offline: bool = typer.Option(False, "--offline", help="Never contact an RPC (needs --manifest and --trust)."),
+    offline: bool = typer.Option(False, "--offline", help="Never contact an RPC (needs --manifest and --trust; "
+                                 "revocation is not checked). Without it an unreachable RPC fails with exit 15."),
+    chain_id: Optional[int] = typer.Option(None, "--chain-id", help="Chain id the manifest must be signed for "
+                                           "(offline; else the profile's or the policy's)."),
+    card: Optional[Path] = typer.Option(None, "--card", help="The release's model card (else found beside --file "
+                                        "or fetched from the store)."),
     installed: Optional[str] = typer.Option(None, "--installed", help="Installed version (for the rollback rule)."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -85,7 +97,7 @@ def verify(
     with progress("verifying", None, wants_progress(json_output)) as advance:
         report = run_verify(ref, file=file, manifest=manifest, trust=tuple(trust or ()), policy=policy,
                             provenance=provenance, offline=offline, installed_version=installed, settings=settings,
-                            progress=advance)
+                            progress=advance, card=card, chain_id=chain_id)
     if json_output:
         print_json(report.to_json())
     else:
@@ -94,7 +106,8 @@ def verify(
 
 
 def pull(
-    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or sha256:HEX"),
+    ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest, NAME@ALIAS or sha256:HEX (refused when the "
+                              "bytes belong to several names, unless --trust narrows it to one)"),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Destination directory."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),

@@ -5,6 +5,11 @@ as ChainError subclasses named after the feed's custom errors (``ReleaseNotAppro
 an oracle node can tell "another node closed this round" from "my model is no longer approved".
 Answers on chain are fixed-point integers: ``to_fixed``/``from_fixed`` convert with the feed's
 decimals, and refuse NaN and infinities rather than posting garbage.
+
+The feed's rules, enforced on chain: the quorum is odd (2f+1, so the median is one of the answers
+and f liars cannot move it outside the honest range), answers outside the optional
+[min_answer, max_answer] bounds are refused, and a release is accepted only while the registry's
+``lineageValid`` holds (``RegistryClient.lineage_ok`` asks the same question off chain).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 
 from registry.chain.artifacts import load_artifact
 from registry.chain.errors import ContractRevert, decode_revert
+from registry.chain.confirm import confirm_receipt
 from registry.chain.rpc import is_transient, make_web3, with_retries
 from registry.chain.tx import send_call
 from registry.errors import ChainError, InputError, UnreachableError
@@ -30,6 +36,7 @@ T = TypeVar("T")
 CONTRACT = "PredictionFeed"
 ZERO32 = bytes(32)
 INT256_MAX = 2**255 - 1
+INT256_MIN = -(2**255)
 GAS_HEADROOM = 1.25
 
 
@@ -80,6 +87,12 @@ class FeedStatus:
     follow_latest: bool
     open_round: OpenRound
     latest: RoundData | None
+    min_answer: int = INT256_MIN
+    max_answer: int = INT256_MAX
+
+    @property
+    def bounded(self) -> bool:
+        return self.min_answer != INT256_MIN or self.max_answer != INT256_MAX
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +110,8 @@ class FeedStatus:
             "follow_latest": self.follow_latest,
             "open_round": dataclasses.asdict(self.open_round),
             "latest": None if self.latest is None else self.latest.to_json(self.decimals),
+            "min_answer": str(self.min_answer) if self.bounded else None,
+            "max_answer": str(self.max_answer) if self.bounded else None,
         }
 
 
@@ -197,13 +212,16 @@ class FeedClient:
         validate_name(model_name)
         if not 0 <= decimals <= 36:
             raise InputError(f"decimals must be 0..36, not {decimals}")
+        if quorum < 1 or quorum % 2 == 0:
+            raise InputError(f"quorum must be odd (2f+1 answers tolerate f liars), not {quorum}")
         registry = _address(registry, "registry address")
         w3 = make_web3(rpc_url, timeout_s)
         artifact = load_artifact(CONTRACT)
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         ctor = factory.constructor(registry, model_name, description, decimals, quorum)
         try:
-            receipt = send_call(w3, sender, lambda p: ctor.build_transaction(p), confirmations, retries=retries)
+            receipt = send_call(w3, sender, lambda p: ctor.build_transaction(p), 0, retries=retries)
+            receipt = confirm_receipt(w3, receipt, confirmations, rpc_url, retries)
         except ChainError as exc:
             raise feed_revert(exc) from exc
         if not receipt["contractAddress"]:
@@ -231,7 +249,8 @@ class FeedClient:
             return fn.build_transaction({**params, "gas": int(estimate * GAS_HEADROOM) + 10_000})
 
         try:
-            receipt = send_call(self.w3, sender, build, self.confirmations, retries=self.retries)
+            receipt = send_call(self.w3, sender, build, 0, retries=self.retries)
+            receipt = confirm_receipt(self.w3, receipt, self.confirmations, self.rpc_url, self.retries)
         except ChainError as exc:
             raise feed_revert(exc) from exc
         except Exception as exc:
@@ -258,6 +277,11 @@ class FeedClient:
 
     def follow_latest(self) -> bool:
         return self._read(lambda: bool(self.contract.functions.followLatest().call()))
+
+    def answer_bounds(self) -> tuple[int, int]:
+        """(min, max) answers the feed accepts; the int256 extremes when unbounded."""
+        fns = self.contract.functions
+        return (self._read(lambda: int(fns.minAnswer().call())), self._read(lambda: int(fns.maxAnswer().call())))
 
     def latest_round_id(self) -> int:
         return self._read(lambda: int(self.contract.functions.latestRoundId().call()))
@@ -305,6 +329,8 @@ class FeedClient:
             follow_latest=self.follow_latest(),
             open_round=self.open_round(),
             latest=self.latest(),
+            min_answer=self._read(lambda: int(fns.minAnswer().call())),
+            max_answer=self._read(lambda: int(fns.maxAnswer().call())),
         )
 
     # ----------------------------------------------------------------------------------------
@@ -324,7 +350,16 @@ class FeedClient:
         return self._write(self.contract.functions.removeNode(_address(node, "node address")), sender)
 
     def set_quorum(self, quorum: int, sender: LocalAccount) -> str:
+        if quorum < 1 or quorum % 2 == 0:
+            raise InputError(f"quorum must be odd (2f+1 answers tolerate f liars), not {quorum}")
         return self._write(self.contract.functions.setQuorum(quorum), sender)
+
+    def set_answer_bounds(self, min_answer: int, max_answer: int, sender: LocalAccount) -> str:
+        """Refuse answers outside [min_answer, max_answer] (fixed-point, the feed's decimals); the
+        int256 extremes lift a bound."""
+        if not INT256_MIN <= min_answer <= max_answer <= INT256_MAX:
+            raise InputError(f"answer bounds must satisfy min <= max within int256, not [{min_answer}, {max_answer}]")
+        return self._write(self.contract.functions.setAnswerBounds(int(min_answer), int(max_answer)), sender)
 
     def set_approved_release(self, release_id: bytes, sender: LocalAccount) -> str:
         if len(release_id) != 32:

@@ -1,5 +1,16 @@
 """Checks 2-4: the chain's facts about a release (revocation and lineage, the publisher's
-authorisation) and the EIP-712 signature, online against the record or offline against trust."""
+authorisation) and the EIP-712 signature, online against the record or offline against trust.
+
+The rules are the contract's, so a verifier and a PredictionFeed agree on every release:
+
+- lineage: at most ``MAX_PARENT_DEPTH`` parents are followed (the contract's MAX_LINEAGE_DEPTH);
+  a revoked ancestor fails, and so does a lineage deeper than that (fail closed);
+- authorisation: a release counts only while its publisher may still publish the name (a
+  publisher of the name, or the namespace owner), so a removed publisher's releases fail;
+- signatures: only the low-s, v in {27, 28} form the contract accepts;
+- offline, the manifest's EIP-712 domain must match a chain id (and contract, when known) pinned by
+  the profile, ``--chain-id`` or the policy: a manifest signed for another chain is refused.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +26,7 @@ if TYPE_CHECKING:
     from registry.manifest import Manifest
     from registry.policy import Policy
 
-# How far up the parent chain revocation is followed.
+# How far up the parent chain revocation is followed: the contract's MAX_LINEAGE_DEPTH.
 MAX_PARENT_DEPTH = 64
 
 
@@ -41,6 +52,11 @@ def check_not_revoked(record: "ReleaseRecord", client: "RegistryClient | None") 
                               "revoked_at": parent.revoked_at, "reason": parent.revocation_reason,
                               "lineage": lineage})
             current = parent
+        else:
+            if current.has_parent:
+                return fail("not_revoked", f"lineage deeper than {MAX_PARENT_DEPTH} releases: refused unchecked (the "
+                                           "contract's MAX_LINEAGE_DEPTH; publish a new root release)",
+                             {"lineage": lineage, "max_depth": MAX_PARENT_DEPTH})
     except RegistryError as exc:
         return fail("not_revoked", f"cannot read the lineage: {exc}", {"lineage": lineage}, error=type(exc))
     return Check("not_revoked", "pass", "not revoked" + (f" (nor its {len(lineage)} ancestors)" if lineage else ""),
@@ -58,19 +74,20 @@ def check_publisher(record: "ReleaseRecord", client: "RegistryClient | None", tr
                          evidence)
         return Check("publisher_authorised", "pass", f"{record.publisher} is a trusted publisher (offline)", evidence)
     try:
-        allowed = client.is_publisher(record.name, record.publisher)
+        allowed = client.may_publish(record.name, record.publisher)
     except RegistryError as exc:
         return fail("publisher_authorised", f"cannot read publishers: {exc}", evidence, error=type(exc))
-    evidence["is_publisher_on_chain"] = allowed
+    evidence["may_publish_on_chain"] = allowed
     if not allowed:
         return fail("publisher_authorised",
-                     f"{record.publisher} is no longer a publisher of {record.name} on chain", evidence)
+                     f"{record.publisher} may no longer publish {record.name} on chain (removed publisher or former "
+                     "namespace owner): its releases no longer count", evidence)
     detail = f"{record.publisher} is a publisher of {record.name}" + (" and trusted" if trusted else "")
     return Check("publisher_authorised", "pass", detail, evidence)
 
 
 def check_signature(record: "ReleaseRecord", man: "Manifest | None", client: "RegistryClient | None",
-                    pol: "Policy", settings: "Settings") -> Check:
+                    pol: "Policy", settings: "Settings", chain_id: int | None = None) -> Check:
     from eth_utils import to_checksum_address
 
     if man is None:
@@ -89,10 +106,20 @@ def check_signature(record: "ReleaseRecord", man: "Manifest | None", client: "Re
         expected_domain.append(("policy", pol.chain_id, pol.contract))
     if settings.profile.chain_id is not None or settings.profile.contract is not None:
         expected_domain.append(("profile", settings.profile.chain_id, settings.profile.contract))
-    for source, chain_id, contract in expected_domain:
-        if chain_id is not None and chain_id != man.chain_id:
-            evidence.update(expected_chain_id=chain_id, domain_source=source)
-            return fail("signature", f"manifest is signed for chain {man.chain_id}, {source} expects {chain_id} "
+    elif settings.profile.is_local:
+        from registry.chain.devnet import CHAIN_ID as LOCAL_CHAIN_ID
+
+        expected_domain.append(("local profile", LOCAL_CHAIN_ID, None))
+    if chain_id is not None:
+        expected_domain.append(("--chain-id", chain_id, None))
+    if client is None and not any(expected is not None for _, expected, _ in expected_domain):
+        return fail("signature", "offline verification needs the chain the manifest must be signed for: "
+                                  "--chain-id, a policy chain_id, or a profile with a chain id", evidence)
+    evidence["pinned_by"] = [source for source, _, _ in expected_domain]
+    for source, expected_chain, contract in expected_domain:
+        if expected_chain is not None and expected_chain != man.chain_id:
+            evidence.update(expected_chain_id=expected_chain, domain_source=source)
+            return fail("signature", f"manifest is signed for chain {man.chain_id}, {source} expects {expected_chain} "
                                       "(replayed from another chain?)", evidence)
         if contract is not None and to_checksum_address(contract) != man.contract:
             evidence.update(expected_contract=to_checksum_address(contract), domain_source=source)
@@ -123,7 +150,8 @@ def check_signature(record: "ReleaseRecord", man: "Manifest | None", client: "Re
 
 
 def _fields_differing(a: Any, b: Any) -> list[str]:
-    names = ("artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256", "provenance_cid", "parent")
+    names = ("artifact_sha256", "artifact_cid", "artifact_size", "provenance_sha256", "provenance_cid", "card_sha256",
+             "card_cid", "parent")
     return [n for n in names if getattr(a, n) != getattr(b, n)]
 
 

@@ -15,7 +15,14 @@ Importing this module is cheap and never imports torch; web3, eth-account, onnx 
 imported inside the functions that need them, because a device's first verify must be fast.
 
 The checks themselves live in one module per group (chain_checks, artifact, provenance_check,
-rules); this module orders them, feeds them their inputs and decides what reaches a loader.
+card_check, rules); this module orders them, feeds them their inputs and decides what reaches a loader.
+
+The chain is never skipped by accident: only an explicit ``offline=True`` (``--offline``) or
+``offline = true`` in the policy verifies from a manifest alone. An RPC that does not answer is a
+failed resolve (exit 15), never a silent switch to offline. Offline, the manifest's chain id (and
+contract, when one is known) must match the profile, ``chain_id=`` (``--chain-id``) or the policy.
+References go through ``registry.chain.resolve``: aliases, SemVer labels and ambiguous digests
+are decided there, the same way for every command.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from registry.verify.chain_checks import (
     check_publisher,
     check_signature,
 )
+from registry.verify.card_check import check_card
 from registry.verify.provenance_check import check_provenance
 from registry.verify.report import (
     CHECK_NAMES,
@@ -69,16 +77,20 @@ def verify(
     client: "RegistryClient | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
+    card: str | os.PathLike[str] | bytes | None = None,
+    chain_id: int | None = None,
 ) -> VerificationReport:
     """Runs the nine checks and returns the report (never raises for a failed check).
 
     ``file``/``data`` give the artifact (else it is fetched from the store, block by block);
     ``manifest`` allows offline verification against ``trust``ed publishers (and is looked for
-    beside ``file``); ``offline`` never touches an RPC; ``installed_version`` feeds the rollback rule.
+    beside ``file``); ``offline`` never touches an RPC; ``installed_version`` feeds the rollback rule;
+    ``card`` gives the model card's bytes (else beside ``file``, else the store) when the release has
+    one; ``chain_id`` pins the chain a manifest must be signed for (offline).
     """
     report, _ = _run(ref, file=file, manifest=manifest, trust=trust, policy=policy, settings=settings, data=data,
                      provenance=provenance, offline=offline, installed_version=installed_version, client=client,
-                     store=store, progress=progress)
+                     store=store, progress=progress, card=card, chain_id=chain_id)
     return report
 
 
@@ -127,6 +139,8 @@ def _run(
     client: "RegistryClient | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
+    card: str | os.PathLike[str] | bytes | None = None,
+    chain_id: int | None = None,
 ) -> tuple[VerificationReport, ArtifactBytes]:
     checks: list[Check] = []
     report = VerificationReport(ref=str(ref), checks=checks)
@@ -148,6 +162,12 @@ def _run(
         parsed = parse_ref(ref)
         trusted = _trusted(trust, pol)
         man = _load_manifest(manifest, file, parsed)
+        offline = bool(offline or pol.offline)
+        if offline:
+            client = None  # offline never touches an RPC, even one the caller connected
+        if offline and man is None:
+            raise InputError("offline verification needs the release manifest (--manifest, or "
+                             "NAME@VERSION.release.json beside --file)")
     except Exception as exc:  # bad input is a RegistryError; anything else still ends in the report
         checks.append(unexpected("resolve", exc))
         return skip_rest("resolve failed")
@@ -155,32 +175,29 @@ def _run(
     # -- 1. resolve ----------------------------------------------------------------------------
     record = None
     if not offline and client is None:
+        # No fallback to the manifest: a chain that does not answer could be hiding a revocation.
         try:
-            client = _connect(settings, quick=man is not None)
+            client = _connect(settings)
         except UnreachableError as exc:
-            if man is None:
-                checks.append(fail("resolve", str(exc), {"rpc": settings.profile.rpc_url or "local devnet"},
-                                    error=UnreachableError))
-                return skip_rest("resolve failed")
-            report.notes.append(f"RPC unreachable ({exc}); verified offline from the manifest")
+            checks.append(fail("resolve", f"{exc} (not verified; --offline verifies from the manifest without "
+                                          "revocation checks)", {"rpc": settings.profile.rpc_url or "local devnet"},
+                                error=UnreachableError))
+            return skip_rest("resolve failed")
         except Exception as exc:
-            if man is None:
-                checks.append(unexpected("resolve", exc))
-                return skip_rest("resolve failed")
-            report.notes.append(f"chain not usable ({exc}); verified offline from the manifest")
+            checks.append(unexpected("resolve", exc))
+            return skip_rest("resolve failed")
     if man is not None and not _manifest_matches_ref(man, parsed):
         checks.append(fail("resolve", f"manifest is for {man.ref}, not {ref}",
                             {"manifest": man.ref, "ref": str(ref)}, error=InputError))
         return skip_rest("resolve failed")
     try:
         if client is not None:
-            record = client.get_by_id(man.release_id) if man is not None else client.resolve(parsed)
-            if man is not None and parsed.kind == "latest":
-                newest = client.resolve(parsed)
-                if newest.id != record.id:
-                    checks.append(fail("resolve", f"manifest is for {man.ref}, but {parsed.name}@latest is "
-                                                   f"{newest.ref}", {"manifest": man.ref, "latest": newest.ref},
-                                        error=InputError))
+            record = client.get_by_id(man.release_id) if man is not None else client.resolve(parsed, trusted)
+            if man is not None and parsed.kind != "version":
+                target = client.resolve(parsed, trusted)
+                if target.id != record.id:
+                    checks.append(fail("resolve", f"manifest is for {man.ref}, but {ref} is {target.ref}",
+                                        {"manifest": man.ref, "resolved": target.ref}, error=InputError))
                     return skip_rest("resolve failed")
             report.mode = "online"
             checks.append(Check("resolve", "pass", f"{record.ref} found on chain {client.chain_id}",
@@ -202,7 +219,7 @@ def _run(
     # -- 2.-4. chain facts and the signature ----------------------------------------------------
     checks.append(guarded("not_revoked", lambda: check_not_revoked(record, client)))
     checks.append(guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)))
-    checks.append(guarded("signature", lambda: check_signature(record, man, client, pol, settings)))
+    checks.append(guarded("signature", lambda: check_signature(record, man, client, pol, settings, chain_id)))
 
     # -- 5./6. sha256 and cid over one in-memory copy ------------------------------------------
     try:
@@ -216,6 +233,8 @@ def _run(
     prov_doc: dict[str, Any] | None = None
     try:
         prov_check, prov_doc = check_provenance(record, man, file, provenance, settings, store, artifact)
+        if prov_check.status == "pass" and record.has_card:
+            prov_check = check_card(prov_check, record, file, card, settings, store)
     except Exception as exc:
         prov_check = unexpected("provenance", exc)
     checks.append(prov_check)
@@ -267,20 +286,15 @@ def _load_manifest(manifest: Any, file: Any, parsed: Any) -> "Manifest | None":
 def _manifest_matches_ref(man: "Manifest", parsed: Any) -> bool:
     if parsed.kind == "version":
         return (man.release.name, man.release.version) == (parsed.name, parsed.version)
-    if parsed.kind == "latest":
+    if parsed.kind in ("latest", "alias"):
         return man.release.name == parsed.name
     return man.release.artifact_sha256 == parsed.sha256
 
 
-def _connect(settings: "Settings", quick: bool) -> "RegistryClient":
-    """The profile's registry. With a manifest in hand one quick attempt is enough: offline is fine."""
-    from dataclasses import replace
-
+def _connect(settings: "Settings") -> "RegistryClient":
+    """The profile's registry (retries and timeouts as the profile says)."""
     from registry.chain.client import RegistryClient
 
-    if quick and not settings.profile.is_local:
-        settings = replace(settings, profile=replace(settings.profile, retries=0,
-                                                      timeout_s=min(settings.profile.timeout_s, 3.0)))
     return RegistryClient.connect(settings)
 
 
@@ -292,6 +306,6 @@ def _record_from_manifest(man: "Manifest") -> "ReleaseRecord":
         id=rel.id, name=rel.name, version=rel.version, artifact_sha256=rel.artifact_sha256,
         artifact_cid=rel.artifact_cid, artifact_size=rel.artifact_size, provenance_sha256=rel.provenance_sha256,
         provenance_cid=rel.provenance_cid, parent=rel.parent, publisher=man.publisher, published_at=0,
-        revoked_at=0, revocation_reason="",
+        revoked_at=0, revocation_reason="", card_sha256=rel.card_sha256, card_cid=rel.card_cid,
     )
 

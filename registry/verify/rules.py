@@ -1,5 +1,10 @@
 """Checks 8-9: the ONNX format rules and the optional policy (rollback, accuracy, confirmations,
-k-of-n attestations)."""
+k-of-n attestations).
+
+The rollback rule fails closed: a version that cannot be compared (not SemVer 2.0.0) fails it.
+A k-of-n attestation rule reads only the listed attesters' verdicts (one O(1) read each), so
+anyone piling attestations on a release cannot make the read slower or push it past an eth_call's gas.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ def check_policy(record: "ReleaseRecord", client: "RegistryClient | None", pol: 
                  doc: dict[str, Any] | None, installed_version: str | None) -> Check:
     from registry.policy import version_key
     from registry.provenance import accuracy
+    from registry.release import is_valid_version
 
     if not pol.has_rules:
         return Check("policy", "skip", "no policy rules to apply")
@@ -36,11 +42,10 @@ def check_policy(record: "ReleaseRecord", client: "RegistryClient | None", pol: 
     problems: list[str] = []
     if pol.refuse_rollback and installed_version is not None:
         evidence["installed_version"] = installed_version
-        try:
-            older = version_key(record.version) < version_key(installed_version)
-        except ValueError:
-            older = False
-        if older:
+        if not (is_valid_version(record.version) and is_valid_version(installed_version)):
+            problems.append(f"rollback rule cannot compare {record.version[:64]!r} with installed "
+                            f"{installed_version[:64]!r} (not SemVer 2.0.0): refused")
+        elif version_key(record.version) < version_key(installed_version):
             problems.append(f"rollback refused: {record.version} is older than installed {installed_version}")
     if pol.min_accuracy is not None:
         value = accuracy(doc) if doc is not None else None
@@ -69,13 +74,12 @@ def check_policy(record: "ReleaseRecord", client: "RegistryClient | None", pol: 
             problems.append("attestations cannot be checked offline")
         else:
             try:
-                attestations = client.attestations(record.id)
+                verdicts = [client.attestation_of(record.id, attester) for attester in dict.fromkeys(pol.attesters)]
             except RegistryError as exc:
                 problems.append(f"cannot read attestations: {exc}")
             else:
-                listed = set(pol.attesters)
-                passed = sorted(a.attester for a in attestations if a.passed and a.attester in listed)
-                failed = sorted(a.attester for a in attestations if not a.passed and a.attester in listed)
+                passed = sorted(a.attester for a in verdicts if a is not None and a.passed)
+                failed = sorted(a.attester for a in verdicts if a is not None and not a.passed)
                 evidence.update(passed_by=passed, failed_by=failed)
                 if len(passed) < pol.required_attestations:
                     problems.append(f"{len(passed)} of {pol.required_attestations} required attestations from "
