@@ -14,7 +14,7 @@ from eth_account import Account
 from registry.chain.client import RegistryClient
 from registry.chain.errors import ContractRevert, decode_revert
 from registry.chain.records import ReleaseRecord
-from registry.errors import ChainError, InputError, UnreachableError
+from registry.errors import ChainError, InputError, RevokedError, UnreachableError
 from registry.release import Release, release_id, sign_release
 
 ZERO32 = b"\x00" * 32
@@ -61,6 +61,7 @@ def expect_revert(name: str):
 
 def test_publish_get_latest_history_by_digest(deployed) -> None:
     client, alice = deployed.client, deployed.accounts[1]
+    client.claim_namespace("acme", alice)
     first = client.sign_and_publish(make_release(version="1.0.0"), alice)
     assert isinstance(first, ReleaseRecord)
     assert first.publisher == alice.address and not first.revoked and first.published_at > 0
@@ -78,25 +79,33 @@ def test_publish_get_latest_history_by_digest(deployed) -> None:
     assert client.next_nonce(alice.address) == 2
     assert client.resolve("acme/demo@1.0.0") == first
     assert client.resolve("acme/demo@latest") == second
-    assert client.resolve("sha256:" + first.artifact_sha256.hex()) == second
+    assert client.resolve("sha256:" + first.artifact_sha256.hex()) == second  # one name: its newest
     assert client.name_owner("acme/demo") == (alice.address, None)
-    assert client.is_publisher("acme/demo", alice.address)
+    assert client.namespace_owner("acme") == (alice.address, None)
+    assert client.may_publish("acme/demo", alice.address) and not client.is_publisher("acme/demo", alice.address)
     assert client.is_active(first.id) and not client.is_revoked(first.id)
+    assert client.is_valid(second.id) and client.lineage_ok(second.id)
+    assert client.digest_ids(first.artifact_sha256, 1) == ([second.id], False)
+    assert client.digest_ids(first.artifact_sha256) == ([second.id, first.id], True)
 
 
 def test_relayer_publishes_presigned_release(deployed) -> None:
     client, publisher, relayer = deployed.client, Account.create(), deployed.accounts[4]
+    owner = deployed.accounts[1]
+    client.claim_namespace("acme", owner)
+    client.add_publisher("acme/demo", publisher.address, owner)
     release = dataclasses.replace(make_release(), nonce=client.next_nonce(publisher.address))
     signature = sign_release(release, publisher, client.chain_id, client.address)
     before = client.w3.eth.get_balance(publisher.address)
     record = client.publish_signed(release, signature, relayer)
     assert record.publisher == publisher.address  # unfunded publisher, relayer paid
     assert before == 0 and client.w3.eth.get_balance(publisher.address) == 0
-    assert client.name_owner("acme/demo")[0] == publisher.address
+    assert client.name_owner("acme/demo")[0] == owner.address
 
 
 def test_revoke_and_latest_skips_revoked(deployed) -> None:
     client, alice = deployed.client, deployed.accounts[1]
+    client.claim_namespace("acme", alice)
     one = client.sign_and_publish(make_release(version="1.0.0"), alice)
     two = client.sign_and_publish(make_release(version="2.0.0"), alice)
     result = client.revoke(two.id, "bad accuracy", alice)
@@ -105,11 +114,14 @@ def test_revoke_and_latest_skips_revoked(deployed) -> None:
     assert revoked.revoked and revoked.revocation_reason == "bad accuracy" and revoked.revoked_at > 0
     assert client.is_revoked(two.id) and not client.is_active(two.id)
     assert client.latest("acme/demo") == one
-    assert client.resolve("sha256:" + two.artifact_sha256.hex()).revoked  # only match, still shown
+    with pytest.raises(RevokedError, match="revoked in 1 release"):  # bytes revoked anywhere are revoked
+        client.resolve("sha256:" + two.artifact_sha256.hex())
+    assert client.by_digest(two.artifact_sha256)[0].revoked  # still listed for show
     client.revoke(one.id, "all bad", alice)
     with expect_revert("NoActiveRelease") as ctx:
         client.latest("acme/demo")
     assert "no release that is not revoked" in str(ctx.exc)
+    assert not client.is_valid(one.id) and not client.lineage_ok(one.id)
     with expect_revert("ReleaseIsRevoked"):
         client.revoke(one.id, "again", alice)
     with expect_revert("ReleaseIsRevoked"):  # a revoked parent cannot have children
@@ -118,8 +130,10 @@ def test_revoke_and_latest_skips_revoked(deployed) -> None:
 
 def test_attestations(deployed) -> None:
     client, alice, auditor, other = deployed.client, deployed.accounts[1], deployed.accounts[2], deployed.accounts[3]
+    client.claim_namespace("acme", alice)
     record = client.sign_and_publish(make_release(), alice)
     assert client.attestations(record.id) == []
+    assert client.attestation_of(record.id, auditor.address) is None
     report = secrets.token_bytes(32)
     client.attest(record.id, True, report, auditor)
     client.attest(record.id, False, ZERO32, other)
@@ -130,27 +144,32 @@ def test_attestations(deployed) -> None:
         (other.address, False, ZERO32),
     ]
     assert all(a.attested_at > 0 for a in found)
+    assert client.attestation_count(record.id) == 2
+    assert client.attestation_of(record.id, auditor.address) == found[0]
+    assert client.attestations(record.id, limit=1) == found[:1]
     assert client.attested_by(auditor.address) == [record.id]
     with expect_revert("UnknownRelease"):
         client.attest(secrets.token_bytes(32), True, report, auditor)
 
 
-def test_names_publishers_and_ownership_transfer(deployed) -> None:
+def test_namespaces_publishers_and_ownership_transfer(deployed) -> None:
     client = deployed.client
     owner, bob, carol = deployed.accounts[1], deployed.accounts[2], deployed.accounts[3]
-    client.claim_name("acme/demo", owner)
+    result = client.claim_namespace("acme", owner)
+    assert result.gas_used > 0
     info = client.name_info("acme/demo")
     assert (info.owner, info.pending_owner, info.release_count, info.claimed) == (owner.address, None, 0, True)
-    assert not client.name_info("acme/none").claimed
-    with expect_revert("NameAlreadyClaimed"):
-        client.claim_name("acme/demo", bob)
+    assert not client.name_info("other/none").claimed
+    with pytest.raises(ChainError, match="already claimed by"):
+        client.claim_namespace("acme", bob)
     with expect_revert("NotPublisher"):
         client.sign_and_publish(make_release(), bob)
     client.add_publisher("acme/demo", bob.address, owner)
-    assert client.is_publisher("acme/demo", bob.address)
+    assert client.is_publisher("acme/demo", bob.address) and client.may_publish("acme/demo", bob.address)
+    assert not client.may_publish("acme/other", bob.address)
     with expect_revert("AlreadyPublisher"):
         client.add_publisher("acme/demo", bob.address, owner)
-    with expect_revert("NotNameOwner"):
+    with expect_revert("NotNamespaceOwner"):
         client.add_publisher("acme/demo", carol.address, bob)
     assert client.publishers("acme/demo") == [owner.address, bob.address]
     record = client.sign_and_publish(make_release(), bob)
@@ -161,24 +180,31 @@ def test_names_publishers_and_ownership_transfer(deployed) -> None:
     assert not client.is_publisher("acme/demo", bob.address)
     assert client.publishers("acme/demo") == [owner.address]
     assert client.name_info("acme/demo", with_publishers=True).publishers == [owner.address]
-    assert client.publishers("acme/other") == []
+    assert client.publishers("acme/other") == [owner.address]
     with expect_revert("NotPublisher"):
         client.remove_publisher("acme/demo", bob.address, owner)
-    assert client.get_by_id(record.id).publisher == bob.address  # old releases stay valid
+    # The release stays readable and active, but no longer counts (D4).
+    assert client.get_by_id(record.id).publisher == bob.address
+    assert client.is_active(record.id) and not client.is_valid(record.id) and not client.lineage_ok(record.id)
+    with expect_revert("NoActiveRelease"):
+        client.latest("acme/demo")
 
-    client.propose_owner("acme/demo", carol.address, owner)
+    client.propose_namespace_owner("acme", carol.address, owner)
     assert client.name_owner("acme/demo") == (owner.address, carol.address)
     with expect_revert("NotPendingOwner"):
-        client.accept_owner("acme/demo", bob)
-    client.accept_owner("acme/demo", carol)
-    assert client.name_owner("acme/demo") == (carol.address, None)
-    assert client.is_publisher("acme/demo", carol.address)
-    with expect_revert("UnknownName"):
-        client.accept_owner("acme/other", carol)
+        client.accept_namespace_owner("acme", bob)
+    client.accept_namespace_owner("acme", carol)
+    assert client.namespace_owner("acme") == (carol.address, None)
+    assert client.may_publish("acme/demo", carol.address) and not client.may_publish("acme/demo", owner.address)
+    with expect_revert("UnknownNamespace"):
+        client.accept_namespace_owner("other", carol)
 
 
 def test_publish_reverts_are_named(deployed) -> None:
     client, alice, mallory = deployed.client, deployed.accounts[1], deployed.accounts[6]
+    with expect_revert("UnknownNamespace"):  # nobody claimed "acme" yet
+        client.sign_and_publish(make_release(), alice)
+    client.claim_namespace("acme", alice)
     release = client.prepare(make_release(), alice.address)
     signature = client.sign(release, alice)
     client.publish(release, signature, alice.address, alice)
@@ -220,8 +246,12 @@ def test_publish_reverts_are_named(deployed) -> None:
 
 def test_bad_input_rejected_before_sending(deployed) -> None:
     client, alice = deployed.client, deployed.accounts[1]
-    with pytest.raises(InputError, match="invalid model name"):
-        client.claim_name("Acme/Demo", alice)
+    with pytest.raises(InputError, match="invalid namespace"):
+        client.claim_namespace("Acme", alice)
+    with pytest.raises(InputError, match="invalid namespace"):
+        client.claim_namespace("acme/demo", alice)
+    with pytest.raises(InputError, match="invalid alias"):
+        client.set_alias("acme/demo", "latest", b"\x00" * 32, alice)
     with pytest.raises(InputError, match="invalid version"):
         client.sign_and_publish(make_release(version="1.0"), alice)
     with pytest.raises(InputError, match="invalid address"):
@@ -244,11 +274,41 @@ def test_confirmations_wait_for_blocks(deployed) -> None:
     thread = threading.Thread(target=miner, daemon=True)
     thread.start()
     try:
-        result = client.claim_name("acme/confirm", alice)
+        result = client.claim_namespace("confirm", alice)
     finally:
         stop.set()
         thread.join()
     assert client.block_number >= result.block_number + 2 > start_block
+    assert client.namespace_owner("confirm")[0] == alice.address
+
+
+def test_a_transaction_dropped_by_a_reorg_after_confirmations_is_reported(deployed, monkeypatch) -> None:
+    """The receipt is fetched again after the wait: a reorganisation that dropped it is an error."""
+    import registry.chain.confirm as confirm
+
+    client = RegistryClient.at(deployed.rpc_url, deployed.address, deployed.chain_id, confirmations=1)
+    alice = deployed.accounts[1]
+    real_wait = confirm.wait_confirmations
+    before = deployed.rpc("evm_snapshot")
+    waited: list[int] = []
+
+    def wait_then_reorg(w3, block_number, confirmations, timeout_s=120.0):
+        waited.append(block_number)
+        deployed.rpc("evm_mine")
+        real_wait(w3, block_number, confirmations, timeout_s)
+        deployed.rpc("evm_revert", [before])  # the blocks holding the transaction are gone
+        deployed.rpc("evm_mine")
+        deployed.rpc("evm_mine")
+
+    monkeypatch.setattr(confirm, "wait_confirmations", wait_then_reorg)
+    with pytest.raises(ChainError, match="dropped by a chain reorganisation"):
+        client.commit_namespace("reorged", alice)
+    assert waited
+    # Without the reorganisation the same wait confirms normally.
+    monkeypatch.setattr(confirm, "wait_confirmations", lambda w3, b, c, t=120.0: (deployed.rpc("evm_mine"),
+                                                                                 real_wait(w3, b, c, t)))
+    result, _salt = client.commit_namespace("reorged", alice)
+    assert result.block_number > 0
 
 
 def test_connect_via_env_profile(deployed) -> None:
@@ -335,7 +395,7 @@ def test_node_dies_mid_session(tmp_path) -> None:
         with pytest.raises(UnreachableError):
             client.release_count("acme/demo")
         with pytest.raises(UnreachableError):
-            client.claim_name("acme/demo", deployer)
+            client.claim_namespace("acme", deployer)
     finally:
         holder.close()
 
@@ -356,15 +416,16 @@ def test_deployed_fixture_gives_a_usable_signer(deployed) -> None:
     assert not settings.profile.is_local and settings.profile.contract == deployed.address
     signer = load_signer(settings)
     assert signer.address == deployed.publisher.address
+    deployed.client.claim_namespace("fixture", signer)
     record = deployed.client.sign_and_publish(make_release(name="fixture/check"), signer)
     assert record.publisher == signer.address
 
 
 @pytest.mark.parametrize("claimer", [7, 8])
 def test_deployed_fixture_isolates_tests(deployed, claimer: int) -> None:
-    """Both cases claim the same name; on one worker the second only succeeds if the snapshot was reverted."""
-    assert deployed.client.name_owner("isolation/check") == (None, None)
-    deployed.client.claim_name("isolation/check", deployed.accounts[claimer])
+    """Both cases claim the same namespace; on one worker the second only succeeds if the snapshot was reverted."""
+    assert deployed.client.namespace_owner("isolation") == (None, None)
+    deployed.client.claim_namespace("isolation", deployed.accounts[claimer])
 
 
 def test_backoff_doubles_and_stops() -> None:
@@ -435,5 +496,5 @@ def test_http_errors_from_a_real_server(status: int, transient: bool) -> None:
 def test_unfunded_sender_is_told_so(deployed) -> None:
     poor = Account.create()
     with pytest.raises(ChainError, match=f"{poor.address} has too little ETH to pay for gas on chain 31337") as info:
-        deployed.client.claim_name("acme/poor", poor)
+        deployed.client.claim_namespace("poor", poor)
     assert "reverted" not in str(info.value)

@@ -74,7 +74,7 @@ def test_concurrent_up_starts_one_chain(local) -> None:
 def test_state_survives_down_and_up(local, dev_accounts) -> None:
     info = devnet.ensure_running(local)
     client = RegistryClient.connect(local)
-    client.claim_name("acme/persist", dev_accounts[1])
+    client.claim_namespace("acme", dev_accounts[1])
     assert devnet.stop(local) is True
     assert not devnet.status(local).running
     again = devnet.ensure_running(local)
@@ -85,7 +85,7 @@ def test_state_survives_down_and_up(local, dev_accounts) -> None:
 
 def test_state_survives_a_kill(local, dev_accounts) -> None:
     devnet.ensure_running(local)
-    RegistryClient.connect(local).claim_name("acme/killed", dev_accounts[2])
+    RegistryClient.connect(local).claim_namespace("acme", dev_accounts[2])
     time.sleep(2.2)  # --state-interval 1: the periodic dump has happened
     pid = int((local.chain_dir / "anvil.pid").read_text())
     os.kill(pid, signal.SIGKILL)

@@ -93,9 +93,10 @@ def test_done_when_scenario_survives_restart(local) -> None:
     second = json.loads(again.stdout)
     assert not second["started"] and not second["deployed"] and second["contract"] == first["contract"]
 
-    claim = run(["name", "claim", "acme/demo"], env)
+    claim = run(["namespace", "claim", "acme"], env)  # one command: commit, next block, reveal
     assert claim.returncode == 0, claim.stderr
     assert "WARNING" in claim.stderr and "well-known dev key" in claim.stderr
+    assert "claimed namespace acme" in claim.stderr
     before = run(["history", "acme/demo", "--json"], env)
     assert before.returncode == 0, before.stderr
     history = json.loads(before.stdout)
@@ -124,6 +125,7 @@ def test_done_when_scenario_survives_restart(local) -> None:
 def test_show_history_revoke_attest(local, dev_accounts, capsys, monkeypatch, tmp_path) -> None:
     client = RegistryClient.connect(local)
     owner = Account.from_key(devnet.DEV_KEY_0)
+    client.claim_namespace("acme", owner)
     one = publish(client, owner, "1.0.0")
     two = publish(client, owner, "1.1.0", parent=one.id)
 
@@ -188,35 +190,72 @@ def test_show_history_revoke_attest(local, dev_accounts, capsys, monkeypatch, tm
     assert code == 3 and "cannot read report" in one_error_line(err)
 
 
-def test_name_commands(local, dev_accounts, capsys, monkeypatch) -> None:
+def test_namespace_name_and_alias_commands(local, dev_accounts, capsys, monkeypatch) -> None:
     bob = dev_accounts[1]
-    code, out, err = run_inproc(["name", "claim", "acme/names", "--json"], capsys, monkeypatch)
+    dev = Account.from_key(devnet.DEV_KEY_0).address
+    code, out, err = run_inproc(["namespace", "claim", "acme", "--json"], capsys, monkeypatch)
     assert code == 0, err
     assert json.loads(out)["tx"]["tx_hash"].startswith("0x")
-    code, _, err = run_inproc(["name", "claim", "acme/names"], capsys, monkeypatch)
-    assert code == 6 and "NameAlreadyClaimed('acme/names')" in one_error_line(err)
+    code, _, err = run_inproc(["namespace", "claim", "acme"], capsys, monkeypatch)
+    assert code == 6 and f"namespace 'acme' is already claimed by {dev}" in one_error_line(err)
+    code, out, _ = run_inproc(["namespace", "show", "acme", "--json"], capsys, monkeypatch)
+    assert json.loads(out) == {"namespace": "acme", "claimed": True, "owner": dev, "pending_owner": None}
 
     code, _, err = run_inproc(["name", "add-publisher", "acme/names", bob.address], capsys, monkeypatch)
     assert code == 0, err
     client = RegistryClient.connect(local)
     assert client.is_publisher("acme/names", bob.address)
-    code, _, err = run_inproc(["name", "remove-publisher", "acme/names", bob.address], capsys, monkeypatch)
-    assert code == 0 and not client.is_publisher("acme/names", bob.address)
-
-    code, _, err = run_inproc(["name", "transfer", "acme/names", bob.address], capsys, monkeypatch)
-    assert code == 0, err
     code, out, _ = run_inproc(["name", "show", "acme/names", "--json"], capsys, monkeypatch)
     info = json.loads(out)
-    assert info["pending_owner"] == bob.address and info["release_count"] == 0
-    assert info["publishers"] == [Account.from_key(devnet.DEV_KEY_0).address]
+    assert info["owner"] == dev and info["namespace"] == "acme" and info["publishers"] == [dev, bob.address]
+    code, _, err = run_inproc(["name", "remove-publisher", "acme/names", bob.address], capsys, monkeypatch)
+    assert code == 0 and not client.is_publisher("acme/names", bob.address)
+    assert "no longer count" in err
+
+    # Aliases: set by version, move (rollback), list, resolve, remove.
+    owner = Account.from_key(devnet.DEV_KEY_0)
+    one = publish(client, owner, "1.0.0", name="acme/names")
+    two = publish(client, owner, "1.1.0", name="acme/names")
+    code, out, err = run_inproc(["alias", "set", "acme/names", "production", "1.1.0", "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["release"] == "acme/names@1.1.0"
+    code, out, _ = run_inproc(["show", "acme/names@production", "--json"], capsys, monkeypatch)
+    assert json.loads(out)["id"] == "0x" + two.id.hex()
+    code, _, err = run_inproc(["alias", "set", "acme/names", "production", "acme/names@1.0.0"], capsys, monkeypatch)
+    assert code == 0 and "acme/names@production -> acme/names@1.0.0" in err
+    code, _, err = run_inproc(["alias", "set", "acme/names", "staging", "0x" + two.id.hex()], capsys, monkeypatch)
+    assert code == 0, err
+    code, out, _ = run_inproc(["alias", "list", "acme/names", "--json"], capsys, monkeypatch)
+    listed = {a["alias"]: (a["version"], a["resolves"]) for a in json.loads(out)}
+    assert listed == {"production": ("1.0.0", True), "staging": ("1.1.0", True)}
+    code, out, _ = run_inproc(["history", "acme/names", "--json"], capsys, monkeypatch)
+    assert [r["aliases"] for r in json.loads(out)["releases"]] == [["production"], ["staging"]]
+    # A later revocation makes the alias an error (exit 12), never the revoked bytes.
+    client.revoke(one.id, "bad", owner)
+    code, _, err = run_inproc(["show", "acme/names@production"], capsys, monkeypatch)
+    assert code == 12 and "points at acme/names@1.0.0, which was revoked" in one_error_line(err)
+    code, out, _ = run_inproc(["alias", "list", "acme/names", "--json"], capsys, monkeypatch)
+    assert {a["alias"]: a["resolves"] for a in json.loads(out)} == {"production": False, "staging": True}
+    code, _, err = run_inproc(["alias", "set", "acme/names", "canary", "1.0.0"], capsys, monkeypatch)
+    assert code == 6 and "ReleaseIsRevoked" in one_error_line(err)
+    code, _, err = run_inproc(["alias", "set", "acme/names", "canary", "latest"], capsys, monkeypatch)
+    assert code == 3 and "fixed release" in one_error_line(err)
+    code, _, err = run_inproc(["alias", "rm", "acme/names", "production"], capsys, monkeypatch)
+    assert code == 0, err
+    code, _, err = run_inproc(["show", "acme/names@production"], capsys, monkeypatch)
+    assert code == 6 and "has no alias 'production'" in one_error_line(err)
+
+    # Namespace transfer in two steps.
+    code, _, err = run_inproc(["namespace", "transfer", "acme", bob.address], capsys, monkeypatch)
+    assert code == 0, err
     monkeypatch.setenv("REGISTRY_PRIVATE_KEY", "0x" + bytes(bob.key).hex())
-    code, out, err = run_inproc(["name", "accept", "acme/names", "--json"], capsys, monkeypatch)
+    code, out, err = run_inproc(["namespace", "accept", "acme", "--json"], capsys, monkeypatch)
     assert code == 0, err
     assert client.name_owner("acme/names") == (bob.address, None)
     code, _, err = run_inproc(["name", "add-publisher", "acme/names", "0x1234"], capsys, monkeypatch)
     assert code == 3 and "invalid address" in one_error_line(err)
 
-    code, out, _ = run_inproc(["name", "show", "acme/unclaimed", "--json"], capsys, monkeypatch)
+    code, out, _ = run_inproc(["name", "show", "other/unclaimed", "--json"], capsys, monkeypatch)
     assert json.loads(out)["claimed"] is False
 
 
@@ -228,9 +267,13 @@ def test_name_commands(local, dev_accounts, capsys, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["name", "claim", "Acme/Demo"], "invalid model name 'Acme/Demo'"),
+        (["namespace", "claim", "Acme"], "invalid namespace 'Acme'"),
+        (["namespace", "claim", "acme/demo"], "invalid namespace 'acme/demo'"),
+        (["alias", "set", "acme/demo", "latest", "1.0.0"], "invalid alias 'latest'"),
+        (["alias", "set", "acme/demo", "Prod", "1.0.0"], "invalid alias 'Prod'"),
         (["show", "acme/demo@1.0"], "invalid version '1.0'"),
-        (["show", "acme/demo"], "expected NAME@VERSION, NAME@latest or sha256:HEX"),
+        (["show", "acme/demo@Prod"], "neither a SemVer version"),
+        (["show", "acme/demo"], "expected NAME@VERSION, NAME@latest, NAME@ALIAS or sha256:HEX"),
         (["history", "no-slash"], "invalid model name"),
         (["show", "sha256:abcd"], "64 hex characters"),
     ],
@@ -280,7 +323,7 @@ def test_profile_errors_wrong_chain_no_contract_rpc_down(local, capsys, monkeypa
     monkeypatch.setenv("REGISTRY_PRIVATE_KEY", devnet.DEV_KEY_0)
     run_inproc(["profile", "add", "fake", "--rpc-url", info.rpc_url, "--chain-id", "31337", "--contract",
                 info.contract], capsys, monkeypatch)
-    code, _, err = run_inproc(["name", "claim", "acme/x", "--profile", "fake"], capsys, monkeypatch)
+    code, _, err = run_inproc(["namespace", "claim", "acme", "--profile", "fake"], capsys, monkeypatch)
     assert code == 4 and "well-known dev account" in one_error_line(err)
     assert devnet.DEV_KEY_0[2:] not in err
 
@@ -306,16 +349,16 @@ def test_keys_cli_and_wrong_password(local, capsys, monkeypatch) -> None:
     assert [k["address"] for k in json.loads(out)] == [secret.address]
 
     monkeypatch.setenv("REGISTRY_KEYSTORE_PASSWORD", "WRONG")
-    code, _, err = run_inproc(["name", "claim", "acme/locked"], capsys, monkeypatch)
+    code, _, err = run_inproc(["namespace", "claim", "locked"], capsys, monkeypatch)
     assert code == 4
     assert one_error_line(err) == f"error: wrong password for keystore {secret.address}"
-    code, out, err = run_inproc(["name", "claim", "acme/locked", "--json"], capsys, monkeypatch)
+    code, out, err = run_inproc(["namespace", "claim", "locked", "--json"], capsys, monkeypatch)
     assert code == 4 and json.loads(out)["kind"] == "KeyAccessError"
 
     monkeypatch.setenv("REGISTRY_KEYSTORE_PASSWORD", "pw-one")
     devnet.ensure_running(local)
     RegistryClient.connect(local).w3.provider.make_request("anvil_setBalance", [secret.address, hex(10**20)])
-    code, out, err = run_inproc(["name", "claim", "acme/locked", "--json"], capsys, monkeypatch)
+    code, out, err = run_inproc(["namespace", "claim", "locked", "--json"], capsys, monkeypatch)
     assert code == 0, err
     assert json.loads(out)["sender"] == secret.address and "WARNING" not in err
 
@@ -330,17 +373,17 @@ def test_private_key_env_never_printed(local, dev_accounts, capsys, monkeypatch)
     monkeypatch.setenv("REGISTRY_PRIVATE_KEY", key)
     outputs = []
     # one real subprocess: catches anything printed outside capsys' reach (logging, warnings)
-    result = run(["name", "claim", "acme/secret"], dict(os.environ))
+    result = run(["namespace", "claim", "acme"], dict(os.environ))
     assert result.returncode == 0, result.stderr
     outputs.append(result.stdout + result.stderr)
-    for args in (["name", "claim", "acme/secret", "--json"], ["profile", "show", "--json"],
+    for args in (["namespace", "claim", "acme", "--json"], ["profile", "show", "--json"],
                  ["name", "show", "acme/secret", "--json"]):
         code, out, err = run_inproc(args, capsys, monkeypatch)
         outputs.append(out + err)
-    assert "NameAlreadyClaimed" in outputs[1]
+    assert "already claimed" in outputs[1]
     assert json.loads(outputs[3])["owner"] == dev_accounts[3].address
     monkeypatch.setenv("REGISTRY_PRIVATE_KEY", key[:-4] + "zzzz")
-    code, out, err = run_inproc(["name", "claim", "acme/other"], capsys, monkeypatch)
+    code, out, err = run_inproc(["namespace", "claim", "other"], capsys, monkeypatch)
     assert code == 4 and "REGISTRY_PRIVATE_KEY is not a valid private key" in one_error_line(err)
     outputs.append(out + err)
     outputs.append(repr(load_settings()))
