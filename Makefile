@@ -5,9 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# Slither needs web3<8, the package pins web3==8.0.0: it gets a venv of its own (requirements-slither.txt).
+SLITHER_VENV  := .venv-slither
+SLITHER_STAMP := $(SLITHER_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-python test-contracts compile artifacts bench clean
+.PHONY: install demo test test-python test-contracts slither compile artifacts bench clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -17,6 +20,12 @@ $(PY_STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[compress,dev]"
+	touch $@
+
+$(SLITHER_STAMP): requirements-slither.txt
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SLITHER_VENV)/bin/python -m pip install -q -r requirements-slither.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -37,10 +46,14 @@ demo: install
 	@echo "The demo's local chain keeps running (state in .registry-demo/home); stop it with:"
 	@echo "  REGISTRY_HOME=.registry-demo/home $(BIN)/registry chain down"
 
-test: test-contracts test-python
+test: test-contracts slither test-python
 
 test-contracts: $(NODE_STAMP)
 	npx hardhat test
+
+# Fails on any Slither finding above informational not explained in contracts/slither-triage.txt.
+slither: $(SLITHER_STAMP) $(PY_STAMP) compile
+	$(BIN)/python scripts/slither_check.py
 
 test-python: install compile
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)

@@ -269,8 +269,8 @@ contract ModelRegistry is EIP712, Nonces, Namespaces, IModelRegistry {
         ) revert InvalidRelease();
         (uint8 artifactCodec, bytes32 artifactDigest) = _splitCid(release.artifactCid);
         (uint8 provenanceCodec, bytes32 provenanceDigest) = _splitCid(release.provenanceCid);
-        uint8 cardCodec;
-        bytes32 cardDigest;
+        uint8 cardCodec = 0;
+        bytes32 cardDigest = bytes32(0);
         if (release.cardCid.length != 0) (cardCodec, cardDigest) = _splitCid(release.cardCid);
         _checkVersion(release.version);
 

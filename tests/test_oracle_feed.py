@@ -19,15 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CONSUMER = ROOT / "build" / "artifacts" / "contracts" / "test" / "mocks" / "FeedConsumer.sol" / "FeedConsumer.json"
 
 
-def anchor(deployed: Any, version: str, name: str = NAME) -> Any:
+def anchor(deployed: Any, version: str, name: str = NAME, parent: bytes = bytes(32), signer: Any = None) -> Any:
     """A release with made-up digests (the feed only reads ids, status and the artifact digest)."""
-    from registry.release import Release
+    from registry.release import Release, namespace_of
 
+    client = deployed.client
+    if client.namespace_owner(namespace_of(name))[0] is None:
+        client.claim_namespace(namespace_of(name), deployed.publisher)
     sha = hashlib.sha256(f"{name}@{version}".encode()).digest()
     prov = hashlib.sha256(f"prov {name}@{version}".encode()).digest()
     release = Release(name=name, version=version, artifact_sha256=sha, artifact_cid=b"\x01\x55\x12\x20" + sha,
-                      artifact_size=100, provenance_sha256=prov, provenance_cid=b"\x01\x55\x12\x20" + prov)
-    return deployed.client.sign_and_publish(release, deployed.publisher)
+                      artifact_size=100, provenance_sha256=prov, provenance_cid=b"\x01\x55\x12\x20" + prov,
+                      parent=parent)
+    return client.sign_and_publish(release, signer or deployed.publisher)
 
 
 def reverted(fn: Any, name: str) -> ContractRevert:
@@ -93,8 +97,53 @@ def test_input_checks_before_any_transaction(deployed: Any, feed: FeedClient) ->
         FeedClient.deploy(deployed.rpc_url, deployed.accounts[0], deployed.address, "Bad Name", "", 8, 1)
     with pytest.raises(ChainError, match="no contract"):
         FeedClient.at(deployed.rpc_url, "0x" + "12" * 20, retries=0)
-    reverted(lambda: FeedClient.deploy(deployed.rpc_url, deployed.accounts[0], deployed.address, NAME, "", 8, 0,
-                                       retries=0), "InvalidQuorum")
+    for even in (0, 2, 4):  # refused before any transaction: the contract would refuse it too
+        with pytest.raises(InputError, match="odd"):
+            FeedClient.deploy(deployed.rpc_url, deployed.accounts[0], deployed.address, NAME, "", 8, even, retries=0)
+        with pytest.raises(InputError, match="odd"):
+            feed.set_quorum(even, deployed.accounts[0])
+    with pytest.raises(InputError, match="min <= max"):
+        feed.set_answer_bounds(10, 9, deployed.accounts[0])
+    # The contract's own refusal, for a caller that skips the client's check.
+    fn = feed.contract.functions.setQuorum(2)
+    with pytest.raises(Exception) as info:
+        fn.call({"from": deployed.accounts[0].address})
+    from registry.oracle.feed import feed_revert
+
+    assert feed_revert(info.value).error_name == "InvalidQuorum"
+
+
+def test_answer_bounds_and_lineage(deployed: Any, feed: FeedClient) -> None:
+    owner, node = deployed.accounts[0], deployed.accounts[1]
+    base = anchor(deployed, "1.0.0")
+    child = anchor(deployed, "1.1.0", parent=base.id)
+    feed.add_node(node.address, owner)
+    feed.set_approved_release(child.id, owner)
+    assert not feed.status().bounded and feed.status().to_json()["min_answer"] is None
+    feed.set_answer_bounds(0, 1_000 * 10**8, owner)
+    assert feed.answer_bounds() == (0, 1_000 * 10**8)
+    assert feed.status().to_json()["max_answer"] == str(1_000 * 10**8)
+    error = reverted(lambda: feed.submit(1, 1_001 * 10**8, child.id, node), "AnswerOutOfBounds")
+    assert error.error_args == (1_001 * 10**8, 0, 1_000 * 10**8)
+    reverted(lambda: feed.submit(1, -1, child.id, node), "AnswerOutOfBounds")
+    feed.submit(1, 420 * 10**8, child.id, node)
+    # Revoking the parent withdraws the child from the feed (lineage), as lineage_ok says off chain.
+    assert deployed.client.lineage_ok(child.id)
+    deployed.client.revoke(base.id, "poisoned base", deployed.publisher)
+    assert not deployed.client.lineage_ok(child.id) and deployed.client.is_valid(child.id)
+    reverted(lambda: feed.submit(2, 420 * 10**8, child.id, node), "ReleaseNotActive")
+
+
+def test_removed_publisher_release_is_refused(deployed: Any, feed: FeedClient) -> None:
+    owner, node, other = deployed.accounts[0], deployed.accounts[1], deployed.accounts[4]
+    anchor(deployed, "1.0.0")  # claims the namespace for deployed.publisher
+    deployed.client.add_publisher(NAME, other.address, deployed.publisher)
+    theirs = anchor(deployed, "2.0.0", signer=other)
+    feed.add_node(node.address, owner)
+    feed.set_approved_release(theirs.id, owner)
+    feed.submit(1, 1, theirs.id, node)
+    deployed.client.remove_publisher(NAME, other.address, deployed.publisher)
+    reverted(lambda: feed.submit(2, 1, theirs.id, node), "ReleaseNotActive")
 
 
 def test_chainlink_consumer_reads_latest_round_data(deployed: Any, feed: FeedClient) -> None:

@@ -146,7 +146,8 @@ def feed_deploy(
     model: str = typer.Option(..., "--model", help="owner/model whose releases the feed accepts."),
     description: str = typer.Option("", "--description", help="Human description (Chainlink description())."),
     decimals: int = typer.Option(8, "--decimals", min=0, max=36, help="Fixed-point decimals of answers."),
-    quorum: int = typer.Option(1, "--quorum", min=1, max=31, help="Answers that close a round."),
+    quorum: int = typer.Option(1, "--quorum", min=1, max=31,
+                               help="Answers that close a round: odd (2f+1 tolerates f lying nodes)."),
     node: Optional[List[str]] = typer.Option(None, "--node", help="Node address to authorise (repeatable)."),
     approve: Optional[str] = typer.Option(None, "--approve", help="Release to approve (NAME@VERSION|NAME@latest)."),
     follow_latest: bool = typer.Option(False, "--follow-latest", help="Let anyone sync approval to NAME@latest."),
@@ -166,6 +167,8 @@ def feed_deploy(
     release = registry.resolve(approve) if approve else None
     if release is not None and release.name != model:
         raise InputError(f"--approve {approve} is a release of {release.name}, not {model}")
+    if quorum % 2 == 0:
+        raise InputError(f"quorum must be odd (2f+1 answers tolerate f liars), not {quorum}")
     if len(node or []) < quorum:
         raise InputError(f"quorum {quorum} needs at least {quorum} --node addresses")
     prof = settings.profile
