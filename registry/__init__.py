@@ -35,9 +35,13 @@ _EXPORTS: dict[str, str] = {
     "release_id": "registry.release",
     "sign_release": "registry.release",
     "recover_publisher": "registry.release",
+    "validate_alias": "registry.release",
     "RegistryClient": "registry.chain.client",
     "ReleaseRecord": "registry.chain.records",
     "AttestationRecord": "registry.chain.records",
+    "AliasRecord": "registry.chain.records",
+    "resolve_ref": "registry.chain.resolve",
+    "AmbiguousReference": "registry.chain.resolve",
     "load_signer": "registry.keys",
     # content addressing
     "ImportResult": "registry.content.unixfs",

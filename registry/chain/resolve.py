@@ -56,6 +56,9 @@ def resolve(client: "RegistryClient", ref: "str | Ref", trusted: Iterable[str] =
     return record
 
 
+resolve_ref = resolve  # the name the package re-exports (``registry.resolve_ref``)
+
+
 def require_semver(record: "ReleaseRecord") -> None:
     if not is_valid_version(record.version):
         raise ChainError(f"{record.name} has a release labelled {record.version[:80]!r}, which is not SemVer 2.0.0: "

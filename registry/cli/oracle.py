@@ -80,7 +80,8 @@ def _open_feed(profile: Optional[str], address: str) -> tuple[Any, Any, Any]:
 
 
 def run(
-    model: str = typer.Option(..., "--model", help="owner/model to follow (NAME@latest)."),
+    model: str = typer.Option(..., "--model", help="What to follow: NAME (its newest release that verifies) or "
+                                                    "NAME@ALIAS (the release the alias points at, re-read every poll)."),
     feed: str = typer.Option(..., "--feed", help="PredictionFeed address."),
     input_source: str = typer.Option(..., "--input", help="CSV/JSON file or http(s) URL returning JSON numbers."),
     interval: float = typer.Option(60.0, "--interval", min=0.05, help="Seconds between rounds."),

@@ -143,9 +143,17 @@ class OracleNode:
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from registry.release import name_key, validate_name
+        from registry.release import name_key, parse_ref, validate_name
 
-        validate_name(config.model)
+        # What to follow: NAME (or NAME@latest), the newest release that verifies, or NAME@ALIAS, the
+        # release the alias points at, re-resolved on every poll (moving the alias moves the node).
+        if "@" in config.model:
+            ref = parse_ref(config.model)
+            if ref.kind not in ("latest", "alias") or ref.name is None:
+                raise InputError(f"the node follows NAME, NAME@latest or NAME@ALIAS, not {config.model!r}")
+            self._model_name, self._alias = ref.name, ref.alias
+        else:
+            self._model_name, self._alias = validate_name(config.model), None
         self.config = config
         self.registry = registry
         self.feed = feed
@@ -157,7 +165,7 @@ class OracleNode:
         self._clock = clock
         self._lock = threading.Lock()
         self._model: ServedModel | None = None
-        self._name_key = "0x" + name_key(config.model).hex()
+        self._name_key = "0x" + name_key(self._model_name).hex()
         self._topics = _event_topics(registry)
         self._state = load_state(config.state_path, feed.address, config.model)
         # release id -> (reason, retry at (None: not in this process))
@@ -291,7 +299,7 @@ class OracleNode:
 
     def _select(self) -> None:
         """Serve the newest release that is not revoked and verifies; keep the current one otherwise."""
-        ids = self.registry.release_ids(self.config.model)
+        ids = self._candidate_ids()
         current = self.active
         transient = False
         for release_id in reversed(ids):
@@ -322,10 +330,32 @@ class OracleNode:
                 continue
             self._swap(candidate, current)
             break
-        self._needs_select = transient
+        self._needs_select = transient or self._alias is not None  # an alias may move without a release event
         if self.active is None and not self._reported_no_model:
             self._reported_no_model = True
             self._emit("error", "no-model", f"no verified, unrevoked release of {self.config.model}: not submitting")
+
+    def _candidate_ids(self) -> list[bytes]:
+        """Release ids to consider, oldest first: every release of the name, or the alias's target.
+
+        An alias that no longer resolves (removed, its target revoked or its publisher removed)
+        gives none, and the model it pointed at stops serving."""
+        if self._alias is None:
+            return self.registry.release_ids(self._model_name)
+        try:
+            target = self.registry.resolve_alias(self._model_name, self._alias)
+        except UnreachableError:
+            raise
+        except RegistryError as exc:
+            current = self.active
+            if current is not None:
+                self._unload(current, f"{self.config.model} no longer resolves: {exc}")
+            return []
+        current = self.active
+        if current is not None and current.release_id != target.id:
+            self._emit("info", "alias-moved", f"{self.config.model} now points at {target.ref}",
+                       release_id="0x" + target.id.hex())
+        return [target.id]
 
     def _swap(self, candidate: ServedModel, previous: ServedModel | None) -> None:
         with self._lock:

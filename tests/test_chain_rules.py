@@ -1,0 +1,197 @@
+"""The verifier holds the contract's rules: offline domain pins, fail-closed lineage depth and rollback,
+k-of-n attestations read per listed attester, remote confirmation defaults, and publish's namespace step."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.errors import ChainError
+from registry.release import Release
+from registry.verify import MAX_PARENT_DEPTH, verify
+
+from tests._verify_fixtures import offline_release, publish_tiny, tiny_onnx
+
+
+def fake(name: str, version: str, parent: bytes = b"\x00" * 32) -> Release:
+    digest, prov = secrets.token_bytes(32), secrets.token_bytes(32)
+    return Release(name=name, version=version, artifact_sha256=digest,
+                   artifact_cid=bytes([1, 0x55, 0x12, 0x20]) + digest, artifact_size=10, provenance_sha256=prov,
+                   provenance_cid=bytes([1, 0x55, 0x12, 0x20]) + prov, parent=parent, deadline=2**40)
+
+
+# ------------------------------------------------------------------------------------------
+# Offline: the manifest's domain is pinned
+# ------------------------------------------------------------------------------------------
+
+
+def test_offline_manifest_for_another_chain_is_refused_on_the_local_profile(tmp_path: Path) -> None:
+    foreign = offline_release(tmp_path, chain_id=1)
+    report = foreign.verify()
+    assert report.exit_code == 11
+    assert report.check("signature").evidence["domain_source"] == "local profile"
+    assert "signed for chain 1" in report.check("signature").detail
+    assert offline_release(tmp_path).verify().ok  # the local chain's own id passes
+
+
+def test_offline_chain_id_option_pins_the_domain(tmp_path: Path) -> None:
+    rel = offline_release(tmp_path, chain_id=5)
+    remote = rel.settings.__class__(home=rel.settings.home, profile=rel.settings.profile.__class__(
+        name="remote", rpc_url="http://127.0.0.1:9"))  # a remote profile without a chain id
+    unpinned = rel.verify(settings=remote)
+    assert unpinned.exit_code == 11 and "needs the chain" in unpinned.check("signature").detail
+    assert rel.verify(settings=remote, chain_id=5).ok
+    wrong = rel.verify(settings=remote, chain_id=10)
+    assert wrong.exit_code == 11 and wrong.check("signature").evidence["domain_source"] == "--chain-id"
+
+
+def test_offline_needs_a_manifest_and_never_reads_the_chain(deployed, tmp_path: Path) -> None:
+    pub = publish_tiny(deployed, tmp_path)
+    report = verify(pub.ref, data=tiny_onnx(0), offline=True, settings=pub.settings)
+    assert report.exit_code == 3 and "needs the release manifest" in report.check("resolve").detail
+    # A client given with offline=True is not used: revocation is skipped, not read.
+    deployed.client.revoke(pub.result.record.id, "x", deployed.publisher)
+    offline = verify(pub.ref, file=pub.model, manifest=pub.manifest_path, trust=[deployed.publisher.address],
+                     offline=True, client=deployed.client, settings=pub.settings)
+    assert offline.mode == "offline" and offline.check("not_revoked").status == "skip"
+
+
+# ------------------------------------------------------------------------------------------
+# Lineage depth and rollback fail closed
+# ------------------------------------------------------------------------------------------
+
+
+def test_lineage_deeper_than_the_contract_follows_is_refused(deployed) -> None:
+    from registry.verify.chain_checks import check_not_revoked
+
+    client, owner = deployed.client, deployed.accounts[1]
+    assert client.max_lineage_depth() == MAX_PARENT_DEPTH == 64
+    client.claim_namespace("deep", owner)
+    parent = b"\x00" * 32
+    records = []
+    for i in range(MAX_PARENT_DEPTH + 2):
+        records.append(client.sign_and_publish(fake("deep/model", f"1.{i}.0", parent), owner))
+        parent = records[-1].id
+    at_limit, beyond = records[MAX_PARENT_DEPTH], records[MAX_PARENT_DEPTH + 1]
+    assert check_not_revoked(at_limit, client).status == "pass"
+    refused = check_not_revoked(beyond, client)
+    assert refused.status == "fail" and refused.exit_code == 12 and "deeper than 64" in refused.detail
+    # The contract agrees on both (what a PredictionFeed asks).
+    assert client.lineage_ok(at_limit.id) and not client.lineage_ok(beyond.id)
+
+
+def test_a_version_that_cannot_be_compared_fails_the_rollback_rule(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path, version="1.2.0")
+    rollback = Policy(refuse_rollback=True)
+    assert rel.verify(policy=rollback, installed_version="1.1.0").ok
+    assert rel.verify(policy=rollback, installed_version="1.3.0").exit_code == 14
+    for installed in ("1.2", "v1.0.0", "latest", "01.0.0"):
+        report = rel.verify(policy=rollback, installed_version=installed)
+        assert report.exit_code == 14, installed
+        assert "cannot compare" in report.check("policy").detail
+
+
+# ------------------------------------------------------------------------------------------
+# k-of-n attestations: only the listed attesters are read
+# ------------------------------------------------------------------------------------------
+
+
+def test_attestation_policy_reads_only_listed_attesters(deployed, tmp_path: Path, monkeypatch) -> None:
+    from registry.policy import Policy
+
+    pub = publish_tiny(deployed, tmp_path)
+    rid = pub.result.record.id
+    listed = deployed.accounts[7]
+    for spammer in deployed.accounts[2:7]:  # anyone may attest; nobody listed them
+        deployed.client.attest(rid, True, b"\x01" * 32, spammer)
+    policy = Policy(required_attestations=1, attesters=(listed.address, deployed.accounts[8].address))
+    monkeypatch.setattr(type(deployed.client), "attestations",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("the whole list was read")))
+    report = verify(pub.ref, file=pub.model, policy=policy, settings=pub.settings, client=deployed.client)
+    assert report.exit_code == 14 and "0 of 1 required" in report.check("policy").detail
+    deployed.client.attest(rid, True, b"\x02" * 32, listed)
+    report = verify(pub.ref, file=pub.model, policy=policy, settings=pub.settings, client=deployed.client)
+    assert report.ok and report.check("policy").evidence["passed_by"] == [listed.address]
+
+
+# ------------------------------------------------------------------------------------------
+# Confirmations: remote profiles default to a safe depth
+# ------------------------------------------------------------------------------------------
+
+
+def test_remote_profiles_default_to_a_safe_confirmation_depth(tmp_path: Path) -> None:
+    from registry.config import DEFAULT_REMOTE_CONFIRMATIONS, Profile, load_settings, write_profile
+
+    assert DEFAULT_REMOTE_CONFIRMATIONS >= 12
+    home = {"REGISTRY_HOME": str(tmp_path)}
+    assert load_settings(env=home).profile.confirmations == 0  # the embedded chain
+    by_env = load_settings(env={**home, "REGISTRY_RPC_URL": "https://rpc.example"})
+    assert by_env.profile.confirmations == DEFAULT_REMOTE_CONFIRMATIONS
+    explicit = load_settings(env={**home, "REGISTRY_RPC_URL": "https://rpc.example", "REGISTRY_CONFIRMATIONS": "0"})
+    assert explicit.profile.confirmations == 0
+    (tmp_path / "profiles.toml").write_text('[profiles.sepolia]\nrpc_url = "https://rpc.example"\nchain_id = 11155111\n')
+    assert load_settings("sepolia", env=home).profile.confirmations == DEFAULT_REMOTE_CONFIRMATIONS
+    write_profile(tmp_path, Profile(name="dev", rpc_url="http://127.0.0.1:8545", chain_id=31337, confirmations=0))
+    assert load_settings("dev", env=home).profile.confirmations == 0
+
+
+def test_profile_add_documents_and_applies_the_default(registry_home: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from registry.cli import main; main()"]
+    import os
+
+    help_text = subprocess.run([*cmd, "profile", "add", "--help"], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "COLUMNS": "400"}).stdout
+    assert "Default for a remote profile: 12" in " ".join(help_text.replace("│", " ").split())
+    added = subprocess.run([*cmd, "profile", "add", "sepolia", "--rpc-url", "https://rpc.example", "--chain-id",
+                            "11155111", "--json"], capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    import json
+
+    assert json.loads(added.stdout)["confirmations"] == 12
+
+
+# ------------------------------------------------------------------------------------------
+# Publish and namespaces
+# ------------------------------------------------------------------------------------------
+
+
+def test_publish_claims_the_signers_namespace_and_says_so(deployed, tmp_path: Path) -> None:
+    from registry.publish import publish_model
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_onnx(9))
+    said: list[str] = []
+    result = publish_model(model, "fresh/model", "1.0.0", signer=deployed.publisher, client=deployed.client,
+                           on_event=said.append)
+    assert result.namespace_claimed
+    assert deployed.client.namespace_owner("fresh") == (deployed.publisher.address, None)
+    assert any("claiming it for" in m for m in said) and any("claimed namespace 'fresh'" in m for m in said)
+    again = publish_model(model, "fresh/model", "1.0.1", signer=deployed.publisher, client=deployed.client)
+    assert not again.namespace_claimed
+
+
+def test_publish_into_someone_elses_namespace_is_refused_before_any_transaction(deployed, tmp_path: Path) -> None:
+    from registry.publish import publish_model
+
+    owner = deployed.accounts[1]
+    deployed.client.claim_namespace("acme", owner)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_onnx(10))
+    nonce = deployed.client.next_nonce(deployed.publisher.address)
+    with pytest.raises(ChainError, match="belongs to .*registry name add-publisher acme/model"):
+        publish_model(model, "acme/model", "1.0.0", signer=deployed.publisher, client=deployed.client)
+    with pytest.raises(ChainError, match="unclaimed"):
+        publish_model(model, "other/model", "1.0.0", signer=deployed.publisher, client=deployed.client,
+                      claim_namespace=False)
+    assert deployed.client.next_nonce(deployed.publisher.address) == nonce
+    assert deployed.client.namespace_owner("other") == (None, None)
+    deployed.client.add_publisher("acme/model", deployed.publisher.address, owner)
+    assert publish_model(model, "acme/model", "1.0.0", signer=deployed.publisher, client=deployed.client).record
