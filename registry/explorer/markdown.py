@@ -30,9 +30,8 @@ _MD = _parser()
 def render_card_body(body: str, image_url: Callable[[str], str | None]) -> Markup:
     """HTML for a card body; ``image_url(cid)`` maps an ``ipfs://`` image to a served URL or None."""
     md = _parser()
-    default_link = md.renderer.rules.get("link_open")
 
-    def image(tokens: Any, idx: int, options: Any, env: Any) -> str:
+    def image(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
         token = tokens[idx]
         src = str(token.attrGet("src") or "")
         alt = "".join(child.content for child in (token.children or []))
@@ -42,11 +41,9 @@ def render_card_body(body: str, image_url: Callable[[str], str | None]) -> Marku
                 return f'<img src="{escape(url)}" alt="{escape(alt)}" loading="lazy">'
         return f'<a href="{escape(src)}" rel="nofollow noopener noreferrer">[image: {escape(alt or src)}]</a>'
 
-    def link_open(tokens: Any, idx: int, options: Any, env: Any) -> str:
+    def link_open(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
         tokens[idx].attrSet("rel", "nofollow noopener noreferrer")
-        if default_link is not None:
-            return str(default_link(tokens, idx, options, env))
-        return str(md.renderer.renderToken(tokens, idx, options, env))
+        return str(renderer.renderToken(tokens, idx, options, env))
 
     md.add_render_rule("image", image)
     md.add_render_rule("link_open", link_open)
