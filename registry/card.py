@@ -135,10 +135,25 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        """Duplicate keys are refused: two readers must never see two different licenses."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError as exc:  # an unhashable key (a list or a mapping)
+                raise CardError("card front matter has a key that is not a string") from exc
+            if duplicate:
+                raise CardError(f"card front matter repeats the key {str(key)[:60]!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _load_yaml(text: str) -> Any:
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # the reader already refuses control characters here
         return loader.get_single_data()
     except CardError:
         raise
@@ -147,7 +162,8 @@ def _load_yaml(text: str) -> Any:
     except RecursionError as exc:  # pragma: no cover - MAX_DEPTH stops this first
         raise CardError("card front matter is nested too deeply") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --------------------------------------------------------------------------------------------
