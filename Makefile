@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/oracle.py
+	$(BIN)/python bench/explorer.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

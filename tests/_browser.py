@@ -91,6 +91,7 @@ class ServedExplorer:
         self.interval = interval
 
     def __enter__(self) -> "ServedExplorer":
+        self.explorer.start_head_poller()
         self.explorer.start_following(self.interval)
         self.thread.start()
         deadline = time.monotonic() + 20

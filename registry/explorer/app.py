@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -137,10 +137,22 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
         return templates.TemplateResponse(request, name, {"data": context, "page": name}, status_code=status)
 
     def api(data: Any, status: int = 200) -> Response:
-        return JSONResponse(json.loads(json.dumps(data, default=_json_default)), status_code=status)
+        return Response(json.dumps(data, default=_json_default, separators=(",", ":")), status_code=status,
+                        media_type="application/json")
 
-    def both(template: str, build: Callable[[Request], dict[str, Any]]) -> tuple[Callable[..., Response],
-                                                                                  Callable[..., Response]]:
+    def both(template: str, build: Callable[[Request], dict[str, Any]],
+             index_only: bool = False) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """An HTML route and its /api twin. Pages that read only the index (a few milliseconds of
+        SQLite) run on the event loop; pages that call the chain or hash bytes run in the thread pool."""
+        if index_only:
+            async def page_async(request: Request) -> Response:
+                return html(request, template, build(request))
+
+            async def json_async(request: Request) -> Response:
+                return api(build(request))
+
+            return page_async, json_async
+
         def page(request: Request) -> Response:
             return html(request, template, build(request))
 
@@ -181,13 +193,13 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
         return pages.diff_page(ex, (params.get("a") or "").strip()[:200] or None,
                                (params.get("b") or "").strip()[:200] or None)
 
-    catalog_html, catalog_json = both("catalog.html", build_catalog)
-    model_html, model_json = both("model.html", build_model)
+    catalog_html, catalog_json = both("catalog.html", build_catalog, index_only=True)
+    model_html, model_json = both("model.html", build_model, index_only=True)
     release_html, release_json = both("release.html", build_release)
-    lineage_html, lineage_json = both("lineage.html", build_lineage)
+    lineage_html, lineage_json = both("lineage.html", build_lineage, index_only=True)
     diff_html, diff_json = both("diff.html", build_diff)
 
-    def status_json(request: Request) -> Response:
+    async def status_json(request: Request) -> Response:
         return api(ex.status())
 
     def lineage_svg(request: Request) -> Response:

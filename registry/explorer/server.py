@@ -28,6 +28,7 @@ def run(settings: "Settings", host: str = "127.0.0.1", port: int = 8470, follow:
     from registry.explorer.state import Explorer
 
     explorer = Explorer(settings)
+    explorer.start_head_poller()
     if follow:
         explorer.sync_once()  # the first pages already show what is on chain
         explorer.start_following(interval)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 RECONNECT_S = 5.0
 HEAD_CACHE_S = 1.0
+FACETS_CACHE_S = 5.0
 
 
 @dataclass
@@ -53,8 +54,10 @@ class Explorer:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._head: tuple[float, int | None, str | None] = (0.0, None, None)
+        self._facets: tuple[float, dict[str, list[str]] | None] = (0.0, None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
 
     # -- resources ---------------------------------------------------------------------------------
 
@@ -93,10 +96,14 @@ class Explorer:
         return self._client_error
 
     def head(self) -> tuple[int | None, str | None]:
-        """The chain head (cached for a second) and the error when the chain does not answer."""
+        """The chain head (cached for a second; kept fresh by the poller thread when it runs, so no
+        request waits for the RPC) and the error when the chain does not answer."""
         at, head, error = self._head
-        if time.monotonic() - at < HEAD_CACHE_S:
+        if time.monotonic() - at < HEAD_CACHE_S or (self._poller is not None and at):
             return head, error
+        return self._read_head()
+
+    def _read_head(self) -> tuple[int | None, str | None]:
         client = self.client()
         if client is None:
             head, error = None, self._client_error or "chain not reachable"
@@ -107,6 +114,16 @@ class Explorer:
                 head, error = None, str(exc)
         self._head = (time.monotonic(), head, error)
         return head, error
+
+    def facets(self) -> dict[str, list[str]]:
+        """The catalog's select options, recomputed at most every few seconds (they change rarely)."""
+        from registry.index.queries import facets
+
+        at, value = self._facets
+        if value is None or time.monotonic() - at > FACETS_CACHE_S:
+            value = facets(self.db())
+            self._facets = (time.monotonic(), value)
+        return value
 
     def status(self) -> dict[str, Any]:
         """The index against the chain: the "N blocks behind" banner of every page."""
@@ -146,6 +163,23 @@ class Explorer:
         finally:
             conn.close()
 
+    def start_head_poller(self, interval: float = HEAD_CACHE_S) -> None:
+        """Reads the chain head in the background, so the "behind by" banner never costs a request an RPC."""
+        if self._poller is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self._read_head()
+                except Exception as exc:  # the banner shows it; the thread must not die
+                    self._head = (time.monotonic(), None, f"{type(exc).__name__}: {str(exc)[:200]}")
+                self._stop.wait(interval)
+
+        self._read_head()
+        self._poller = threading.Thread(target=loop, name="registry-head-poller", daemon=True)
+        self._poller.start()
+
     def start_following(self, interval: float = 2.0) -> None:
         if self._thread is not None:
             return
@@ -165,6 +199,7 @@ class Explorer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        for thread in (self._thread, self._poller):
+            if thread is not None:
+                thread.join(timeout=10)
+        self._thread = self._poller = None
