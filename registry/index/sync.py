@@ -56,6 +56,7 @@ class SyncResult:
     releases: int = 0
     reorg: Reorg | None = None
     reset_reason: str | None = None
+    ignored: int = 0          # logs of event kinds the index does not follow
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -67,6 +68,7 @@ class SyncResult:
         return {"from_block": self.from_block, "to_block": self.to_block, "head": self.head, "target": self.target,
                 "behind": self.behind, "events": self.events, "releases": self.releases,
                 "reorg": self.reorg.to_json() if self.reorg else None, "reset_reason": self.reset_reason,
+                "ignored": self.ignored,
                 "notes": self.notes, "seconds": round(self.seconds, 3)}
 
 
@@ -251,11 +253,32 @@ class Follower:
                 result.notes.append(f"block {end} changed during the scan; re-reading it")
                 self._undo_reorg(db.read_meta(self.conn))
                 return self._scan(_next(db.read_meta(self.conn)), last, result, progress)
-            events = [e for e in (decode_log(log) for log in raw) if e is not None]
+            events = self._decode(raw, result)
             self._apply(events, after, result)
             if progress is not None:
                 progress(end - first + 1, last - first + 1)
             position = end + 1
+
+    def _decode(self, raw: list[Any], result: SyncResult) -> list[Event]:
+        """Decoded events of this contract; a log the index cannot read stops the sync with a clear
+        error (skipping it would leave the index silently wrong)."""
+        events = []
+        ignored = 0
+        for log in raw:
+            if log.get("removed") or str(log.get("address", "")).lower() != self.client.address.lower():
+                continue  # a node that returns other contracts' or removed logs is not believed
+            try:
+                event = decode_log(log)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ChainError(f"cannot decode a log of {self.client.address} in block "
+                                 f"{log.get('blockNumber')}: {exc}") from exc
+            if event is None:
+                ignored += 1
+            else:
+                events.append(event)
+        if ignored:
+            result.ignored += ignored
+        return events
 
     def _apply(self, events: list[Event], end: Header, result: SyncResult) -> None:
         conn = self.conn
