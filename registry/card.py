@@ -215,6 +215,12 @@ def parse_card(data: bytes | str) -> ModelCard:
 
 def load_card(path: str | Path) -> ModelCard:
     """Reads and parses a card file (bounded read; a directory or a missing file is a CardError)."""
+    return read_card(path)[1]
+
+
+def read_card(path: str | Path) -> tuple[bytes, ModelCard]:
+    """The exact bytes of a card file (what gets pinned and whose SHA-256 is signed) and their parse;
+    ``publish --card`` calls this so a card that readers would refuse is never anchored."""
     target = Path(path)
     if not target.is_file():
         raise CardError(f"cannot read card {target}: not a regular file")
@@ -223,7 +229,7 @@ def load_card(path: str | Path) -> ModelCard:
             data = handle.read(MAX_CARD_BYTES + 1)
     except OSError as exc:
         raise CardError(f"cannot read card {target}: {exc.strerror or exc}") from exc
-    return parse_card(data)
+    return data, parse_card(data)
 
 
 def _jsonable(value: Any, where: str) -> Any:

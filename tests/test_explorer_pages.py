@@ -155,3 +155,29 @@ def test_an_index_behind_the_chain_says_how_far(web, registry_data):  # noqa: F8
     page = web.get("/")
     assert re.search(r"The index is 7 blocks behind the chain", page.text)
     assert web.get("/api/status").json()["behind"] == 7
+
+
+def test_a_chain_that_is_down_leaves_the_index_pages_and_marks_verification_unreachable(registry_data, monkeypatch):  # noqa: F811
+    import socket
+
+    from starlette.testclient import TestClient
+
+    from registry.config import load_settings
+    from registry.explorer.app import create_app
+    from registry.explorer.state import Explorer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("REGISTRY_RPC_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
+        explorer = Explorer(load_settings())
+        with TestClient(create_app(explorer)) as web:
+            catalog = web.get("/")
+            assert catalog.status_code == 200 and "The chain does not answer" in catalog.text
+            assert "acme/digits" in catalog.text
+            page = web.get("/models/acme/digits/1.1.0")
+            assert page.status_code == 200 and "UNREACHABLE" in page.text and "index copy, not verified" in page.text
+            data = web.get("/api/models/acme/digits/1.1.0").json()
+            assert data["record_source"] == "index" and data["verification"]["state"] == "unreachable"
+            assert web.get("/models/acme/digits/7.7.7").status_code == 404
+            explorer.sync_once()  # the follower records the failure instead of dying
+            assert explorer.follower.last_error
