@@ -181,3 +181,17 @@ def test_a_chain_that_is_down_leaves_the_index_pages_and_marks_verification_unre
             assert web.get("/models/acme/digits/7.7.7").status_code == 404
             explorer.sync_once()  # the follower records the failure instead of dying
             assert explorer.follower.last_error
+
+
+def test_catalog_cache_follows_every_index_commit(web, registry_data, tmp_path):  # noqa: F811
+    from tests._verify_fixtures import publish_tiny
+
+    assert web.get("/api/models", params={"q": "acme"}).json()["total"] == 2
+    publish_tiny(registry_data.deployed, tmp_path, "acme/third", "1.0.0", seed=9)
+    index_now(registry_data.deployed)
+    assert web.get("/api/models", params={"q": "acme"}).json()["total"] == 3
+    registry_data.deployed.client.revoke(registry_data.small.result.record.id, "gone", registry_data.deployed.publisher)
+    index_now(registry_data.deployed)
+    small = next(m for m in web.get("/api/models", params={"q": "acme"}).json()["models"]
+                 if m["name"] == "acme/digits-small")
+    assert small["all_revoked"] and small["latest"] is None

@@ -80,8 +80,7 @@ def catalog_query(params: Mapping[str, str], ops: list[str]) -> CatalogQuery:
 
 
 def catalog_page(ex: "Explorer", query: CatalogQuery) -> dict[str, Any]:
-    conn = ex.db()
-    data = queries.catalog(conn, query)
+    data = ex.catalog(query)
     data["facets"] = ex.facets()
     data["status"] = ex.status()
     return data

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 RECONNECT_S = 5.0
 HEAD_CACHE_S = 1.0
 FACETS_CACHE_S = 5.0
+CATALOG_CACHE_ENTRIES = 2048
 
 
 @dataclass
@@ -70,6 +72,32 @@ class Explorer:
             conn = connect(self.index_file, readonly=True)
             self._local.conn = conn
         return conn
+
+    def catalog(self, query: Any) -> dict[str, Any]:
+        """A catalog search, cached until the index changes.
+
+        The catalog is derived data: it changes only when the follower commits, which SQLite's
+        ``PRAGMA data_version`` reveals to this connection at the cost of one pragma. So repeated
+        searches between commits cost a dictionary lookup instead of two queries."""
+        from registry.index.queries import catalog
+
+        conn = self.db()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        cache: OrderedDict[Any, dict[str, Any]] = getattr(self._local, "catalog_cache", None) or OrderedDict()
+        if getattr(self._local, "catalog_version", None) != version:
+            cache = OrderedDict()
+            self._local.catalog_version = version
+        self._local.catalog_cache = cache
+        key = repr(sorted(query.to_json().items()))
+        found = cache.get(key)
+        if found is None:
+            found = catalog(conn, query)
+            cache[key] = found
+            if len(cache) > CATALOG_CACHE_ENTRIES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return dict(found)  # callers add page keys; the cached rows themselves are never changed
 
     def client(self) -> "RegistryClient | None":
         """The chain client, or None while the chain does not answer (pages say so)."""
