@@ -195,3 +195,13 @@ def test_catalog_cache_follows_every_index_commit(web, registry_data, tmp_path):
     small = next(m for m in web.get("/api/models", params={"q": "acme"}).json()["models"]
                  if m["name"] == "acme/digits-small")
     assert small["all_revoked"] and small["latest"] is None
+
+
+def test_latest_is_resolved_on_chain_even_when_the_index_is_behind(web, registry_data, tmp_path):  # noqa: F811
+    from tests._verify_fixtures import publish_tiny
+
+    publish_tiny(registry_data.deployed, tmp_path, "acme/digits", "2.0.0", seed=11)  # not indexed yet
+    page = web.get("/models/acme/digits/latest", follow_redirects=False)
+    assert page.headers["location"] == "/models/acme/digits/2.0.0"
+    release = web.get("/models/acme/digits/2.0.0")  # unknown to the index, known to the chain
+    assert release.status_code == 200 and "VERIFIED" in release.text

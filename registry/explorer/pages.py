@@ -109,9 +109,16 @@ def model_page(ex: "Explorer", name: str) -> dict[str, Any]:
 
 
 def resolve_label(ex: "Explorer", name: str, label: str) -> str:
-    """``latest`` or an alias -> the version it points at (the page then redirects there)."""
-    conn = ex.db()
+    """``latest`` or an alias -> the version it points at (the page then redirects there).
+
+    The chain answers first (``NAME@latest``, and ``NAME@ALIAS`` once the contract resolves aliases,
+    PLAN D3), so a link never leads somewhere the chain would not; the index answers when the chain
+    is down or cannot resolve that kind of reference."""
     _valid_name(name)
+    chain = _resolve_on_chain(ex, name, label)
+    if chain is not None:
+        return chain
+    conn = ex.db()
     if label == "latest":
         model = queries.model(conn, name)
         if model is None or model["latest"] is None:
@@ -124,6 +131,25 @@ def resolve_label(ex: "Explorer", name: str, label: str) -> str:
     if row is None:
         raise NotFound(f"{name}@{label} points at a release the index does not know")
     return str(row["version"])
+
+
+def _resolve_on_chain(ex: "Explorer", name: str, label: str) -> str | None:
+    from registry.release import parse_ref
+
+    try:
+        ref = parse_ref(f"{name}@{label}")
+    except InputError:
+        return None  # a reference kind this client does not parse yet (aliases before PLAN D3)
+    client = ex.client()
+    if client is None:
+        return None
+    try:
+        return client.resolve(ref).version
+    except ChainError as exc:
+        # e.g. an alias whose release was revoked later: it resolves to an error, never to those bytes
+        raise NotFound(f"{name}@{label} does not resolve on chain: {exc}") from exc
+    except RegistryError:
+        return None
 
 
 def is_version_label(label: str) -> bool:
