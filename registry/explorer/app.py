@@ -115,7 +115,7 @@ def _templates() -> Jinja2Templates:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, auto_reload=False)
     templates = Jinja2Templates(env=env)
     env.filters.update(time=_time, bytes=_bytes, num=_num, signed=_signed, plain=_plain,
                        short=lambda s, n=18: (s[:n] + "…") if isinstance(s, str) and len(s) > n + 1 else s)
@@ -132,6 +132,16 @@ def _templates() -> Jinja2Templates:
 def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starlette:
     """The ASGI app over one ``Explorer``."""
     templates = _templates()
+
+    def catalog_table(data: dict[str, Any]) -> Any:
+        """The catalog's result table, rendered once per query until the index changes (rendering 50
+        rows costs more than the search itself)."""
+        from markupsafe import Markup
+
+        key = ("catalog-table", repr(sorted(data["query"].items())))
+        return ex.memo(key, lambda: Markup(templates.get_template("_catalog_table.html").render(data=data)))
+
+    templates.env.globals["catalog_table"] = catalog_table
 
     def html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, {"data": context, "page": name}, status_code=status)

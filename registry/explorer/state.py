@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 RECONNECT_S = 5.0
 HEAD_CACHE_S = 1.0
 FACETS_CACHE_S = 5.0
-CATALOG_CACHE_ENTRIES = 2048
+MEMO_ENTRIES = 2048
 
 
 @dataclass
@@ -73,30 +73,31 @@ class Explorer:
             self._local.conn = conn
         return conn
 
-    def catalog(self, query: Any) -> dict[str, Any]:
-        """A catalog search, cached until the index changes.
+    def memo(self, key: Any, compute: Any) -> Any:
+        """``compute()``, cached until the index changes.
 
-        The catalog is derived data: it changes only when the follower commits, which SQLite's
-        ``PRAGMA data_version`` reveals to this connection at the cost of one pragma. So repeated
-        searches between commits cost a dictionary lookup instead of two queries."""
-        from registry.index.queries import catalog
-
+        Lists and lineage are derived data: they change only when the follower commits, which
+        SQLite's ``PRAGMA data_version`` reveals to this thread's connection at the cost of one
+        pragma. Repeated searches (and their rendered tables) between commits cost a lookup."""
         conn = self.db()
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        cache: OrderedDict[Any, dict[str, Any]] = getattr(self._local, "catalog_cache", None) or OrderedDict()
-        if getattr(self._local, "catalog_version", None) != version:
+        cache: OrderedDict[Any, Any] | None = getattr(self._local, "memo", None)
+        if cache is None or getattr(self._local, "memo_version", None) != version:
             cache = OrderedDict()
-            self._local.catalog_version = version
-        self._local.catalog_cache = cache
-        key = repr(sorted(query.to_json().items()))
-        found = cache.get(key)
-        if found is None:
-            found = catalog(conn, query)
-            cache[key] = found
-            if len(cache) > CATALOG_CACHE_ENTRIES:
-                cache.popitem(last=False)
-        else:
+            self._local.memo, self._local.memo_version = cache, version
+        if key in cache:
             cache.move_to_end(key)
+            return cache[key]
+        value = cache[key] = compute()
+        if len(cache) > MEMO_ENTRIES:
+            cache.popitem(last=False)
+        return value
+
+    def catalog(self, query: Any) -> dict[str, Any]:
+        """A catalog search (cached until the index changes, see ``memo``)."""
+        from registry.index.queries import catalog
+
+        found = self.memo(("catalog", repr(sorted(query.to_json().items()))), lambda: catalog(self.db(), query))
         return dict(found)  # callers add page keys; the cached rows themselves are never changed
 
     def client(self) -> "RegistryClient | None":

@@ -119,6 +119,13 @@ def _as_bytes(value: Any) -> bytes:
     return bytes.fromhex(text[2:] if text.startswith("0x") else text)
 
 
+def _int(value: Any) -> int:
+    """A quantity from a raw JSON-RPC log ("0x1a") or a formatted one (26)."""
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith(("0x", "0X")) else int(value)
+    return int(value)
+
+
 def decode_log(log: Mapping[str, Any]) -> Event | None:
     """The event a raw log (``eth_getLogs`` item) carries, or None for a topic the index does not follow.
 
@@ -142,8 +149,8 @@ def decode_log(log: Mapping[str, Any]) -> Event | None:
         args[name] = to_checksum_address(value) if kind == "address" else value
     return Event(
         name=spec.name,
-        block=int(log["blockNumber"]),
-        log_index=int(log["logIndex"]),
+        block=_int(log["blockNumber"]),
+        log_index=_int(log["logIndex"]),
         block_hash=_as_bytes(log["blockHash"]),
         tx_hash=_as_bytes(log["transactionHash"]),
         args=args,

@@ -149,9 +149,23 @@ class Follower:
         return out
 
     def logs(self, first: int, last: int) -> list[Any]:
+        """Raw ``eth_getLogs`` items (hex strings): web3's result formatters cost more than decoding."""
         address = self.client.address
-        return list(self._rpc(lambda: self.client.w3.eth.get_logs(
-            {"address": address, "fromBlock": first, "toBlock": last})))
+        provider = self.client.w3.provider
+
+        def call() -> list[Any]:
+            answer = provider.make_request("eth_getLogs", [{"address": address, "fromBlock": hex(first),
+                                                            "toBlock": hex(last)}])
+            if not isinstance(answer, dict):
+                raise ChainError(f"{self.client.rpc_url} answered eth_getLogs with something that is not JSON-RPC")
+            if "error" in answer:
+                raise ChainError(f"eth_getLogs {first}-{last} refused: {str(answer['error'])[:200]}")
+            result = answer.get("result")
+            if not isinstance(result, list):
+                raise ChainError(f"{self.client.rpc_url} answered eth_getLogs without a list of logs")
+            return result
+
+        return list(self._rpc(call))
 
     # -- the procedure -----------------------------------------------------------------------------
 
