@@ -95,7 +95,8 @@ class VerificationCache:
 
     @staticmethod
     def key(record: "ReleaseRecord") -> tuple[bytes, ...]:
-        return (record.id, record.artifact_sha256, record.artifact_cid, record.provenance_sha256)
+        card = getattr(record, "card_sha256", None) or b""  # PLAN D1: a card is part of what is verified
+        return (record.id, record.artifact_sha256, record.artifact_cid, record.provenance_sha256, bytes(card))
 
     def peek(self, record: "ReleaseRecord") -> dict[str, Any] | None:
         """The cached report, if any, without touching the chain (the diff page shows it as a hint)."""

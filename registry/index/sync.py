@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 MAX_CHUNK = 50_000          # blocks per eth_getLogs call at most
 REMOTE_CHUNK = 2_000        # a safe start on public RPCs (many refuse wider ranges)
 KEEP_CURSOR_BLOCKS = 16     # hashes of event-less cursor blocks kept for reorg detection
+MAX_RESCANS = 5             # a chunk whose end block keeps changing under the scan
 
 
 @dataclass
@@ -249,7 +250,8 @@ class Follower:
             db.set_meta(conn, cursor=fork if fork >= (meta.start_block or 0) else None)
         return Reorg(fork_block=fork, undone_rows=removed, previous_cursor=meta.cursor)
 
-    def _scan(self, first: int, last: int, result: SyncResult, progress: Callable[[int, int], None] | None) -> None:
+    def _scan(self, first: int, last: int, result: SyncResult, progress: Callable[[int, int], None] | None,
+              retries: int = MAX_RESCANS) -> None:
         position = first
         chunk = self.chunk
         while position <= last:
@@ -264,9 +266,11 @@ class Follower:
                 continue
             after = self.header(end)
             if before is None or after is None or before.hash != after.hash:
+                if retries <= 0:
+                    raise ChainError(f"the chain keeps reorganising around block {end}; try again later")
                 result.notes.append(f"block {end} changed during the scan; re-reading it")
                 self._undo_reorg(db.read_meta(self.conn))
-                return self._scan(_next(db.read_meta(self.conn)), last, result, progress)
+                return self._scan(_next(db.read_meta(self.conn)), last, result, progress, retries - 1)
             events = self._decode(raw, result)
             self._apply(events, after, result)
             if progress is not None:
