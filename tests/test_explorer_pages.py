@@ -205,3 +205,20 @@ def test_latest_is_resolved_on_chain_even_when_the_index_is_behind(web, registry
     assert page.headers["location"] == "/models/acme/digits/2.0.0"
     release = web.get("/models/acme/digits/2.0.0")  # unknown to the index, known to the chain
     assert release.status_code == 200 and "VERIFIED" in release.text
+
+
+def test_a_revoked_ancestor_is_unmistakable_on_descendants(web, registry_data):  # noqa: F811
+    """Revoking acme/digits@1.0.0 makes 1.1.0 and acme/digits-small@0.1.0 (another name) unloadable."""
+    d = registry_data.deployed
+    d.client.revoke(registry_data.base.result.record.id, "poisoned base", d.publisher)
+    index_now(d)
+    catalog = {m["name"]: m for m in web.get("/api/models").json()["models"]}
+    assert catalog["acme/digits-small"]["latest_revoked_ancestor"] == "acme/digits@1.0.0"
+    assert catalog["acme/digits"]["latest_revoked_ancestor"] == "acme/digits@1.0.0"
+    assert "ANCESTOR REVOKED" in web.get("/").text
+    model = web.get("/api/models/acme/digits").json()
+    assert [(r["version"], r["revoked_ancestor"]) for r in model["releases"]] == [("1.1.0", "acme/digits@1.0.0"),
+                                                                                  ("1.0.0", None)]
+    page = web.get("/models/acme/digits-small/0.1.0")
+    assert "ANCESTOR REVOKED" in page.text and "poisoned base" in page.text  # the verifier's reason too
+    assert web.get("/api/models/acme/digits-small/0.1.0").json()["verification"]["state"] == "revoked"

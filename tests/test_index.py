@@ -227,3 +227,15 @@ def test_a_corrupt_index_file_is_a_clear_error(registry_home, bad):
     path.write_bytes(bad)
     with pytest.raises(InputError, match="not a registry index"):
         connect(path)
+
+
+def test_an_index_of_an_older_schema_rebuilds_its_derived_catalog(deployed, tmp_path):
+    publish_tiny(deployed, tmp_path, "acme/old", "1.0.0")
+    _update(deployed)
+    conn = _conn()
+    conn.execute("DROP TABLE catalog")
+    conn.execute("CREATE TABLE catalog (name_key BLOB PRIMARY KEY, name TEXT NOT NULL)")  # a v1-era shape
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    listing = queries.catalog(_conn(), CatalogQuery())
+    assert [m["name"] for m in listing["models"]] == ["acme/old"] and listing["models"][0]["latest"] == "1.0.0"

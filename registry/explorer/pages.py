@@ -231,6 +231,7 @@ def release_page(ex: "Explorer", name: str, version: str) -> dict[str, Any]:
     data["revocation_reason"] = reason
     data["revocation"] = indexed["revocation"] if indexed and indexed.get("revocation") else (
         {"reason": reason, "at": record.revoked_at if record else None} if revoked else None)
+    data["revoked_ancestor"] = indexed["revoked_ancestor"] if indexed else None
     data["children"] = indexed["children"] if indexed else []
     data["aliases"] = indexed["aliases"] if indexed else []
     data["parent_ref"] = indexed["parent_ref"] if indexed else None

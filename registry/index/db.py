@@ -19,6 +19,7 @@ from registry.index.events import Event
 from registry.index.schema import EVENT_TABLES, SCHEMA, SCHEMA_VERSION
 
 ZERO32 = b"\x00" * 32
+MAX_ANCESTORS = 64  # as registry.verify's MAX_PARENT_DEPTH
 
 
 def index_path(settings: Any) -> Path:
@@ -55,7 +56,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise InputError(f"index schema {version} is newer than this registry ({SCHEMA_VERSION}); upgrade it")
     if version < SCHEMA_VERSION:
+        if version >= 1:
+            conn.execute("DROP TABLE IF EXISTS catalog")  # derived: rebuilt below from the event tables
         conn.executescript(SCHEMA)
+        if version >= 1:
+            with transaction(conn):
+                refresh_catalog(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -175,11 +181,36 @@ def _release_published(conn: sqlite3.Connection, e: Event) -> bytes:
     return bytes(a["nameKey"])
 
 
-def _release_revoked(conn: sqlite3.Connection, e: Event) -> bytes:
+def _release_revoked(conn: sqlite3.Connection, e: Event) -> set[bytes]:
     a = e.args
     conn.execute("INSERT OR REPLACE INTO revocations VALUES (?, ?, ?, ?, ?, ?, ?)",
                  (bytes(a["releaseId"]), bytes(a["nameKey"]), a["by"], a["reason"], e.block, e.log_index, e.tx_hash))
-    return bytes(a["nameKey"])
+    return {bytes(a["nameKey"])} | descendant_names(conn, bytes(a["releaseId"]))
+
+
+def descendant_names(conn: sqlite3.Connection, release_id: bytes) -> set[bytes]:
+    """Names with a release descending from ``release_id`` (their "ancestor revoked" flag may change)."""
+    return {bytes(r[0]) for r in conn.execute(
+        "WITH RECURSIVE d(id, depth) AS (SELECT ?, 0 UNION SELECT r.id, d.depth + 1 FROM releases r "
+        f"JOIN d ON r.parent = d.id WHERE d.depth < {MAX_ANCESTORS}) "
+        "SELECT DISTINCT r.name_key FROM releases r JOIN d ON r.id = d.id", (release_id,))}
+
+
+def revoked_ancestor(conn: sqlite3.Connection, parent: bytes | None) -> str | None:
+    """``NAME@VERSION`` of the nearest revoked ancestor (the verifier refuses such a release), or None.
+    Follows at most ``MAX_ANCESTORS`` parents, the verifier's own bound."""
+    current = parent
+    for _ in range(MAX_ANCESTORS):
+        if current is None:
+            return None
+        row = conn.execute("SELECT r.name, r.version, r.parent, v.release_id IS NOT NULL AS revoked FROM releases r "
+                           "LEFT JOIN revocations v ON v.release_id = r.id WHERE r.id = ?", (current,)).fetchone()
+        if row is None:
+            return None
+        if row["revoked"]:
+            return f"{row['name']}@{row['version']}"
+        current = row["parent"]
+    return None
 
 
 def _release_attested(conn: sqlite3.Connection, e: Event) -> bytes | None:
@@ -274,6 +305,8 @@ def undo_above(conn: sqlite3.Connection, fork: int) -> tuple[set[bytes], int]:
     touched.update(bytes(r[0]) for r in conn.execute(
         "SELECT DISTINCT r.name_key FROM attestation_events a JOIN releases r ON r.id = a.release_id "
         "WHERE a.block > ?", (fork,)))
+    for (rid,) in conn.execute("SELECT release_id FROM revocations WHERE block > ?", (fork,)).fetchall():
+        touched.update(descendant_names(conn, bytes(rid)))
     if conn.execute("SELECT 1 FROM namespace_events WHERE block > ? LIMIT 1", (fork,)).fetchone():
         touched.update(bytes(r[0]) for r in conn.execute("SELECT name_key FROM catalog"))
     for table in EVENT_TABLES:
@@ -402,6 +435,7 @@ def _catalog_row(conn: sqlite3.Connection, key: bytes) -> dict[str, Any] | None:
         "latest_size": latest["artifact_size"] if latest else None,
         "latest_publisher": latest["publisher"] if latest else None,
         "latest_block": latest["block"] if latest else None,
+        "latest_revoked_ancestor": revoked_ancestor(conn, latest["parent"]) if latest else None,
         "publishers": " " + " ".join(p.lower() for p in everyone) + " ",
         "license": card.get("license"),
         "task": task,

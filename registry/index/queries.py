@@ -116,6 +116,7 @@ def _catalog_item(row: sqlite3.Row) -> dict[str, Any]:
         "latest_size": row["latest_size"],
         "latest_publisher": row["latest_publisher"],
         "all_revoked": row["release_count"] > 0 and row["latest_version"] is None,
+        "latest_revoked_ancestor": row["latest_revoked_ancestor"],
         "license": row["license"],
         "task": row["task"],
         "ops": row["op_types"].split() if row["op_types"] else [],
@@ -241,6 +242,7 @@ def release_by_id(conn: sqlite3.Connection, rid: bytes) -> dict[str, Any] | None
         return None
     item = _release_item(conn, row, details=True)
     item["aliases"] = sorted(a for a, target in db.aliases_of(conn, bytes(row["name_key"])).items() if target == rid)
+    item["revoked_ancestor"] = db.revoked_ancestor(conn, row["parent"])
     item["card"] = card(conn, bytes(row["card_sha256"]) if row["card_sha256"] else None)
     return item
 
@@ -267,7 +269,18 @@ def model(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     releases = [_release_item(conn, r) for r in conn.execute(_RELEASE_SQL + "WHERE r.name_key = ? "
                                                                "ORDER BY r.block DESC, r.log_index DESC", (key,))]
     attested = {r["id"]: attestations(conn, bytes.fromhex(r["id"][2:])) for r in releases}
+    by_id_all = {r["id"]: r for r in releases}
+    flagged: dict[str, str | None] = {}
+    for item in reversed(releases):  # publish order: a parent of the same name is done before its children
+        parent = by_id_all.get(item["parent"]) if item["parent"] else None
+        if item["parent"] is None:
+            flagged[item["id"]] = None
+        elif parent is not None:
+            flagged[item["id"]] = parent["ref"] if parent["revoked"] else flagged.get(parent["id"])
+        else:  # a parent of another name
+            flagged[item["id"]] = db.revoked_ancestor(conn, bytes.fromhex(item["parent"][2:]))
     for item in releases:
+        item["revoked_ancestor"] = flagged[item["id"]]
         item["attestations"] = attested[item["id"]]
         item["publisher_authorised"] = db.authorised(item["publisher"], publishers, ns_owner)
     by_id = {r["id"]: r for r in releases}

@@ -9,7 +9,7 @@ content (ONNX ops, provenance metrics, card fields) are keyed by digest, so they
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Tables whose rows come from logs: undone by block number on a reorg.
 EVENT_TABLES = ("name_events", "publisher_events", "releases", "revocations", "attestation_events",
@@ -119,6 +119,7 @@ CREATE TABLE IF NOT EXISTS catalog (
     release_count INTEGER NOT NULL,
     revoked_count INTEGER NOT NULL,
     latest_id BLOB, latest_version TEXT, latest_size INTEGER, latest_publisher TEXT, latest_block INTEGER,
+    latest_revoked_ancestor TEXT,    -- NAME@VERSION of the nearest revoked ancestor of the latest release
     publishers TEXT NOT NULL,        -- ' 0xA 0xB ' (every publisher of a release, and current ones)
     license TEXT, task TEXT, op_types TEXT, opset INTEGER, title TEXT,
     search TEXT NOT NULL             -- lower-case text the q= filter matches
