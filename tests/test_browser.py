@@ -109,6 +109,7 @@ def test_catalog_model_release_lineage_diff_and_a_live_revocation(deployed, tmp_
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         browser.get(served.url + "/models/acme/digits/1.1.0")
+        assert "quantization broke class 7" in browser.page_source, browser.page_source[:3000]
         assert "quantization broke class 7" in _text(browser, "#revoked-banner")
         assert _text(browser, "#verification h2 .badge") == "REVOKED"
         _shot(browser, "7-release-revoked")

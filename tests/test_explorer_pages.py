@@ -222,3 +222,10 @@ def test_a_revoked_ancestor_is_unmistakable_on_descendants(web, registry_data): 
     page = web.get("/models/acme/digits-small/0.1.0")
     assert "ANCESTOR REVOKED" in page.text and "poisoned base" in page.text  # the verifier's reason too
     assert web.get("/api/models/acme/digits-small/0.1.0").json()["verification"]["state"] == "revoked"
+
+
+def test_a_revocation_the_index_has_not_seen_yet_shows_from_the_chain(web, registry_data):  # noqa: F811
+    d = registry_data.deployed
+    d.client.revoke(registry_data.child.result.record.id, "seen on chain first", d.publisher)  # no re-index
+    page = web.get("/models/acme/digits/1.1.0")
+    assert page.status_code == 200 and 'id="revoked-banner"' in page.text and "seen on chain first" in page.text

@@ -230,7 +230,7 @@ def release_page(ex: "Explorer", name: str, version: str) -> dict[str, Any]:
     data["revoked"] = revoked
     data["revocation_reason"] = reason
     data["revocation"] = indexed["revocation"] if indexed and indexed.get("revocation") else (
-        {"reason": reason, "at": record.revoked_at if record else None} if revoked else None)
+        {"reason": reason, "at": record.revoked_at if record else None, "by": None} if revoked else None)
     data["revoked_ancestor"] = indexed["revoked_ancestor"] if indexed else None
     data["children"] = indexed["children"] if indexed else []
     data["aliases"] = indexed["aliases"] if indexed else []
