@@ -229,3 +229,17 @@ def test_a_revocation_the_index_has_not_seen_yet_shows_from_the_chain(web, regis
     d.client.revoke(registry_data.child.result.record.id, "seen on chain first", d.publisher)  # no re-index
     page = web.get("/models/acme/digits/1.1.0")
     assert page.status_code == 200 and 'id="revoked-banner"' in page.text and "seen on chain first" in page.text
+
+
+def test_a_release_whose_provenance_is_nowhere_still_renders(web, registry_data):  # noqa: F811
+    from registry.config import load_settings
+    from registry.content.stores import open_store
+    from registry.index import connect, index_path
+
+    conn = connect(index_path(load_settings()))
+    conn.execute("DELETE FROM provenance_facts")
+    conn.close()
+    open_store(load_settings()).block_path(registry_data.small.result.record.provenance_cid).unlink()
+    page = web.get("/models/acme/digits-small/0.1.0")
+    assert page.status_code == 200 and "unavailable" in page.text
+    assert web.get("/api/models/acme/digits-small/0.1.0").json()["verification"]["state"] == "unreachable"

@@ -279,7 +279,8 @@ def _provenance(ex: "Explorer", record: "ReleaseRecord | None", indexed: dict[st
 
 def _provenance_view(doc: dict[str, Any] | None) -> dict[str, Any]:
     if not doc:
-        return {"document": None, "steps": [], "metrics": {}, "base_model": None}
+        return {"document": None, "steps": [], "metrics": {}, "base_model": None, "data": {}, "tools": {},
+                "seeds": {}}
     pred = doc.get("predicate") if isinstance(doc.get("predicate"), dict) else {}
     steps = []
     for step in pred.get("steps") or []:
