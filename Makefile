@@ -45,6 +45,8 @@ demo: install
 	$(BIN)/python scripts/demo_oracle.py
 	@echo "The demo's local chain keeps running (state in .registry-demo/home); stop it with:"
 	@echo "  REGISTRY_HOME=.registry-demo/home $(BIN)/registry chain down"
+	@echo "Browse what it published: REGISTRY_HOME=.registry-demo/home $(BIN)/registry serve"
+	@echo "  then open http://127.0.0.1:8470/models/demo/digits-mlp"
 
 test: test-contracts slither test-python
 
@@ -65,6 +67,7 @@ bench: install
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/oracle.py
+	$(BIN)/python bench/explorer.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -67,6 +67,16 @@ _EXPORTS: dict[str, str] = {
     "load_recipe": "registry.compress.recipe",
     "parse_recipe": "registry.compress.recipe",
     "reproduce": "registry.compress.reproduce",
+    # cards, diff, index, explorer
+    "ModelCard": "registry.card",
+    "parse_card": "registry.card",
+    "load_card": "registry.card",
+    "draft_card": "registry.card",
+    "diff_refs": "registry.diff",
+    "model_facts": "registry.modelfacts",
+    "update_index": "registry.index",
+    "Explorer": "registry.explorer",
+    "create_app": "registry.explorer",
     # oracle
     "OracleNode": "registry.oracle.node",
     "NodeConfig": "registry.oracle.node",

@@ -186,6 +186,8 @@ def main() -> None:
     cli("verify", ref, "--file", model, env=env, expect=12)
 
     print(f"\n\033[1;32mdemo complete in {time.time() - started:.0f} s\033[0m")
+    print(f"explore it: REGISTRY_HOME=.registry-demo/home .venv/bin/registry serve, then open "
+          f"http://127.0.0.1:8470/models/{NAME}/{version}")
 
 
 if __name__ == "__main__":

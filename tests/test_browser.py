@@ -1,0 +1,144 @@
+"""The explorer in a real headless Chromium with JavaScript switched off: catalog -> model -> release
+-> lineage -> diff by clicking links, the verdicts shown, a revocation that appears without a restart,
+and a screenshot of each page under test-output/browser/ (or $REGISTRY_TEST_OUTPUT/browser/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests._browser import ServedExplorer, browser, require_browser, screenshot_dir, wait_for  # noqa: F401
+from tests._explorer_fixtures import index_now, populate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _needs_chromium():
+    require_browser()
+
+
+def _shot(driver, name: str) -> None:
+    path = screenshot_dir() / f"{name}.png"
+    height = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+    driver.set_window_size(1280, min(max(int(height) + 40, 800), 4000))
+    assert driver.save_screenshot(str(path)), path
+
+
+def _text(driver, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def _click_link(driver, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.LINK_TEXT, text).click()
+
+
+def test_catalog_model_release_lineage_diff_and_a_live_revocation(deployed, tmp_path, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    from registry.config import load_settings
+    from registry.content.stores import open_store
+
+    data = populate(deployed, tmp_path)
+    index_now(deployed)
+    # a store block altered after publishing: the page must show a rejection, not "verified"
+    block = open_store(load_settings()).block_path(data.small.result.record.artifact_cid)
+    raw = bytearray(block.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    block.write_bytes(bytes(raw))
+
+    with ServedExplorer(data.explorer()) as served:
+        browser.get(served.url + "/")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#catalog tbody tr")
+        assert [r.find_element(By.CSS_SELECTOR, "a.model-link").text for r in rows] == ["acme/digits",
+                                                                                         "acme/digits-small"]
+        assert "up to date" in _text(browser, "#index-status")
+        _shot(browser, "1-catalog")
+
+        _click_link(browser, "acme/digits")
+        assert browser.current_url.endswith("/models/acme/digits")
+        assert "1.1.0" in _text(browser, "#releases") and "latest" in _text(browser, "#releases")
+        _shot(browser, "2-model")
+
+        _click_link(browser, "1.1.0")
+        assert browser.current_url.endswith("/models/acme/digits/1.1.0")
+        assert _text(browser, "#verification h2 .badge") == "VERIFIED"
+        statuses = {row.get_attribute("id")[len("check-"):]: row.find_element(By.CSS_SELECTOR, ".badge").text
+                    for row in browser.find_elements(By.CSS_SELECTOR, "table.checks tbody tr")}
+        assert statuses == {"resolve": "PASS", "not_revoked": "PASS", "publisher_authorised": "PASS",
+                            "signature": "PASS", "sha256": "PASS", "cid": "PASS", "provenance": "PASS",
+                            "onnx": "PASS", "policy": "SKIP"}
+        assert "structured_prune" in _text(browser, "#provenance") and "quantize" in _text(browser, "#provenance")
+        _shot(browser, "3-release")
+
+        _click_link(browser, "Lineage")
+        assert browser.current_url.endswith("/models/acme/digits/1.1.0/lineage")
+        nodes = browser.find_elements(By.CSS_SELECTOR, "#lineage-graph svg g.node")
+        assert len(nodes) == 3
+        _shot(browser, "4-lineage")
+        small = browser.find_element(By.CSS_SELECTOR, 'svg a[href="/models/acme/digits-small/0.1.0"] rect')
+        small.click()  # each node of the graph is a link
+        assert wait_for(lambda: browser.current_url.endswith("/models/acme/digits-small/0.1.0"))
+        assert _text(browser, "#verification h2 .badge") == "REJECTED"
+        failed = [row.get_attribute("id") for row in browser.find_elements(By.CSS_SELECTOR, "tr.check-fail")]
+        assert "check-sha256" in failed
+        _shot(browser, "5-release-rejected")
+
+        _click_link(browser, "Diff with parent acme/digits@1.1.0")
+        assert "/diff?" in browser.current_url
+        assert "do not match" in _text(browser, ".banner.warn")  # altered bytes are not diffed either
+
+        browser.get(served.url + "/models/acme/digits/1.1.0")
+        _click_link(browser, "Diff with parent acme/digits@1.0.0")
+        assert "/diff?" in browser.current_url
+        sides = _text(browser, "#diff-sides")
+        assert "acme/digits@1.0.0" in sides and "acme/digits@1.1.0" in sides and "VERIFIED" in sides
+        assert "quantize" in _text(browser, "#diff-provenance")
+        assert "accuracy" in _text(browser, "#metric-deltas")
+        _shot(browser, "6-diff")
+
+        # revoke through the real CLI while the server runs; the page shows it without a restart
+        done = subprocess.run([sys.executable, "-c", "from registry.cli import main; main()", "revoke",
+                               "acme/digits@1.1.0", "--reason", "quantization broke class 7"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        browser.get(served.url + "/models/acme/digits/1.1.0")
+        assert "quantization broke class 7" in browser.page_source, browser.page_source[:3000]
+        assert "quantization broke class 7" in _text(browser, "#revoked-banner")
+        assert _text(browser, "#verification h2 .badge") == "REVOKED"
+        _shot(browser, "7-release-revoked")
+
+        def model_shows_revocation() -> bool:
+            browser.get(served.url + "/models/acme/digits")
+            return "quantization broke class 7" in _text(browser, "#releases")
+
+        assert wait_for(model_shows_revocation), "the index follower did not pick up the revocation"
+        assert "REVOKED" in _text(browser, "#release-1-1-0")
+        browser.get(served.url + "/")
+        latest = browser.find_elements(By.CSS_SELECTOR, "#catalog tbody tr")[0].find_elements(By.TAG_NAME, "td")[1]
+        assert latest.text == "1.0.0"  # latest is the newest release that is not revoked
+        _shot(browser, "8-catalog-after-revocation")
+
+
+def test_clicking_an_alias_opens_its_release(deployed, tmp_path, browser):  # noqa: F811
+    """PLAN D3: aliases are set on chain by the name's owner (the chain branch adds setAlias)."""
+    from selenium.webdriver.common.by import By
+
+    if not hasattr(deployed.client, "set_alias"):
+        pytest.skip("the contract has no setAlias yet (chain area, PLAN D3)")
+    data = populate(deployed, tmp_path)
+    deployed.client.set_alias("acme/digits", "production", data.base.result.record.id, deployed.publisher)
+    index_now(deployed)
+    with ServedExplorer(data.explorer()) as served:
+        browser.get(served.url + "/models/acme/digits")
+        alias = browser.find_element(By.ID, "alias-production")
+        _shot(browser, "9-model-with-alias")
+        alias.click()
+        assert wait_for(lambda: browser.current_url.endswith("/models/acme/digits/1.0.0"))
+        assert _text(browser, "#verification h2 .badge") == "VERIFIED"
