@@ -10,6 +10,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from registry import recursion as _recursion
+
+_recursion.install()  # before anything can import py_ecc, which raises the limit to 100000
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
