@@ -76,12 +76,9 @@ def load_provenance(source: str | os.PathLike[str] | bytes | bytearray) -> dict[
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        path = Path(source)
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_DOCUMENT_BYTES + 1)
-        except OSError as exc:
-            raise ProvenanceError(f"cannot read provenance {path}: {exc.strerror or exc}") from exc
+        from registry.fsutil import read_small_file
+
+        data = read_small_file(source, limit=MAX_DOCUMENT_BYTES, what="provenance", error=ProvenanceError)
     doc = parse_json_strict(data, what="provenance")
     validate(doc)
     return doc

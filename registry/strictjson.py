@@ -81,7 +81,7 @@ def parse_json_strict(
     except RecursionError as exc:  # pragma: no cover - the pre-scan bounds the depth first
         raise error(f"{what} is nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError is a ValueError; so are the hooks' refusals
-        raise error(f"{what} is not valid JSON: {str(exc)[:200]}") from exc
+        raise error(f"{what} is malformed JSON: {str(exc)[:200]}") from exc
     if not _encodable(value):
         raise error(f"{what} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text")
     return value
@@ -110,7 +110,7 @@ def read_capped(chunks: Iterable[bytes], *, limit: int, what: str, deadline_s: f
 
 
 def _no_constants(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} is not allowed")
+    raise ValueError(f"number {name} is not finite (NaN and Infinity are not JSON)")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -561,9 +561,11 @@ def attest(
     parse_ref(ref)
     if passed is None:
         raise InputError("give a verdict: --pass or --fail")
+    from registry.fsutil import open_regular
+
     try:
         digest = hashlib.sha256()
-        with open(report, "rb") as handle:
+        with open_regular(report, what="report") as handle:  # a FIFO or a device is refused, not read
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as exc:

@@ -46,17 +46,13 @@ def _console() -> Any:
 def _signer(settings: Any, account: Optional[str], key_env: Optional[str]) -> Any:
     """``--key-env NAME`` reads a private key from that variable (never printed); else load_signer."""
     if key_env:
-        from eth_account import Account
+        from registry.keys import signer_from_env_var
 
-        from registry.errors import KeyAccessError
-
-        key = os.environ.get(key_env)
-        if not key:
-            raise KeyAccessError(f"environment variable {key_env} is not set")
-        try:
-            return Account.from_key(key)
-        except Exception as exc:  # never echo the value
-            raise KeyAccessError(f"{key_env} does not hold a valid private key") from exc
+        # the same rules as every key: never echoed, anvil's public keys refused off the local chain
+        signer = signer_from_env_var(settings, key_env)
+        if signer.warning:
+            _console().print(f"[bold red]WARNING:[/] {signer.warning}", soft_wrap=True)
+        return signer.account
     from registry.cli._signing import command_signer
 
     return command_signer(settings, account).account

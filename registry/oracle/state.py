@@ -18,6 +18,7 @@ from registry.errors import InputError
 from registry.fsutil import atomic_write
 
 SCHEMA = "registry.oracle-state/v1"
+MAX_STATE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,16 @@ def load_state(path: Path, feed: str, model: str) -> NodeState:
     A state file written for another feed or model is refused: silently reusing its round counter
     would skip rounds on the new feed.
     """
+    from registry.fsutil import read_small_file
+    from registry.strictjson import parse_json_strict
+
     if not path.exists():
         return NodeState(feed=feed, model=model)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"oracle state {path} is unreadable ({exc}); move it away to start fresh") from exc
+        raw = parse_json_strict(read_small_file(path, limit=MAX_STATE_BYTES, what="oracle state"),
+                                what=f"oracle state {path}", limit=MAX_STATE_BYTES)
+    except InputError as exc:
+        raise InputError(f"{exc}; move it away to start fresh") from exc
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or not isinstance(raw.get("state"), dict):
         raise InputError(f"oracle state {path} is not a {SCHEMA} document; move it away to start fresh")
     known = {f.name for f in fields(NodeState)}
