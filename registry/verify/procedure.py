@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Iterable
 
-from registry.errors import InputError, PolicyError, UnreachableError
+from registry.errors import InputError, UnreachableError
 from registry.verify.artifact import ArtifactBytes, check_bytes
 from registry.verify.chain_checks import (
     check_not_revoked,
