@@ -495,7 +495,11 @@ class OracleNode:
     # ----------------------------------------------------------------------------------------
 
     def serve(self, port: int = 0) -> NodeServer:
-        return NodeServer(Handlers(health=self.health, predict=self.predict_payload), port).start()
+        """The local HTTP server (registry.oracle.server); each failed request is one warning event."""
+        def log(message: str) -> None:
+            self._emit("warning", "http", message)
+
+        return NodeServer(Handlers(health=self.health, predict=self.predict_payload, log=log), port).start()
 
     def run(self, stop: threading.Event, rounds: int | None = None) -> None:
         """Polls and submits until ``stop`` is set (or ``rounds`` submissions were made)."""
