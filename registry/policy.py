@@ -79,7 +79,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     data = read_small_file(target, limit=MAX_POLICY_BYTES, what="policy")
     try:
         raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:  # ValueError: a 5000-digit integer
         raise InputError(f"policy {target} is not valid TOML: {str(exc)[:200]}") from exc
     return parse_policy(raw, where=f"policy {target.name}")
 

@@ -210,6 +210,9 @@ def parse_ref(ref: str) -> Ref:
     """Parses a reference; InputError with the expected forms on anything else."""
     if not isinstance(ref, str) or not ref:
         raise InputError("empty reference: expected NAME@VERSION, NAME@latest or sha256:HEX")
+    if len(ref) > 512 or not ref.isascii() or not ref.isprintable():  # argv may hold any bytes (surrogates too)
+        raise InputError(f"invalid reference {ref[:80].encode('ascii', 'backslashreplace').decode()!r}: "
+                         "expected printable ASCII NAME@VERSION, NAME@latest or sha256:HEX")
     if ref.startswith("sha256:"):
         digest = ref[len("sha256:"):]
         if not _HEX64_RE.fullmatch(digest):

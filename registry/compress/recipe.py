@@ -200,6 +200,6 @@ def load_recipe(path: str | Path) -> Recipe:
 
     try:  # a regular file of at most 1 MiB: a FIFO or /dev/zero is refused, not waited on
         raw = tomllib.loads(read_small_file(p, limit=1 << 20, what="recipe").decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, huge integers
         raise InputError(f"recipe {p} is not valid TOML: {exc}") from exc
     return parse_recipe(raw, p.resolve().parent)

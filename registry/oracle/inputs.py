@@ -57,7 +57,10 @@ def parse_values(data: Any, where: str) -> list[float]:
 
 
 def _parse_csv(text: str, where: str) -> list[float]:
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a field over csv's limit, a NUL byte, ...
+        raise InputError(f"{where}: not CSV ({exc})") from exc
     if not rows:
         raise InputError(f"{where}: CSV is empty")
     header = [cell.strip().lower() for cell in rows[0]]
