@@ -30,6 +30,15 @@ from registry.strictjson import parse_json_strict, read_capped
 MAX_RPC_RESPONSE_BYTES = 32 * 1024 * 1024
 # JSON-RPC answers are a few levels deep (result -> log -> topics).
 MAX_RPC_DEPTH = 32
+# Methods whose result is a hex quantity or hex data, and methods whose result is an object (or
+# null) or a list of objects: anything else in ``result`` would reach web3's formatters as a type
+# they do not expect (an ``int()`` of a dict is a TypeError, i.e. a traceback).
+HEX_RESULT = frozenset({"eth_chainId", "eth_blockNumber", "eth_getCode", "eth_call", "eth_gasPrice",
+                        "eth_getTransactionCount", "eth_estimateGas", "eth_getBalance", "eth_sendRawTransaction",
+                        "eth_maxPriorityFeePerGas", "net_version", "eth_getStorageAt"})
+OBJECT_RESULT = frozenset({"eth_getBlockByNumber", "eth_getBlockByHash", "eth_getTransactionReceipt",
+                           "eth_getTransactionByHash", "eth_feeHistory"})
+LIST_RESULT = frozenset({"eth_getLogs", "eth_accounts"})
 # The whole body must arrive within this many request timeouts.
 DEADLINE_FACTOR = 3.0
 CHUNK = 64 * 1024
@@ -62,6 +71,13 @@ class StrictHTTPProvider(HTTPProvider):
         except _TimedOut as exc:
             raise requests.Timeout(str(exc)) from exc
 
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        response = super().make_request(method, params)
+        if isinstance(response, dict) and "result" in response and not _result_fits(method, response["result"]):
+            raise MalformedAnswer(f"answer of RPC node {self.endpoint_uri} to {method} has a result of the wrong "
+                                  f"type ({type(response['result']).__name__})")
+        return response
+
     def make_batch_request(self, batch_requests: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse] | RPCResponse:
         from web3._utils.batching import sort_batch_response_by_response_ids
 
@@ -87,6 +103,16 @@ class MalformedAnswer(ChainError, ValueError):
 
 class _TimedOut(UnreachableError):
     """The body did not arrive within the deadline (turned into requests.Timeout: retried)."""
+
+
+def _result_fits(method: str, result: Any) -> bool:
+    if method in HEX_RESULT:
+        return isinstance(result, str) and (method == "net_version" or result.startswith("0x"))
+    if method in OBJECT_RESULT:
+        return result is None or isinstance(result, dict)
+    if method in LIST_RESULT:
+        return isinstance(result, list) and all(isinstance(item, (dict, str)) for item in result)
+    return True
 
 
 def _is_rpc_response(item: Any) -> bool:
