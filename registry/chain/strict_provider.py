@@ -60,7 +60,10 @@ class StrictHTTPProvider(HTTPProvider):
             self.endpoint_uri, data=request_data, **kwargs)
         with response:
             response.raise_for_status()
-            return read_capped(response.iter_content(CHUNK), limit=self._max_bytes,
+            # read1 returns what has arrived (iter_content would wait for a full chunk), so the
+            # deadline is checked while a slow body trickles in, not only after it has ended
+            chunks = iter(lambda: response.raw.read1(CHUNK, decode_content=True), b"")
+            return read_capped(chunks, limit=self._max_bytes,
                                what=f"answer of RPC node {self.endpoint_uri}",
                                deadline_s=self._timeout_s * DEADLINE_FACTOR, error=MalformedAnswer,
                                timeout_error=_TimedOut)
