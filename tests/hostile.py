@@ -185,6 +185,8 @@ def generated(t: Target, n: int) -> list[Case]:
     """``n`` generated inputs from the target's strategy (or its family's), the same on every run."""
     from hypothesis import HealthCheck, given, settings
 
+    if n <= 0:
+        return []
     strategy = t.strategy() if t.strategy is not None else FAMILY_STRATEGIES[t.family]()
     drawn: list[bytes] = []
 

@@ -112,7 +112,12 @@ def oracle_input_csv(data: bytes) -> Any:
     return FileSource(_as_file(data, "input.csv")).read(3)
 
 
-@target("oracle state file", "json")
+@target("oracle state file", "json", cases=[
+    Case("feed of the wrong type", b'{"schema": "registry.oracle-state/v1", "state": {"feed": 5, "model": "acme/m"}}'),
+    Case("counters of the wrong type", b'{"schema": "registry.oracle-state/v1", "state": {"feed": "0x' + b"11" * 20
+         + b'", "model": "acme/m", "last_block": "x", "last_submitted_round": 1.5}}'),
+    Case("another feed", b'{"schema": "registry.oracle-state/v1", "state": {"feed": "0xabc", "model": "acme/m"}}'),
+])
 def oracle_state(data: bytes) -> Any:
     from registry.oracle.state import load_state
 

@@ -65,12 +65,26 @@ def load_state(path: Path, feed: str, model: str) -> NodeState:
         raise InputError(f"oracle state {path}: {exc}") from exc
     if not isinstance(state.last_submitted_round, int) or not isinstance(state.last_block, int):
         raise InputError(f"oracle state {path} has non-integer counters")
+    wrong = [f.name for f in fields(NodeState) if not _fits(getattr(state, f.name), f.name)]
+    if wrong:
+        raise InputError(f"oracle state {path}: fields of the wrong type: {', '.join(wrong)}")
     if state.feed.lower() != feed.lower() or state.model != model:
         raise InputError(
             f"oracle state {path} belongs to feed {state.feed} / model {state.model!r}, "
             f"not {feed} / {model!r}; use another --state-dir"
         )
     return state
+
+
+def _fits(value: Any, name: str) -> bool:
+    """The JSON type each field must have (a hand-edited or planted file must not crash the node)."""
+    if name in ("feed", "model"):
+        return isinstance(value, str)
+    if name in ("last_block", "last_submitted_round"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "last_submission_at":
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return value is None or isinstance(value, str)
 
 
 def save_state(path: Path, state: NodeState) -> None:
