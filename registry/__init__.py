@@ -61,6 +61,10 @@ _EXPORTS: dict[str, str] = {
     "load_policy": "registry.policy",
     "Manifest": "registry.manifest",
     "load_manifest": "registry.manifest",
+    # hostile input: strict JSON, bounded reads of regular files, loading verified bytes
+    "parse_json_strict": "registry.strictjson",
+    "read_small_file": "registry.fsutil",
+    "session_from_bytes": "registry.runtime",
     # compression (needs the [compress] extra: torch)
     "compress_model": "registry.compress.pipeline",
     "RunResult": "registry.compress.pipeline",

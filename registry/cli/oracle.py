@@ -9,7 +9,6 @@ a wrong chain, address or key still fails at once. Library imports stay inside t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, List, Optional
 
