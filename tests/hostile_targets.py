@@ -59,6 +59,17 @@ def policy(data: bytes) -> Any:
     return load_policy(_as_file(data, "policy.toml"))
 
 
+@target("profiles file", "toml", cases=[Case("profile not a table", b"[profiles]\nx = 1\n")],
+        may_accept={"unknown keys", "wrong types", "nan"})  # top-level keys other than [profiles] are not read
+def profiles(data: bytes) -> Any:
+    from registry.config import read_profiles
+
+    home = _scratch() / "home"
+    home.mkdir(exist_ok=True)
+    (home / "profiles.toml").write_bytes(data)
+    return read_profiles(home)
+
+
 @target("recipe file", "toml", cases=[Case("unknown step", b'[[steps]]\nkind = "rm -rf"\n')])
 def recipe(data: bytes) -> Any:
     from registry.compress.recipe import load_recipe
