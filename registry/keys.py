@@ -232,7 +232,10 @@ def signer_from_env_var(settings: Settings, variable: str) -> Signer:
         raise KeyAccessError(f"environment variable {variable} is not set")
     account = _parse_private_key(value, variable)
     _refuse_dev_key_off_local(settings, account.address)
-    warning = DEV_KEY_WARNING if account.address in WELL_KNOWN_DEV_ADDRESSES else None
+    warning = None
+    if account.address in WELL_KNOWN_DEV_ADDRESSES:
+        warning = (f"signing with anvil's well-known dev account {account.address}: its private key is public; "
+                   "fine for the local chain, never for a real one")
     return Signer(account=account, source="env", address=account.address, warning=warning)
 
 
