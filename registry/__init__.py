@@ -10,6 +10,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from registry import recursion as _recursion
+
+_recursion.install()  # before anything can import py_ecc, which raises the limit to 100000
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
@@ -61,6 +65,10 @@ _EXPORTS: dict[str, str] = {
     "load_policy": "registry.policy",
     "Manifest": "registry.manifest",
     "load_manifest": "registry.manifest",
+    # hostile input: strict JSON, bounded reads of regular files, loading verified bytes
+    "parse_json_strict": "registry.strictjson",
+    "read_small_file": "registry.fsutil",
+    "session_from_bytes": "registry.runtime",
     # compression (needs the [compress] extra: torch)
     "compress_model": "registry.compress.pipeline",
     "RunResult": "registry.compress.pipeline",

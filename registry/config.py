@@ -102,10 +102,12 @@ def read_profiles(home: Path) -> dict[str, Profile]:
     path = profiles_path(home)
     if not path.exists():
         return profiles
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
+    from registry.fsutil import read_small_file
+
+    try:  # a regular file of at most 1 MiB: a FIFO planted in the data dir must not hang every command
+        raw = tomllib.loads(read_small_file(path, limit=1 << 20, what="profiles").decode("utf-8"))
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"cannot read {path}: {str(exc)[:200]}") from exc
     known = set(Profile.__dataclass_fields__) - {"name"}
     for name, table in raw.get("profiles", {}).items():
         if not isinstance(table, dict):

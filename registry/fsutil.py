@@ -1,19 +1,73 @@
-"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of either.
+"""Files in and out: bounded reads of regular files only, and atomic writes.
 
-Every file the registry writes that someone relies on (manifests, provenance, keystores, profiles,
-node state, downloaded models, blocks) goes through here: a temp file in the destination's
-directory, fsync, rename, then fsync of the directory so the rename itself survives a power cut.
+Reads: every file a user names (``--manifest``, ``--policy``, ``--provenance``, recipes, reports,
+oracle inputs) is opened with ``open_regular`` / ``read_small_file``: a FIFO, a character device
+(``/dev/zero``), a socket or a directory is refused at once instead of hanging or reading until
+memory runs out, and at most ``limit`` bytes are read. The checks run on the *opened* descriptor
+(``fstat``), so a path swapped between check and open changes nothing, and the open itself never
+blocks (``O_NONBLOCK``: opening a FIFO for reading would otherwise wait for a writer).
+
+Writes: every file the registry writes that someone relies on (manifests, provenance, keystores,
+profiles, node state, downloaded models, blocks) goes through ``atomic_write``: a temp file in the
+destination's directory, fsync, rename, then fsync of the directory so the rename itself survives
+a power cut.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
-from registry.errors import InputError
+from registry.errors import InputError, RegistryError
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def open_regular(path: str | PathLike[str], *, what: str, max_size: int | None = None,
+                 error: type[RegistryError] = InputError) -> BinaryIO:
+    """``path`` opened for binary reading, if it is a regular file (at most ``max_size`` bytes).
+
+    Never blocks on open, never hands back a device, FIFO, socket or directory; ``error`` with one
+    line naming ``what`` otherwise. The caller closes the file (use it in a ``with`` block).
+    """
+    target = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as exc:
+        raise error(f"cannot read {what} {target}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((label for test, label in _KINDS if test(info.st_mode)), "not a regular file")
+            raise error(f"{what} {target} is {kind}; a regular file is needed")
+        if max_size is not None and info.st_size > max_size:
+            raise error(f"{what} {target} is larger than {max_size} bytes ({info.st_size} bytes)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_small_file(path: str | PathLike[str], *, limit: int, what: str,
+                    error: type[RegistryError] = InputError) -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes (a file that grows past ``limit``
+    while being read, like some of /proc, is refused too)."""
+    with open_regular(path, what=what, max_size=limit, error=error) as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise error(f"cannot read {what} {Path(path)}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise error(f"{what} {Path(path)} is larger than {limit} bytes")
+    return data
 
 
 def atomic_write(

@@ -11,7 +11,8 @@ the user did not expect:
 3. On the local profile only, anvil's well-known dev key #0, flagged so the CLI can warn loudly.
 
 Anvil's ten well-known accounts are public knowledge, so any of them is refused on a non-local
-profile, whichever way it arrives.
+profile, whichever way it arrives: ``REGISTRY_PRIVATE_KEY``, a keystore, or a key named by the
+caller (``signer_from_env_var``, behind ``registry oracle run --key-env``).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from registry.config import Settings
-from registry.errors import InputError, KeyAccessError
+from registry.errors import InputError, KeyAccessError, RegistryError
 from registry.fsutil import atomic_write
 
 PASSWORD_ENV = "REGISTRY_KEYSTORE_PASSWORD"
 PRIVATE_KEY_ENV = "REGISTRY_PRIVATE_KEY"
+MAX_KEYFILE_BYTES = 64 * 1024  # a scrypt keystore is ~500 bytes
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 # Addresses of anvil's (and Hardhat's) default accounts, from the public "test … junk" mnemonic.
 WELL_KNOWN_DEV_ADDRESSES = frozenset(
@@ -133,10 +135,10 @@ def list_keys(settings: Settings) -> list[KeyInfo]:
         return keys
     for path in sorted(settings.keystore_dir.glob("*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = _read_keyfile(path)
             address = to_checksum_address("0x" + str(data["address"]).removeprefix("0x"))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        except (RegistryError, ValueError, KeyError, TypeError):
+            continue  # a FIFO, a device or garbage planted in the keystore is skipped, never waited on
         keys.append(KeyInfo(address=address, path=path))
     return keys
 
@@ -158,11 +160,18 @@ def _find_key(settings: Settings, account: str | None) -> KeyInfo | None:
     raise KeyAccessError(f"no keystore for {wanted} in {settings.keystore_dir}")
 
 
+def _read_keyfile(path: Path) -> Any:
+    from registry.fsutil import read_small_file
+    from registry.strictjson import parse_json_strict
+
+    raw = read_small_file(path, limit=MAX_KEYFILE_BYTES, what="keystore", error=KeyAccessError)
+    return parse_json_strict(raw, what=f"keystore {path.name}", limit=MAX_KEYFILE_BYTES, error=KeyAccessError)
+
+
 def unlock(key: KeyInfo, password: str) -> LocalAccount:
-    try:
-        keyfile = json.loads(key.path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise KeyAccessError(f"cannot read keystore {key.path}: {exc}") from exc
+    keyfile = _read_keyfile(key.path)
+    if not isinstance(keyfile, dict):
+        raise KeyAccessError(f"keystore {key.path} is not a JSON object")
     try:
         secret = Account.decrypt(keyfile, password)
     except Exception:
@@ -213,6 +222,21 @@ def resolve_signer(
         f"no signing key for profile {settings.profile.name!r}: create one with `registry key new`, "
         f"import one with `registry key import`, or set {PRIVATE_KEY_ENV}"
     )
+
+
+def signer_from_env_var(settings: Settings, variable: str) -> Signer:
+    """The key held in the environment variable ``variable`` (never echoed), with the same
+    well-known-key rule as every other path."""
+    value = os.environ.get(variable)
+    if not value:
+        raise KeyAccessError(f"environment variable {variable} is not set")
+    account = _parse_private_key(value, variable)
+    _refuse_dev_key_off_local(settings, account.address)
+    warning = None
+    if account.address in WELL_KNOWN_DEV_ADDRESSES:
+        warning = (f"signing with anvil's well-known dev account {account.address}: its private key is public; "
+                   "fine for the local chain, never for a real one")
+    return Signer(account=account, source="env", address=account.address, warning=warning)
 
 
 def load_signer(settings: Settings, account: str | None = None, password: str | None = None) -> LocalAccount:

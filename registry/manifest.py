@@ -127,11 +127,9 @@ def load_manifest(source: str | os.PathLike[str] | bytes | bytearray) -> Manifes
     else:
         path = Path(source)
         where = f"manifest {path.name}"
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_MANIFEST_BYTES + 1)
-        except OSError as exc:
-            raise InputError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
+        from registry.fsutil import read_small_file
+
+        data = read_small_file(path, limit=MAX_MANIFEST_BYTES, what="manifest")  # regular files only
     try:
         raw = parse_json_strict(data, what=where, limit=MAX_MANIFEST_BYTES, error=InputError)
     except ProvenanceError as exc:  # pragma: no cover - parse_json_strict raises the class it is given

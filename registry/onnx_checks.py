@@ -1,9 +1,14 @@
 """Is this artifact an ONNX model a device may load? Checked on the verified in-memory bytes.
 
 Rules: it parses as an ONNX ModelProto and passes ``onnx.checker`` (full check, with shape
-inference); no tensor points at external data (the release covers exactly one file, so any external
-file is unverified bytes the runtime would read from disk); the default-domain opset lies in a
-range; optionally every op type is in an allow-list and the artifact is under a size limit.
+inference); no tensor anywhere points at external data (initializers, sparse initializers, every
+node attribute: ``t``, ``tensors``, ``sparse_tensor``, ``sparse_tensors`` and the subgraphs in ``g``
+and ``graphs``, recursively; model-local functions; ``training_info``), because the runtime would
+read such a file from disk, relative to wherever it runs; the default-domain opset lies in a range;
+every op is in a standard ONNX domain, onnxruntime's own ``com.microsoft`` contrib domain, a
+model-local function, or a domain the policy allows (``allowed_domains``); size-taking operators
+allocate a provably bounded amount (``registry.onnx_alloc``; ``allow_unbounded_ops`` opts out);
+optionally every op type is in an allow-list and the artifact is under a size limit.
 
 Why a wire-level pre-pass: for a model with a 1 GiB initializer, ``onnx.load`` copies the whole
 tensor into Python and ``onnx.checker`` serialises it again (seconds each), while the weights
@@ -27,11 +32,16 @@ if TYPE_CHECKING:
 # Initializers whose raw_data is larger than this are checked by length and kept out of the checker.
 STRIP_THRESHOLD = 1 << 20
 DEFAULT_OPSET_MIN = 7
+# Standard ONNX domains, plus onnxruntime's built-in contrib ops (its quantizer emits them, e.g.
+# MatMulNBits for INT4): kernels of the runtime we load with, not code a model brings along.
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"})
+DEFAULT_ALLOWED_DOMAINS = STANDARD_DOMAINS | {"com.microsoft"}
 
 # ModelProto / GraphProto / TensorProto field numbers (onnx.proto3, stable since IR v3).
 _MODEL_GRAPH = 7
 _GRAPH_INITIALIZER = 5
 _TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_RAW, _TENSOR_LOCATION = 1, 2, 8, 9, 14
+_TENSOR_DOC = 12
 # bytes per element of each fixed-size TensorProto.DataType (strings and 4-bit types are never stripped)
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
              17: 1, 18: 1, 19: 1, 20: 1}
@@ -118,10 +128,19 @@ def check_onnx(data: bytes | memoryview, policy: "Policy | None" = None) -> Onnx
     op_types = sorted({node.op_type for node in _all_nodes(model.graph) if node.domain in ("", "ai.onnx")})
     foreign = sorted({f"{node.domain}::{node.op_type}" for node in _all_nodes(model.graph)
                       if node.domain not in ("", "ai.onnx")})
+    _check_domains(model, policy)
     if policy is not None and policy.allowed_ops is not None:
         refused = sorted(set(op_types) - policy.allowed_ops) + foreign
         if refused:
             raise PolicyError(f"op types not in the policy's allow-list: {', '.join(refused[:10])}")
+    from registry.onnx_alloc import DEFAULT_MAX_ALLOC_ELEMENTS, check_allocations
+
+    check_allocations(
+        model,
+        allow=policy.allow_unbounded_ops if policy is not None else frozenset(),
+        max_elements=(policy.max_alloc_elements if policy is not None and policy.max_alloc_elements is not None
+                      else DEFAULT_MAX_ALLOC_ELEMENTS),
+    )
     return OnnxFacts(
         ir_version=model.ir_version,
         opset=opset,
@@ -152,32 +171,82 @@ def _all_nodes(graph: object) -> Iterator[object]:
                 yield from _all_nodes(sub)
 
 
-def _all_tensors(graph: object) -> Iterator[object]:
+def _every_node(model: object) -> Iterator[object]:
+    """Nodes of the main graph, of model-local functions and of training graphs, subgraphs included."""
+    yield from _all_nodes(model.graph)  # type: ignore[attr-defined]
+    for function in model.functions:  # type: ignore[attr-defined]
+        yield from _all_nodes(function)
+    for training in model.training_info:  # type: ignore[attr-defined]
+        yield from _all_nodes(training.initialization)
+        yield from _all_nodes(training.algorithm)
+
+
+def _check_domains(model: object, policy: "Policy | None") -> None:
+    """Custom-domain ops are refused unless the policy lists the domain (calls to the model's own
+    functions are fine: their bodies are checked like the graph)."""
+    allowed = DEFAULT_ALLOWED_DOMAINS
+    if policy is not None and policy.allowed_domains is not None:
+        allowed = STANDARD_DOMAINS | policy.allowed_domains
+    local = {(f.domain, f.name) for f in model.functions}  # type: ignore[attr-defined]
+    for node in _every_node(model):
+        domain = node.domain  # type: ignore[attr-defined]
+        if domain not in allowed and (domain, node.op_type) not in local:  # type: ignore[attr-defined]
+            raise PolicyError(
+                f"op {domain[:80]!r}::{node.op_type[:80]!r} is in a custom domain; "  # type: ignore[attr-defined]
+                "a policy must list the domain in allowed_domains to accept it"
+            )
+
+
+def _model_tensors(model: object) -> Iterator[object]:
+    """Every TensorProto the format can hold, wherever it is."""
+    yield from _graph_tensors(model.graph)  # type: ignore[attr-defined]
+    for function in model.functions:  # type: ignore[attr-defined]
+        for attr in function.attribute_proto:
+            yield from _attr_tensors(attr)
+        for node in function.node:
+            for attr in node.attribute:
+                yield from _attr_tensors(attr)
+    for training in model.training_info:  # type: ignore[attr-defined]
+        yield from _graph_tensors(training.initialization)
+        yield from _graph_tensors(training.algorithm)
+
+
+def _graph_tensors(graph: object) -> Iterator[object]:
     yield from graph.initializer  # type: ignore[attr-defined]
     for sparse in graph.sparse_initializer:  # type: ignore[attr-defined]
         yield sparse.values
         yield sparse.indices
     for node in graph.node:  # type: ignore[attr-defined]
         for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _all_tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _all_tensors(sub)
+            yield from _attr_tensors(attr)
+
+
+def _attr_tensors(attr: object) -> Iterator[object]:
+    if attr.HasField("t"):  # type: ignore[attr-defined]
+        yield attr.t  # type: ignore[attr-defined]
+    yield from attr.tensors  # type: ignore[attr-defined]
+    if attr.HasField("sparse_tensor"):  # type: ignore[attr-defined]
+        yield attr.sparse_tensor.values  # type: ignore[attr-defined]
+        yield attr.sparse_tensor.indices  # type: ignore[attr-defined]
+    for sparse in attr.sparse_tensors:  # type: ignore[attr-defined]
+        yield sparse.values
+        yield sparse.indices
+    if attr.HasField("g"):  # type: ignore[attr-defined]
+        yield from _graph_tensors(attr.g)  # type: ignore[attr-defined]
+    for sub in attr.graphs:  # type: ignore[attr-defined]
+        yield from _graph_tensors(sub)
 
 
 def _reject_external_data(model: object) -> None:
     import onnx
 
-    for tensor in _all_tensors(model.graph):  # type: ignore[attr-defined]
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+    for tensor in _model_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):  # type: ignore[attr-defined]
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")  # type: ignore[attr-defined]
             outside = location.startswith(("/", "\\")) or ".." in location.replace("\\", "/").split("/")
             where = "outside the artifact directory" if outside else "a separate file"
             raise PolicyError(
-                f"tensor {tensor.name!r} uses external data at {location[:200]!r} ({where}); "
+                f"tensor {tensor.name[:80]!r} uses external data at {location[:200]!r} ({where}); "  # type: ignore[attr-defined]
                 "a release covers one file, so external data is refused"
             )
 
@@ -294,7 +363,7 @@ def _describe_tensor(buf: memoryview, start: int, end: int) -> _Stripped | None:
             raw_length = value_end - value_start
         elif number == _TENSOR_LOCATION:
             external = True
-        elif number in (4, 5, 6, 7, 10, 11, 13):  # typed data fields / external_data: leave to the checker
+        elif number != _TENSOR_DOC:  # typed data, external_data, segment, metadata: leave to the full check
             return None
     if raw_length < 0 or external or not name:
         return None

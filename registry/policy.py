@@ -6,6 +6,10 @@ Example ``policy.toml``::
     min_confirmations = 2                    # the release must be this deep on chain
     max_artifact_size = 104857600            # bytes
     allowed_ops = ["Gemm", "Relu", "Add"]    # ONNX op types (default domain) we accept
+    allowed_domains = ["com.acme"]           # op domains beyond the standard ones (default:
+                                             # onnxruntime's "com.microsoft"; [] refuses it too)
+    allow_unbounded_ops = ["ConstantOfShape"] # size-taking ops exempt from the allocation check
+    max_alloc_elements = 268435456           # growth factor a size-taking op may apply
     opset = [7, 23]                          # inclusive range for the default-domain opset
     min_accuracy = 0.9                       # provenance predicate.metrics.accuracy must reach this
     refuse_rollback = true                   # never go back to a version older than one installed
@@ -38,8 +42,11 @@ DEFAULT_OPSET_MIN = 7
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEYS = {
     "trusted_publishers", "min_confirmations", "max_artifact_size", "allowed_ops", "opset", "min_accuracy",
-    "refuse_rollback", "chain_id", "contract", "attestations", "offline",
+    "refuse_rollback", "chain_id", "contract", "attestations", "offline", "allowed_domains",
+    "allow_unbounded_ops", "max_alloc_elements",
 }
+# Largest policy file read (a policy is a few hundred bytes; /dev/zero must not be read forever).
+MAX_POLICY_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class Policy:
     required_attestations: int = 0
     attesters: tuple[str, ...] = field(default_factory=tuple)
     offline: bool = False
+    allowed_domains: frozenset[str] | None = None  # None: onnx_checks.DEFAULT_ALLOWED_DOMAINS
+    allow_unbounded_ops: frozenset[str] = frozenset()
+    max_alloc_elements: int | None = None  # None: onnx_alloc.DEFAULT_MAX_ALLOC_ELEMENTS
 
     @property
     def has_rules(self) -> bool:
@@ -66,13 +76,14 @@ class Policy:
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
+    from registry.fsutil import read_small_file
+
     target = Path(path)
+    data = read_small_file(target, limit=MAX_POLICY_BYTES, what="policy")
     try:
-        raw = tomllib.loads(target.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read policy {target}: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"policy {target} is not valid TOML: {exc}") from exc
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:  # ValueError: a 5000-digit integer
+        raise InputError(f"policy {target} is not valid TOML: {str(exc)[:200]}") from exc
     return parse_policy(raw, where=f"policy {target.name}")
 
 
@@ -86,7 +97,7 @@ def parse_policy(raw: dict[str, Any], *, where: str = "policy") -> Policy:
     values: dict[str, Any] = {}
     if "trusted_publishers" in raw:
         values["trusted_publishers"] = _addresses(raw["trusted_publishers"], "trusted_publishers", fail)
-    for key in ("min_confirmations", "max_artifact_size", "chain_id"):
+    for key in ("min_confirmations", "max_artifact_size", "chain_id", "max_alloc_elements"):
         if key in raw:
             values[key] = _int(raw[key], key, fail)
     if "allowed_ops" in raw:
@@ -94,6 +105,12 @@ def parse_policy(raw: dict[str, Any], *, where: str = "policy") -> Policy:
         if not isinstance(ops, list) or not all(isinstance(op, str) and op for op in ops):
             raise fail("allowed_ops must be a list of op type names")
         values["allowed_ops"] = frozenset(ops)
+    for key in ("allowed_domains", "allow_unbounded_ops"):
+        if key in raw:
+            items = raw[key]
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise fail(f"{key} must be a list of strings")
+            values[key] = frozenset(items)
     if "opset" in raw:
         rng = raw["opset"]
         if not (isinstance(rng, list) and len(rng) == 2):

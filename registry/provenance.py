@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import rfc8785
 
+from registry import strictjson
 from registry.errors import ProvenanceError
 from registry.fsutil import atomic_write
 
@@ -29,10 +29,8 @@ PREDICATE_TYPE = "https://registry.dev/compression/v1"
 
 # A provenance document is a few KiB; anything this large is hostile or a mistake.
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
-# Nesting deeper than this is refused before parsing: the C JSON scanner recurses on the C stack, and
-# a hostile "[[[[..." can overflow it (a crash, not an exception) where the recursion limit is raised.
-MAX_DEPTH = 64
-_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# Nesting deeper than this is refused before parsing (see registry.strictjson).
+MAX_DEPTH = strictjson.MAX_DEPTH
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -78,12 +76,9 @@ def load_provenance(source: str | os.PathLike[str] | bytes | bytearray) -> dict[
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        path = Path(source)
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_DOCUMENT_BYTES + 1)
-        except OSError as exc:
-            raise ProvenanceError(f"cannot read provenance {path}: {exc.strerror or exc}") from exc
+        from registry.fsutil import read_small_file
+
+        data = read_small_file(source, limit=MAX_DOCUMENT_BYTES, what="provenance", error=ProvenanceError)
     doc = parse_json_strict(data, what="provenance")
     validate(doc)
     return doc
@@ -91,48 +86,8 @@ def load_provenance(source: str | os.PathLike[str] | bytes | bytearray) -> dict[
 
 def parse_json_strict(data: bytes, *, what: str, limit: int = MAX_DOCUMENT_BYTES,
                       error: type[Exception] = ProvenanceError) -> Any:
-    """JSON that a careful reader accepts: UTF-8, bounded size, no NaN/Infinity, no duplicate keys."""
-    if len(data) > limit:
-        raise error(f"{what} is larger than {limit} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise error(f"{what} is not UTF-8: {exc.reason} at byte {exc.start}") from exc
-
-    depth = 0
-    for match in _STRUCTURE.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise error(f"{what} is nested deeper than {MAX_DEPTH} levels")
-        elif token in "]}":
-            depth -= 1
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"non-finite number {name} is not allowed")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ValueError(f"duplicate key {key!r}")
-            out[key] = value
-        return out
-
-    def finite_float(text_value: str) -> float:
-        value = float(text_value)
-        if not math.isfinite(value):
-            raise ValueError(f"number {text_value[:32]} overflows")
-        return value
-
-    try:
-        return json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates,
-                          parse_float=finite_float)
-    except RecursionError as exc:
-        raise error(f"{what} is nested too deeply") from exc
-    except ValueError as exc:  # JSONDecodeError is a ValueError
-        raise error(f"{what} is not valid JSON: {str(exc)[:200]}") from exc
+    """JSON that a careful reader accepts (``registry.strictjson``), raising ``ProvenanceError`` by default."""
+    return strictjson.parse_json_strict(data, what=what, limit=limit, error=error)  # type: ignore[arg-type]
 
 
 def validate(doc: Any) -> None:

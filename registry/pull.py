@@ -150,7 +150,9 @@ def _provenance_bytes(record: Any, settings: Any, verify_kwargs: dict[str, Any])
     if isinstance(given, (bytes, bytearray)):
         raw = bytes(given)
     elif given is not None:
-        raw = Path(given).read_bytes()
+        from registry.fsutil import read_small_file
+
+        raw = read_small_file(given, limit=MAX_DOCUMENT_BYTES, what="provenance", error=ProvenanceError)
     else:
         from registry.content.stores import open_store
 

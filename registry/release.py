@@ -274,6 +274,9 @@ def parse_ref(ref: str) -> Ref:
     """
     if not isinstance(ref, str) or not ref:
         raise InputError(f"empty reference: expected {REF_FORMS}")
+    if len(ref) > 512 or not ref.isascii() or not ref.isprintable():  # argv may hold any bytes (surrogates too)
+        raise InputError(f"invalid reference {ref[:80].encode('ascii', 'backslashreplace').decode()!r}: "
+                         f"expected printable ASCII {REF_FORMS}")
     if ref.startswith("sha256:"):
         digest = ref[len("sha256:"):]
         if not _HEX64_RE.fullmatch(digest):

@@ -228,3 +228,17 @@ class TcpProxy:
                     sock.close()
                 except OSError:
                     pass
+
+
+def funded_node(deployed: Any) -> Any:
+    """A fresh node key with 10 ETH: anvil's well-known keys are refused off the local chain
+    (``--key-env`` included), and the test profile points at an RPC URL, so it is not local."""
+    from eth_account import Account
+
+    account = Account.create()
+    w3 = deployed.client.w3
+    funder = deployed.accounts[0]
+    tx = {"to": account.address, "value": 10 * 10**18, "gas": 21000, "gasPrice": w3.eth.gas_price,
+          "nonce": w3.eth.get_transaction_count(funder.address), "chainId": w3.eth.chain_id}
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(funder.sign_transaction(tx).raw_transaction))
+    return account

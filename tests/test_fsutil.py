@@ -68,3 +68,76 @@ def test_bad_destinations_are_input_errors(tmp_path: Path) -> None:
     not_a_dir.write_bytes(b"")
     with pytest.raises(InputError, match="cannot write into"):
         atomic_write(not_a_dir / "x.bin", b"x")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading small inputs: regular files only, bounded (issue 10)
+# --------------------------------------------------------------------------------------------
+
+import os as _os  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import sys as _sys  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+
+def _special(tmp_path, kind: str):
+    if kind == "fifo":
+        path = tmp_path / "input.fifo"
+        _os.mkfifo(path)
+        return path
+    if kind == "dir":
+        return tmp_path
+    if kind == "symlink to /dev/zero":
+        path = tmp_path / "zero.toml"
+        path.symlink_to("/dev/zero")
+        return path
+    return "/dev/zero"
+
+
+@_pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "dir", "symlink to /dev/zero"])
+def test_read_small_file_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    from registry.errors import InputError
+    from registry.fsutil import read_small_file
+
+    with _pytest.raises(InputError, match="regular file"):
+        read_small_file(_special(tmp_path, kind), limit=1024, what="policy")
+
+
+def test_read_small_file_limits_size(tmp_path):
+    from registry.errors import InputError
+    from registry.fsutil import read_small_file
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 2048)
+    with _pytest.raises(InputError, match="larger than 1024"):
+        read_small_file(big, limit=1024, what="policy")
+    assert read_small_file(big, limit=2048, what="policy") == b"x" * 2048
+
+
+@_pytest.mark.parametrize("option", ["--policy", "--manifest", "--provenance"])
+@_pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_verify_inputs_that_hang_or_exhaust_memory_are_refused(tmp_path, option, kind, registry_home):
+    """A FIFO hung `verify --policy` forever; /dev/zero read until memory ran out."""
+    target = _special(tmp_path, kind)
+    cmd = [_sys.executable, "-c", "from registry.cli import main; main()", "verify", "acme/m@1.0.0", "--offline",
+           "--trust", "0x" + "11" * 20, option, str(target)]
+    if option != "--manifest":
+        manifest = tmp_path / "m.json"
+        manifest.write_text("{}")
+        cmd += ["--manifest", str(manifest)]
+    out = _subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=dict(_os.environ))
+    assert out.returncode in (3, 13, 14), out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@_pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_recipe_and_policy_loaders_refuse_special_files(tmp_path, kind):
+    from registry.compress.recipe import load_recipe
+    from registry.errors import InputError
+    from registry.policy import load_policy
+
+    target = _special(tmp_path, kind)
+    for loader in (load_recipe, load_policy):
+        with _pytest.raises(InputError, match="regular file"):
+            loader(target)

@@ -164,3 +164,49 @@ def test_own_key_works_off_local(registry_home, monkeypatch) -> None:
 def test_well_known_addresses_match_the_mnemonic(dev_accounts) -> None:
     assert {a.address for a in dev_accounts} == WELL_KNOWN_DEV_ADDRESSES
     assert dev_accounts[0].key == Account.from_key(DEV_KEY_0).key
+
+
+def test_oracle_key_env_refuses_well_known_keys_off_local(registry_home, monkeypatch, tmp_path) -> None:
+    """`oracle run --key-env` once submitted a round on a remote profile with anvil key #1."""
+    import os
+    import subprocess
+    import sys
+
+    remote_settings(registry_home, monkeypatch)
+    series = tmp_path / "series.csv"
+    series.write_text("1\n2\n3\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env.update(REGISTRY_HOME=str(registry_home), NODE_KEY=KEY_1)
+    cmd = [sys.executable, "-c", "from registry.cli import main; main()", "oracle", "run", "--model", "acme/m",
+           "--feed", "0x" + "22" * 20, "--input", str(series), "--key-env", "NODE_KEY", "--profile", "testnet",
+           "--rounds", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == KeyAccessError.exit_code, out.stderr
+    assert "well-known" in out.stderr and KEY_1[2:] not in out.stderr + out.stdout
+
+
+def test_signer_from_env_var(registry_home, monkeypatch) -> None:
+    from registry.keys import signer_from_env_var
+
+    settings = remote_settings(registry_home, monkeypatch)
+    monkeypatch.setenv("NODE_KEY", DEV_KEY_0)
+    with pytest.raises(KeyAccessError, match="well-known"):
+        signer_from_env_var(settings, "NODE_KEY")
+    own = Account.create()
+    monkeypatch.setenv("NODE_KEY", own.key.hex())
+    assert signer_from_env_var(settings, "NODE_KEY").address == own.address
+    monkeypatch.setenv("NODE_KEY", "zz-not-a-key")
+    with pytest.raises(KeyAccessError) as info:
+        signer_from_env_var(settings, "NODE_KEY")
+    assert "zz-not-a-key" not in str(info.value)
+    monkeypatch.setenv("NODE_KEY", DEV_KEY_0)
+    assert signer_from_env_var(load_settings("local"), "NODE_KEY").warning  # allowed locally, loudly
+
+
+def test_fifo_in_the_keystore_is_skipped_not_waited_on(registry_home) -> None:
+    import os
+
+    settings = load_settings()
+    settings.keystore_dir.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(settings.keystore_dir / "0xtrap.json")
+    assert list_keys(settings) == []

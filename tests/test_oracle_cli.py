@@ -29,8 +29,10 @@ def test_help_lists_commands_without_heavy_imports() -> None:
 
 
 def test_deploy_run_one_round_and_status(deployed: Any, onnx_models: dict[int, Path], tmp_path: Path) -> None:
+    from tests._oracle_fixtures import funded_node
+
     v1 = publish(deployed, onnx_models[1], "1.0.0")
-    node = deployed.accounts[1]
+    node = funded_node(deployed)
     deployed_feed = cli("oracle", "feed", "deploy", "--model", NAME, "--node", node.address, "--approve",
                         f"{NAME}@latest", "--description", "test feed", "--json")
     assert deployed_feed.returncode == 0, deployed_feed.stderr
@@ -120,8 +122,10 @@ def test_run_waits_out_an_rpc_that_is_down_at_start(deployed: Any, onnx_models: 
 
     from tests._oracle_fixtures import TcpProxy, deploy_feed, wait_for
 
+    from tests._oracle_fixtures import funded_node
+
     v1 = publish(deployed, onnx_models[1], "1.0.0")
-    node = deployed.accounts[1]
+    node = funded_node(deployed)
     feed = deploy_feed(deployed, [node], quorum=1, approve=v1.id)
     inputs = write_series(tmp_path / "inputs.json", series())
     proxy = TcpProxy(deployed.rpc_url)
@@ -158,7 +162,9 @@ def test_run_stopped_while_the_rpc_is_down_exits_15_with_one_line(deployed: Any,
     inputs = write_series(tmp_path / "inputs.json", series())
     proxy = TcpProxy(deployed.rpc_url)
     proxy.down()
-    env = {"ORACLE_NODE_KEY": "0x" + bytes(deployed.accounts[1].key).hex(), "REGISTRY_RPC_URL": proxy.url}
+    from tests._oracle_fixtures import funded_node
+
+    env = {"ORACLE_NODE_KEY": "0x" + bytes(funded_node(deployed).key).hex(), "REGISTRY_RPC_URL": proxy.url}
     running = _Background(*_node_run_args(deployed.address, inputs, tmp_path), env=env)
     try:
         wait_for(lambda: "rpc-unreachable" in running.kinds() or running.process.poll() is not None, timeout=20,
@@ -176,7 +182,9 @@ def test_run_stopped_while_the_rpc_is_down_exits_15_with_one_line(deployed: Any,
 
 def test_run_fails_fast_on_a_wrong_chain_or_a_feed_without_code(deployed: Any, tmp_path: Path) -> None:
     inputs = write_series(tmp_path / "inputs.json", series())
-    key = {"ORACLE_NODE_KEY": "0x" + bytes(deployed.accounts[1].key).hex()}
+    from tests._oracle_fixtures import funded_node
+
+    key = {"ORACLE_NODE_KEY": "0x" + bytes(funded_node(deployed).key).hex()}
     wrong_chain = cli(*_node_run_args(deployed.address, inputs, tmp_path), env={**key, "REGISTRY_CHAIN_ID": "1"},
                       timeout=30)
     assert wrong_chain.returncode == 6 and wrong_chain.stderr.startswith("error: wrong chain")

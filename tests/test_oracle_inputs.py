@@ -106,7 +106,7 @@ def test_http_source(endpoint: tuple[str, _Endpoint]) -> None:
     assert isinstance(source, HttpSource)
     assert source.read(2).tolist() == [2.0, 3.0]
     state.body = b"<html>oops</html>"
-    with pytest.raises(InputError, match="not JSON"):
+    with pytest.raises(InputError, match="malformed JSON"):
         source.read(2)
     state.body = b'{"values": ["x"]}'
     with pytest.raises(InputError, match="not a number"):

@@ -311,3 +311,69 @@ def test_policy_refusal_keeps_the_old_model_until_the_policy_is_met(
     client.attest(v2.id, True, b"\x03" * 32, attester)  # replaces the verdict
     node.poll_chain()
     assert node.active.release_id == v2.id
+
+
+def _publish_child(setup: Setup, model: Path, version: str, parent: str) -> Any:
+    from registry.publish import publish_model
+
+    result = publish_model(model, "acme/co2-forecaster", version, parent=parent, settings=setup.deployed.settings(),
+                           client=setup.deployed.client, signer=setup.deployed.publisher,
+                           manifest_dir=model.parent / f"manifests-{version}")
+    return result.record
+
+
+def test_revoked_ancestor_in_another_name_stops_serving_within_one_poll(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    """The node kept serving and submitting after the parent was revoked (issue 10). A parent of
+    another name emits its ReleaseRevoked under that name, which the node's log filter never sees:
+    only the lineage walk on every poll catches it."""
+    dep = setup.deployed
+    base = publish(dep, onnx_models[3], "1.0.0", name="acme/co2-base")
+    child = _publish_child(setup, onnx_models[2], "2.0.0", parent=base.ref)
+    setup.feed.set_approved_release(child.id, setup.owner)
+    events: list[dict[str, Any]] = []
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state", events)
+    node.poll_chain()
+    assert node.active is not None and node.active.release_id == child.id
+    assert node.submit_once() is not None
+    before = submissions_by(setup, setup.nodes[0].address)
+    dep.client.revoke(base.id, "training data was poisoned", dep.publisher)
+    node.poll_chain()  # one poll
+    assert node.active is None or node.active.release_id != child.id
+    assert any("ancestor acme/co2-base@1.0.0 was revoked" in e["message"] for e in events_of(events, "unloaded"))
+    for _ in range(3):
+        node.submit_once()
+    assert submissions_by(setup, setup.nodes[0].address) == before  # 1.0.0 is not approved: nothing sent
+    node.poll_chain()
+    assert node.active is None or node.active.release_id != child.id  # never re-selected
+
+
+def test_ancestor_revoked_between_poll_and_submit_is_not_answered(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    dep = setup.deployed
+    v1 = dep.client.get("acme/co2-forecaster", "1.0.0")
+    child = _publish_child(setup, onnx_models[2], "1.1.0", parent=v1.ref)
+    setup.feed.set_approved_release(child.id, setup.owner)
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state")
+    node.poll_chain()
+    assert node.active is not None and node.active.release_id == child.id
+    dep.client.revoke(v1.id, "recall", dep.publisher)
+    assert node.submit_once() is None  # no poll in between: the submit-time check catches it
+    assert submissions_by(setup, setup.nodes[0].address) == []
+    assert node.active is None
+
+
+def test_lineage_deeper_than_the_bound_is_refused(setup: Setup, monkeypatch: pytest.MonkeyPatch,
+                                                   onnx_models: dict[int, Path]) -> None:
+    import registry.oracle.node as node_module
+
+    dep = setup.deployed
+    v1 = dep.client.get("acme/co2-forecaster", "1.0.0")
+    child = _publish_child(setup, onnx_models[2], "1.1.0", parent=v1.ref)
+    grandchild = _publish_child(setup, onnx_models[3], "1.2.0", parent=child.ref)
+    node = make_node(setup, setup.nodes[0], setup.tmp / "state")
+    monkeypatch.setattr(node_module, "MAX_LINEAGE_DEPTH", 1)
+    assert "deeper than 1" in (node.lineage_problem(grandchild) or "")
+    assert node.lineage_problem(child) is None

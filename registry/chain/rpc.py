@@ -27,7 +27,9 @@ def make_web3(rpc_url: str, timeout_s: float = 10.0) -> Web3:
     readable (fee estimation reads the latest block) and is a no-op elsewhere."""
     from web3.middleware import ExtraDataToPOAMiddleware
 
-    provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None)
+    from registry.chain.strict_provider import StrictHTTPProvider
+
+    provider = StrictHTTPProvider(rpc_url, timeout_s)  # bounded, strictly parsed answers
     w3 = Web3(provider)
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     return w3

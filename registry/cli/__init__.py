@@ -53,9 +53,11 @@ def main() -> None:
     try:
         app()
     except RegistryError as exc:
+        from registry.cli._render import plain
+
         if "--json" in sys.argv[1:]:
             print(json.dumps({"error": str(exc), "kind": type(exc).__name__, "exit_code": exc.exit_code}))
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {plain(exc)}", file=sys.stderr)  # messages quote untrusted text: one inert line
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from registry.cli._render import console, print_json
+from registry.cli._render import clean, console, plain, print_json
 from registry.cli._signing import command_signer
 
 if TYPE_CHECKING:
@@ -308,9 +308,9 @@ def render_release(data: dict[str, Any]) -> None:
     generically, so other areas can add keys (e.g. provenance) without touching this function."""
     out = console()
     status = "[bold red]REVOKED[/]" if data["revoked"] else "[bold green]active[/]"
-    out.print(f"[bold]{data['ref']}[/]  {status}", soft_wrap=True)
+    out.print(f"[bold]{clean(data['ref'])}[/]  {status}", soft_wrap=True)
     if data["revoked"]:
-        out.print(f"  revoked at {data['revoked_at_iso']}: {data['revocation_reason']}", soft_wrap=True,
+        out.print(f"  revoked at {data['revoked_at_iso']}: {plain(data['revocation_reason'])}", soft_wrap=True,
                   markup=False)
     rows = [
         ("id", data["id"]),
@@ -329,7 +329,7 @@ def render_release(data: dict[str, Any]) -> None:
         card_cid = data.get("card_cid") or {}
         rows += [("card sha256", data["card_sha256"]), ("card cid", card_cid.get("v1") or card_cid.get("hex"))]
     for label, value in rows:
-        out.print(f"  {label:<18} {value}", soft_wrap=True, markup=False)
+        out.print(f"  {label:<18} {plain(value)}", soft_wrap=True, markup=False)
     attestations = data.get("attestations", [])
     out.print(f"  attestations       {len(attestations) or 'none'}", soft_wrap=True)
     for a in attestations:
@@ -345,10 +345,10 @@ def render_release(data: dict[str, Any]) -> None:
         colour = "green" if provenance["status"] == "bound" else "red"
         out.print(f"  provenance         [{colour}]{provenance['status']}[/]", soft_wrap=True)
         for line in provenance["lines"]:
-            out.print(f"    {line}", soft_wrap=True, markup=False)
+            out.print(f"    {plain(line)}", soft_wrap=True, markup=False)
     for key, value in data.items():
         if key not in known:
-            out.print(f"  {key}: {value}", soft_wrap=True, markup=False)
+            out.print(f"  {plain(key)}: {plain(value)}", soft_wrap=True, markup=False)
 
 
 def show_data(
@@ -424,12 +424,11 @@ def history(
     if data["owner"] is None:
         out.print(f"{name}: unclaimed, no releases")
         return
-    out.print(f"[bold]{name}[/]  owner {data['owner']}  latest {data['latest'] or '-'}", soft_wrap=True)
+    out.print(f"[bold]{name}[/]  owner {data['owner']}  latest {clean(data['latest'] or '-')}", soft_wrap=True)
     if not data["releases"]:
         out.print("no releases yet")
         return
-    from rich.markup import escape
-
+    escape = clean  # versions, reasons and parents come from the chain: no markup, no controls
     table = Table("version", "published (UTC)", "publisher", "parent", "sha256", "status")
     for r in data["releases"]:
         reason = escape(r["revocation_reason"] or "")
@@ -484,9 +483,11 @@ def attest(
     parse_ref(ref)
     if passed is None:
         raise InputError("give a verdict: --pass or --fail")
+    from registry.fsutil import open_regular
+
     try:
         digest = hashlib.sha256()
-        with open(report, "rb") as handle:
+        with open_regular(report, what="report") as handle:  # a FIFO or a device is refused, not read
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as exc:

@@ -9,7 +9,6 @@ a wrong chain, address or key still fails at once. Library imports stay inside t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -34,6 +33,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(oracle, name="oracle")
 
 
+def _clean(value: Any) -> str:
+    from registry.cli._render import clean
+
+    return clean(value)
+
+
 def _console() -> Any:
     """stderr console that never re-wraps long lines (addresses and digests must stay whole)."""
     from registry.cli._render import console
@@ -46,17 +51,13 @@ def _console() -> Any:
 def _signer(settings: Any, account: Optional[str], key_env: Optional[str]) -> Any:
     """``--key-env NAME`` reads a private key from that variable (never printed); else load_signer."""
     if key_env:
-        from eth_account import Account
+        from registry.keys import signer_from_env_var
 
-        from registry.errors import KeyAccessError
-
-        key = os.environ.get(key_env)
-        if not key:
-            raise KeyAccessError(f"environment variable {key_env} is not set")
-        try:
-            return Account.from_key(key)
-        except Exception as exc:  # never echo the value
-            raise KeyAccessError(f"{key_env} does not hold a valid private key") from exc
+        # the same rules as every key: never echoed, anvil's public keys refused off the local chain
+        signer = signer_from_env_var(settings, key_env)
+        if signer.warning:
+            _console().print(f"[bold red]WARNING:[/] {signer.warning}", soft_wrap=True)
+        return signer.account
     from registry.cli._signing import command_signer
 
     return command_signer(settings, account).account
@@ -117,8 +118,11 @@ def run(
         if json_output:
             print(json.dumps(event, sort_keys=True, default=str), flush=True)
             return
+        from registry.cli._render import clean
+
         style = _LEVEL_STYLE.get(event["level"], "white")
-        out.print(f"[{style}]{event['level']:7}[/{style}] {event['event']}: {event['message']}", highlight=False)
+        out.print(f"[{style}]{event['level']:7}[/{style}] {clean(event['event'])}: {clean(event['message'])}",
+                  highlight=False)
 
     # installed before connecting: a stop while the RPC is down ends the wait (exit 15, one line)
     stop = threading.Event()
@@ -189,7 +193,7 @@ def feed_deploy(
         return
     _console().print(f"[green]deployed[/green] PredictionFeed {client.address} for {model} "
                     f"(quorum {status.quorum}, {len(status.nodes)} node(s), approved "
-                    f"{release.ref if release else 'none yet'})")
+                    f"{_clean(release.ref) if release else 'none yet'})")
 
 
 def feed_status(
@@ -213,9 +217,11 @@ def feed_status(
     if json_output:
         print_json(data)
         return
-    out = _console()
-    out.print(f"PredictionFeed {status.address}  ({status.description}, {status.decimals} decimals)")
-    out.print(f"  model     {status.model_name}; approved {data.get('approved_ref') or 'none'} "
+    from registry.cli._render import clean
+
+    out = _console()  # description, names and refs come from the chain: clean() them
+    out.print(f"PredictionFeed {status.address}  ({clean(status.description)}, {status.decimals} decimals)")
+    out.print(f"  model     {clean(status.model_name)}; approved {clean(data.get('approved_ref') or 'none')} "
               f"({data['approved_release']})")
     out.print(f"  nodes     {', '.join(status.nodes) or 'none'}; quorum {status.quorum}; "
               f"follow-latest {status.follow_latest}")
@@ -225,7 +231,7 @@ def feed_status(
     else:
         latest = data["latest"]
         out.print(f"  latest    round {latest['round_id']}: {latest['value']} (answer {latest['answer']}) from "
-                  f"{data.get('latest_model_ref')} sha256 {latest['artifact_sha256']}")
+                  f"{clean(data.get('latest_model_ref'))} sha256 {latest['artifact_sha256']}")
 
 
 def feed_approve(
@@ -243,7 +249,9 @@ def feed_approve(
     if json_output:
         print_json({"feed": address, "approved": release.ref, "release_id": "0x" + release.id.hex(), "tx": tx})
         return
-    _console().print(f"[green]approved[/green] {release.ref} on {address} ({tx})")
+    from registry.cli._render import clean
+
+    _console().print(f"[green]approved[/green] {clean(release.ref)} on {address} ({tx})")
 
 
 def feed_add_node(

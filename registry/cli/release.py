@@ -56,9 +56,11 @@ def publish(
     if json_output:
         print_json(result.to_json())
         return
+    from registry.cli._render import clean
+
     out = console()
     verb = "already published" if result.already_published else "published"
-    out.print(f"[green]{verb}[/green] {result.record.ref}  id 0x{result.record.id.hex()}")
+    out.print(f"[green]{verb}[/green] {clean(result.record.ref)}  id 0x{result.record.id.hex()}")
     out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes)")
     out.print(f"  cid       {result.artifact.to_json()['cid_v1']}  ({result.artifact.profile})")
     out.print(f"  publisher {result.record.publisher}")
@@ -127,35 +129,43 @@ def pull(
         if json_output:
             print_json({"error": str(failed), "exit_code": failed.exit_code, "report": failed.report.to_json()})
         else:
+            from registry.cli._render import clean
+
             render_report(failed.report)
-            console().print(f"[bold red]nothing was written to {out_dir}[/bold red]")
+            console().print(f"[bold red]nothing was written to {clean(out_dir)}[/bold red]")
         raise typer.Exit(failed.exit_code)
     if json_output:
         print_json(result.to_json())
         return
+    from registry.cli._render import clean
+
     render_report(result.report)
     out = console()
-    out.print(f"[green]installed[/green] {result.model_path}")
-    out.print(f"  manifest   {result.manifest_path}")
-    out.print(f"  provenance {result.provenance_path}")
+    out.print(f"[green]installed[/green] {clean(result.model_path)}")
+    out.print(f"  manifest   {clean(result.manifest_path)}")
+    out.print(f"  provenance {clean(result.provenance_path)}")
 
 
 def render_report(report: Any) -> None:
-    """One line per check (status, name, detail), the key evidence under a failure, then a verdict."""
-    from registry.cli._render import console
+    """One line per check (status, name, detail), the key evidence under a failure, then a verdict.
+
+    Details, evidence and notes quote the chain and provenance (a revocation reason, a name), so
+    they go through ``clean``: no markup, no control characters, one line each."""
+    from registry.cli._render import clean, console
 
     out = console()
-    out.print(f"[bold]{report.ref}[/bold] ({report.mode})")
+    out.print(f"[bold]{clean(report.ref)}[/bold] ({clean(report.mode)})")
     for check in report.checks:
         style = _STYLE[check.status]
-        out.print(f"  [{style}]{check.status.upper():4}[/{style}] {check.name:<21} {check.detail}", highlight=False, soft_wrap=True)
+        out.print(f"  [{style}]{check.status.upper():4}[/{style}] {check.name:<21} {clean(check.detail)}",
+                  highlight=False, soft_wrap=True)
         if check.status == "fail":
             for key in ("expected", "actual", "expected_size", "actual_size", "recovered", "publisher", "reason",
                         "revoked_ancestor", "subject_sha256", "expected_sha256", "actual_sha256"):
                 if key in check.evidence:
-                    out.print(f"         {key}: {check.evidence[key]}", highlight=False, soft_wrap=True)
+                    out.print(f"         {key}: {clean(check.evidence[key])}", highlight=False, soft_wrap=True)
     for note in report.notes:
-        out.print(f"  [yellow]note[/yellow] {note}", highlight=False, soft_wrap=True)
+        out.print(f"  [yellow]note[/yellow] {clean(note)}", highlight=False, soft_wrap=True)
     if report.ok:
         out.print("[bold green]VERIFIED[/bold green]")
     else:

@@ -196,10 +196,10 @@ def parse_recipe(raw: dict[str, Any], base_dir: Path | None = None) -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read recipe {p}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    from registry.fsutil import read_small_file
+
+    try:  # a regular file of at most 1 MiB: a FIFO or /dev/zero is refused, not waited on
+        raw = tomllib.loads(read_small_file(p, limit=1 << 20, what="recipe").decode("utf-8"))
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, huge integers
         raise InputError(f"recipe {p} is not valid TOML: {exc}") from exc
     return parse_recipe(raw, p.resolve().parent)

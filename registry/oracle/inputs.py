@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from registry.errors import InputError, UnreachableError
+from registry.strictjson import parse_json_strict, read_capped
 
 JSON_KEYS = ("values", "inputs", "window")
 MAX_BYTES = 8 * 1024 * 1024
@@ -57,7 +57,10 @@ def parse_values(data: Any, where: str) -> list[float]:
 
 
 def _parse_csv(text: str, where: str) -> list[float]:
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a field over csv's limit, a NUL byte, ...
+        raise InputError(f"{where}: not CSV ({exc})") from exc
     if not rows:
         raise InputError(f"{where}: CSV is empty")
     header = [cell.strip().lower() for cell in rows[0]]
@@ -97,26 +100,19 @@ class FileSource:
         return str(self.path)
 
     def read(self, n: int) -> np.ndarray:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError as exc:
-            raise UnreachableError(f"input file {self.path} does not exist") from exc
-        except OSError as exc:
-            raise UnreachableError(f"input file {self.path}: {exc.strerror}") from exc
-        if len(raw) > MAX_BYTES:
-            raise InputError(f"{self.path}: larger than {MAX_BYTES} bytes")
+        from registry.fsutil import read_small_file
+
+        if not self.path.exists():
+            raise UnreachableError(f"input file {self.path} does not exist")
+        # a regular file only: a FIFO would block the node, /dev/zero would fill its memory
+        raw = read_small_file(self.path, limit=MAX_BYTES, what="input file")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InputError(f"{self.path}: not UTF-8 text") from exc
         where = str(self.path)
         if self.path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
-            try:
-                return _tail(parse_values(json.loads(text), where), n, where)
-            except ValueError as exc:
-                if isinstance(exc, InputError):
-                    raise
-                raise InputError(f"{where}: malformed JSON ({exc})") from exc
+            return _tail(parse_values(parse_json_strict(raw, what=where, limit=MAX_BYTES), where), n, where)
         return _tail(_parse_csv(text, where), n, where)
 
 
@@ -135,19 +131,17 @@ class HttpSource:
         import httpx
 
         try:
-            response = httpx.get(self.url, timeout=self.timeout_s, follow_redirects=False)
+            with httpx.stream("GET", self.url, timeout=self.timeout_s, follow_redirects=False) as response:
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise UnreachableError(f"input endpoint {self.url} answered HTTP {response.status_code}")
+                if response.status_code != 200:
+                    raise InputError(f"input endpoint {self.url} answered HTTP {response.status_code}")
+                # bounded in size and in total time: a trickling server cannot hold the round
+                body = read_capped(response.iter_bytes(), limit=MAX_BYTES, what=f"answer of {self.url}",
+                                   deadline_s=self.timeout_s * 2, error=InputError, timeout_error=UnreachableError)
         except httpx.HTTPError as exc:
             raise UnreachableError(f"input endpoint {self.url} did not answer ({type(exc).__name__})") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise UnreachableError(f"input endpoint {self.url} answered HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise InputError(f"input endpoint {self.url} answered HTTP {response.status_code}")
-        if len(response.content) > MAX_BYTES:
-            raise InputError(f"{self.url}: response larger than {MAX_BYTES} bytes")
-        try:
-            data = json.loads(response.content)
-        except ValueError as exc:
-            raise InputError(f"{self.url}: response is not JSON ({exc})") from exc
+        data = parse_json_strict(body, what=f"answer of {self.url}", limit=MAX_BYTES)
         return _tail(parse_values(data, self.url), n, self.url)
 
 

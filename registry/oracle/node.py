@@ -14,6 +14,11 @@ with that model's release id, which the feed checks against its approved release
   reference assignment under a lock. A failed verification leaves the old model serving.
 - Revocation: the active model is dropped within one poll; the node falls back to the newest
   still-valid release or, if none, stops submitting and says so at error level.
+- Lineage: every poll, and again right before each submission, the node walks the active
+  release's parents (``get_by_id``, at most ``MAX_LINEAGE_DEPTH`` of them). A revoked ancestor,
+  in this name or another, drops the model like its own revocation; a lineage deeper than the
+  bound is refused (fail closed). An RPC error during the walk is an outage: no submission until
+  the walk succeeds again.
 - Outages: RPC and input failures back off exponentially (capped) and the loop resumes; the feed's
   ``hasSubmitted`` is asked before every submission, so a retry or a restart never answers a
   round twice. Progress (last block, last round) is saved atomically after each step. An RPC
@@ -65,6 +70,8 @@ MAX_LOG_RANGE = 5000
 # Feed reverts meaning "someone else already moved this round on": not an error of this node.
 BENIGN_REVERTS = frozenset({"AlreadySubmitted", "WrongRound"})
 MAX_BATCH = 4096
+# Ancestors read per lineage check; deeper lineage is refused (the feed contract bounds it too).
+MAX_LINEAGE_DEPTH = 16
 
 EventSink = Callable[[dict[str, Any]], None]
 Verifier = Callable[["ReleaseRecord", "str | None"], ServedModel]
@@ -284,11 +291,40 @@ class OracleNode:
         model = self.active
         if model is not None and (model.release_id in revoked or not self.registry.is_active(model.release_id)):
             self._unload(model, "revoked on chain")
+        self._recheck_lineage()
         now = self._clock()
         retry_due = any(retry is not None and retry <= now for _, retry in self._refused.values())
         if published or revoked or retry_due or self._needs_select or self.active is None:
             self._select()
         self._save(last_block=head)
+
+    def lineage_problem(self, record: "ReleaseRecord") -> str | None:
+        """Why ``record`` may not be served because of its ancestors, or None. RPC failures raise."""
+        current = record
+        for _ in range(MAX_LINEAGE_DEPTH):
+            if not current.has_parent:
+                return None
+            parent = self.registry.get_by_id(current.parent)
+            if parent.revoked:
+                return (f"ancestor {parent.ref} was revoked: "
+                        f"{(parent.revocation_reason or '(no reason given)')[:200]}")
+            current = parent
+        if current.has_parent:
+            return f"lineage is deeper than {MAX_LINEAGE_DEPTH} releases: refused (fail closed)"
+        return None
+
+    def _recheck_lineage(self) -> bool:
+        """Unloads the active model if an ancestor was revoked; True when a model is still serving."""
+        model = self.active
+        if model is None:
+            return False
+        problem = self.lineage_problem(model.release)
+        if problem is None:
+            return True
+        self._refused[model.release_id] = (problem, None)  # revocation is final on chain
+        self._unload(model, problem)
+        self._needs_select = True
+        return False
 
     def _unload(self, model: ServedModel, reason: str) -> None:
         with self._lock:
@@ -310,6 +346,13 @@ class OracleNode:
                 continue
             record = self.registry.get_by_id(release_id)
             if record.revoked:
+                continue
+            problem = self.lineage_problem(record)
+            if problem is not None:
+                if release_id not in self._refused:
+                    self._emit("error", "refused", f"{record.ref} refused: {problem}",
+                               release_id="0x" + release_id.hex())
+                self._refused[release_id] = (problem, None)
                 continue
             installed = current.release.version if current is not None else None
             try:
@@ -437,6 +480,9 @@ class OracleNode:
             self._skip(f"feed approves release 0x{approved.hex()}, this node serves {model.release.ref} "
                        f"(0x{model.release_id.hex()}); the feed owner must approve it")
             return None
+        if not self._recheck_lineage():  # an ancestor revoked since the last poll: do not answer
+            self._skip(f"{model.release.ref} is no longer servable (revoked lineage)", level="error")
+            return None
         try:
             tx_hash = self.feed.submit(open_round.round_id, answer, model.release_id, self.signer)
         except ContractRevert as exc:
@@ -479,7 +525,11 @@ class OracleNode:
     # ----------------------------------------------------------------------------------------
 
     def serve(self, port: int = 0) -> NodeServer:
-        return NodeServer(Handlers(health=self.health, predict=self.predict_payload), port).start()
+        """The local HTTP server (registry.oracle.server); each failed request is one warning event."""
+        def log(message: str) -> None:
+            self._emit("warning", "http", message)
+
+        return NodeServer(Handlers(health=self.health, predict=self.predict_payload, log=log), port).start()
 
     def run(self, stop: threading.Event, rounds: int | None = None) -> None:
         """Polls and submits until ``stop`` is set (or ``rounds`` submissions were made)."""

@@ -18,6 +18,7 @@ from registry.errors import InputError
 from registry.fsutil import atomic_write
 
 SCHEMA = "registry.oracle-state/v1"
+MAX_STATE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,16 @@ def load_state(path: Path, feed: str, model: str) -> NodeState:
     A state file written for another feed or model is refused: silently reusing its round counter
     would skip rounds on the new feed.
     """
+    from registry.fsutil import read_small_file
+    from registry.strictjson import parse_json_strict
+
     if not path.exists():
         return NodeState(feed=feed, model=model)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"oracle state {path} is unreadable ({exc}); move it away to start fresh") from exc
+        raw = parse_json_strict(read_small_file(path, limit=MAX_STATE_BYTES, what="oracle state"),
+                                what=f"oracle state {path}", limit=MAX_STATE_BYTES)
+    except InputError as exc:
+        raise InputError(f"{exc}; move it away to start fresh") from exc
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or not isinstance(raw.get("state"), dict):
         raise InputError(f"oracle state {path} is not a {SCHEMA} document; move it away to start fresh")
     known = {f.name for f in fields(NodeState)}
@@ -60,12 +65,26 @@ def load_state(path: Path, feed: str, model: str) -> NodeState:
         raise InputError(f"oracle state {path}: {exc}") from exc
     if not isinstance(state.last_submitted_round, int) or not isinstance(state.last_block, int):
         raise InputError(f"oracle state {path} has non-integer counters")
+    wrong = [f.name for f in fields(NodeState) if not _fits(getattr(state, f.name), f.name)]
+    if wrong:
+        raise InputError(f"oracle state {path}: fields of the wrong type: {', '.join(wrong)}")
     if state.feed.lower() != feed.lower() or state.model != model:
         raise InputError(
             f"oracle state {path} belongs to feed {state.feed} / model {state.model!r}, "
             f"not {feed} / {model!r}; use another --state-dir"
         )
     return state
+
+
+def _fits(value: Any, name: str) -> bool:
+    """The JSON type each field must have (a hand-edited or planted file must not crash the node)."""
+    if name in ("feed", "model"):
+        return isinstance(value, str)
+    if name in ("last_block", "last_submitted_round"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "last_submission_at":
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return value is None or isinstance(value, str)
 
 
 def save_state(path: Path, state: NodeState) -> None:

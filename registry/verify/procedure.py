@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Iterable
 
-from registry.errors import InputError, PolicyError, UnreachableError
+from registry.errors import InputError, UnreachableError
 from registry.verify.artifact import ArtifactBytes, check_bytes
 from registry.verify.chain_checks import (
     check_not_revoked,
@@ -104,13 +104,10 @@ def load_verified(ref: str, **kwargs: Any) -> "onnxruntime.InferenceSession":
     report, artifact = _run(ref, **kwargs)
     if not report.ok or artifact.data is None or not artifact.ok:
         raise VerificationFailed(report)
-    import onnxruntime
+    from registry.runtime import session_from_bytes
 
-    try:
-        # bytes() copies the private, already-verified buffer; nothing is read from disk again.
-        return onnxruntime.InferenceSession(bytes(artifact.data), sess_options=session_options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise PolicyError(f"onnxruntime refused the verified model: {str(exc).splitlines()[0][:300]}") from exc
+    # the private, already-verified buffer, loaded from an empty 0700 directory (registry.runtime)
+    return session_from_bytes(artifact.data, session_options, providers)
 
 
 def verify_bytes(ref: str, **kwargs: Any) -> tuple[VerificationReport, bytearray | None]:

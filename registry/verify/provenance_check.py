@@ -69,12 +69,7 @@ def provenance_path_beside(artifact: str | os.PathLike[str], name: str, version:
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if len(data) > limit:
-        raise ProvenanceError(f"{path.name} is larger than {limit} bytes")
-    return data
+    from registry.fsutil import read_small_file
+
+    return read_small_file(path, limit=limit, what="provenance", error=ProvenanceError)
 
