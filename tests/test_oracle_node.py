@@ -365,15 +365,24 @@ def test_ancestor_revoked_between_poll_and_submit_is_not_answered(
     assert node.active is None
 
 
-def test_lineage_deeper_than_the_bound_is_refused(setup: Setup, monkeypatch: pytest.MonkeyPatch,
-                                                   onnx_models: dict[int, Path]) -> None:
-    import registry.oracle.node as node_module
+def test_node_follows_the_contracts_lineage_rule_including_removed_publishers(
+    setup: Setup, onnx_models: dict[int, Path]
+) -> None:
+    """Node and feed agree on every release: the node asks lineageValid, so a release whose
+    publisher was removed (D4) stops being served although nothing in its lineage is revoked."""
+    from registry.publish import publish_model
 
     dep = setup.deployed
+    second = dep.accounts[4]
+    dep.client.add_publisher("acme/co2-forecaster", second.address, dep.publisher)
     v1 = dep.client.get("acme/co2-forecaster", "1.0.0")
-    child = _publish_child(setup, onnx_models[2], "1.1.0", parent=v1.ref)
-    grandchild = _publish_child(setup, onnx_models[3], "1.2.0", parent=child.ref)
+    model = onnx_models[2]
+    child = publish_model(model, "acme/co2-forecaster", "1.1.0", parent=v1.ref, settings=dep.settings(),
+                          client=dep.client, signer=second, sender=second,
+                          manifest_dir=model.parent / "manifests-d4").record
     node = make_node(setup, setup.nodes[0], setup.tmp / "state")
-    monkeypatch.setattr(node_module, "MAX_LINEAGE_DEPTH", 1)
-    assert "deeper than 1" in (node.lineage_problem(grandchild) or "")
     assert node.lineage_problem(child) is None
+    dep.client.remove_publisher("acme/co2-forecaster", second.address, dep.publisher)
+    problem = node.lineage_problem(child) or ""
+    assert "no longer counts on chain" in problem
+    assert node.lineage_problem(v1) is None  # the owner's own release still counts

@@ -14,11 +14,12 @@ with that model's release id, which the feed checks against its approved release
   reference assignment under a lock. A failed verification leaves the old model serving.
 - Revocation: the active model is dropped within one poll; the node falls back to the newest
   still-valid release or, if none, stops submitting and says so at error level.
-- Lineage: every poll, and again right before each submission, the node walks the active
-  release's parents (``get_by_id``, at most ``MAX_LINEAGE_DEPTH`` of them). A revoked ancestor,
-  in this name or another, drops the model like its own revocation; a lineage deeper than the
-  bound is refused (fail closed). An RPC error during the walk is an outage: no submission until
-  the walk succeeds again.
+- Lineage: every poll, and again right before each submission, the node asks the registry's
+  ``lineageValid`` (``RegistryClient.lineage_ok``): the very rule PredictionFeed applies to a
+  submission, so node and feed never disagree. A revoked ancestor (in this name or another), a
+  publisher who may no longer publish the name, or a lineage deeper than the contract's bound drops
+  the model like its own revocation; only then are the parents walked, to name the cause. An RPC
+  error is an outage: no submission until the check succeeds again.
 - Outages: RPC and input failures back off exponentially (capped) and the loop resumes; the feed's
   ``hasSubmitted`` is asked before every submission, so a retry or a restart never answers a
   round twice. Progress (last block, last round) is saved atomically after each step. An RPC
@@ -70,8 +71,6 @@ MAX_LOG_RANGE = 5000
 # Feed reverts meaning "someone else already moved this round on": not an error of this node.
 BENIGN_REVERTS = frozenset({"AlreadySubmitted", "WrongRound"})
 MAX_BATCH = 4096
-# Ancestors read per lineage check; deeper lineage is refused (the feed contract bounds it too).
-MAX_LINEAGE_DEPTH = 16
 
 EventSink = Callable[[dict[str, Any]], None]
 Verifier = Callable[["ReleaseRecord", "str | None"], ServedModel]
@@ -299,19 +298,28 @@ class OracleNode:
         self._save(last_block=head)
 
     def lineage_problem(self, record: "ReleaseRecord") -> str | None:
-        """Why ``record`` may not be served because of its ancestors, or None. RPC failures raise."""
+        """Why ``record`` may not be served because of its lineage, or None. RPC failures raise.
+
+        The contract decides (one ``lineageValid`` call, what the feed will accept); the walk that
+        follows a refusal only names the cause for the log."""
+        if self.registry.lineage_ok(record.id):
+            return None
+        from registry.verify.chain_checks import MAX_PARENT_DEPTH
+
         current = record
-        for _ in range(MAX_LINEAGE_DEPTH):
+        for _ in range(MAX_PARENT_DEPTH):
             if not current.has_parent:
-                return None
+                break
             parent = self.registry.get_by_id(current.parent)
             if parent.revoked:
                 return (f"ancestor {parent.ref} was revoked: "
                         f"{(parent.revocation_reason or '(no reason given)')[:200]}")
             current = parent
-        if current.has_parent:
-            return f"lineage is deeper than {MAX_LINEAGE_DEPTH} releases: refused (fail closed)"
-        return None
+        else:
+            if current.has_parent:
+                return f"lineage is deeper than {MAX_PARENT_DEPTH} releases: refused (fail closed)"
+        return (f"{record.ref} no longer counts on chain: revoked, or its publisher may no longer publish "
+                f"{record.name} (lineageValid is false)")
 
     def _recheck_lineage(self) -> bool:
         """Unloads the active model if an ancestor was revoked; True when a model is still serving."""
