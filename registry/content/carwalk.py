@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 MAX_BUFFERED_BLOCKS = 64
 # without dups=y, blocks that may be asked for again (identical chunks) are kept this many at a time
 MAX_RECENT_BLOCKS = 16
+# repeated sections a producer may send (and we skip) in one stream before it counts as hostile
+MAX_SKIPPED_SECTIONS = 4096
 
 
 class ResponseStream(io.RawIOBase):
@@ -64,6 +66,12 @@ class ResponseStream(io.RawIOBase):
 def walk_car_stream(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"], bytes], dups: bool,
                     what: str, max_size: int | None = None) -> Iterator[WalkedBlock]:
     """Verified DFS walk of ``root`` fed by a CAR stream (see the module docstring)."""
+    yield from walk(root, car_fetch(root, stream, fallback, dups, what), max_size)
+
+
+def car_fetch(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"], bytes], dups: bool,
+              what: str) -> Callable[["CID"], bytes]:
+    """A ``fetch(cid)`` served from a CAR stream in DFS order (files, directories, HAMT shards alike)."""
     root = parse_cid(root)
     reader = CarReader.open(stream)  # type: ignore[arg-type]
     if [to_v1_text(r) for r in reader.roots] != [to_v1_text(root)]:
@@ -72,6 +80,7 @@ def walk_car_stream(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"
     waiting: dict[str, bytes] = {}
     recent: OrderedDict[str, bytes] = OrderedDict()
     seen: set[str] = set()
+    skipped = [0]
 
     def remember(key: str, block: bytes) -> bytes:
         if not dups:
@@ -95,10 +104,13 @@ def walk_car_stream(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"
             if got_key == key:
                 return remember(key, block)
             if not dups and got_key in seen:
+                skipped[0] += 1
+                if skipped[0] > MAX_SKIPPED_SECTIONS:
+                    raise IntegrityError(f"{what}: more than {MAX_SKIPPED_SECTIONS} repeated CAR sections; refused")
                 continue
             if len(waiting) >= MAX_BUFFERED_BLOCKS:
                 raise IntegrityError(f"{what}: too many blocks out of order (wanted {wanted})")
             waiting[got_key] = block
         raise IntegrityError(f"{what}: incomplete CAR, block {wanted} never arrived")
 
-    yield from walk(root, fetch, max_size)
+    return fetch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -19,7 +20,7 @@ from multiformats import CID
 
 from registry.content.base import BlockReadingStore
 from registry.content.car import CarReader
-from registry.content.carwalk import ResponseStream, walk_car_stream
+from registry.content.carwalk import ResponseStream, car_fetch, walk_car_stream
 from registry.content.cids import parse_cid, to_v1_text
 from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
 from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock
@@ -191,6 +192,17 @@ class KuboStore(BlockReadingStore):
             with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
                          lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
                 yield from walk_car_stream(root, ResponseStream(resp, what), self._fetch_block, False, what, max_size)
+        except HttpError as exc:
+            raise _NodeRefused(what, exc) from exc
+
+    @contextmanager
+    def _dag_fetch(self, root: CID) -> Iterator[Callable[[CID], bytes]]:
+        """The DAG under ``root`` from one ``dag/export`` CAR stream, each block verified as it arrives."""
+        what = f"Kubo dag/export {root}"
+        try:
+            with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
+                         lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
+                yield car_fetch(root, ResponseStream(resp, what), self._fetch_block, False, what)
         except HttpError as exc:
             raise _NodeRefused(what, exc) from exc
 
