@@ -117,9 +117,11 @@ def check_tree(record: "ReleaseRecord", man: "Manifest | None", directory: Any, 
         except RegistryError as exc:
             error = UnreachableError if isinstance(exc, UnreachableError) else (
                 InputError if isinstance(exc, InputError) else IntegrityError)
-            return (fail("sha256", f"cannot read the tree: {exc}", {"expected_size": expected_size,
-                                                                      "source": source_text}, error=error),
-                    Check("cid", "skip", "no bytes to hash"), None)
+            evidence = {"expected_size": expected_size, "source": source_text}
+            detail = f"cannot read the tree: {exc}"
+            if directory is not None and "more than the" in str(exc):
+                detail = _explain_scan(record, man, str(directory), settings, store, evidence) or detail
+            return (fail("sha256", detail, evidence, error=error), Check("cid", "skip", "no bytes to hash"), None)
         if cid_bytes_v1(result.cid) == record.artifact_cid or i == len(profiles) - 1:
             break
         _reset(sink)
@@ -180,8 +182,6 @@ def _reset(sink: "FileSink") -> None:
 def _explain(record: "ReleaseRecord", man: "Manifest | None", actual: FileList, settings: "Settings",
              store: "ContentStore | None", evidence: dict[str, Any]) -> str:
     """Which files differ, when the published file list can be fetched and trusted; else the digests."""
-    if actual.total_size != record.artifact_size and actual.total_size > record.artifact_size:
-        return f"the tree holds more than the signed {record.artifact_size} bytes"
     published = _published_list(record, man, settings, store)
     if published is None:
         if actual.total_size != record.artifact_size:
@@ -193,6 +193,31 @@ def _explain(record: "ReleaseRecord", man: "Manifest | None", actual: FileList, 
     added = sorted(set(ours) - set(theirs))
     changed = sorted(p for p in set(ours) & set(theirs) if ours[p] != theirs[p])
     evidence.update(missing=missing[:50], added=added[:50], changed=changed[:50])
+    return _describe(missing, added, changed)
+
+
+def _explain_scan(record: "ReleaseRecord", man: "Manifest | None", directory: str, settings: "Settings",
+                  store: "ContentStore | None", evidence: dict[str, Any]) -> str | None:
+    """For a local tree too big to read: which names and sizes differ from the published list."""
+    from registry.content.tree import scan_tree
+
+    published = _published_list(record, man, settings, store)
+    if published is None:
+        return None
+    try:
+        scan = scan_tree(directory)
+    except RegistryError:
+        return None
+    theirs = {e.path: e.size for e in published.entries}
+    ours = {f.path: f.size for f in scan.files}
+    missing = sorted(set(theirs) - set(ours))
+    added = sorted(set(ours) - set(theirs))
+    changed = sorted(p for p in set(ours) & set(theirs) if ours[p] != theirs[p])
+    evidence.update(missing=missing[:50], added=added[:50], changed=changed[:50])
+    return _describe(missing, added, changed)
+
+
+def _describe(missing: list[str], added: list[str], changed: list[str]) -> str:
     parts = []
     for label, items in (("missing", missing), ("added", added), ("changed", changed)):
         if items:
