@@ -23,13 +23,16 @@ _STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 
 def register(app: typer.Typer) -> None:
     """Adds publish, verify and pull to the top-level app."""
-    app.command("publish", help="Store, sign and anchor a model; writes NAME@VERSION.release.json beside it.")(publish)
+    app.command("publish", help="Store, sign and anchor a model (an ONNX file, or a directory: model.onnx with its "
+                                "external data, tokenizer, config); writes NAME@VERSION.release.json beside it. "
+                                "The same ONNX and size checks as verify run first: a model that could never "
+                                "verify is refused before any transaction.")(publish)
     app.command("verify", help="Run the nine verification checks on a release. " + EXIT_CODES_HELP)(verify)
     app.command("pull", help="Download, verify and only then install a model in DIR. " + EXIT_CODES_HELP)(pull)
 
 
 def publish(
-    model: Path = typer.Argument(..., help="The ONNX model file."),
+    model: Path = typer.Argument(..., help="The ONNX model file, or a directory holding model.onnx and its files."),
     name: str = typer.Option(..., "--name", help="owner/model"),
     version: str = typer.Option(..., "--version", help="SemVer version, unique per name."),
     provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance statement (JSON)."),
@@ -43,19 +46,22 @@ def publish(
     from registry.config import load_settings
     from registry.publish import publish_model
 
+    from registry.cli._progress import byte_progress, tree_total
+
     settings = load_settings(profile)
     signer = command_signer(settings, account)
-    size = model.stat().st_size if model.is_file() else None
-    with progress(f"hashing {model.name}", size, wants_progress(json_output)) as advance:
+    with byte_progress(f"hashing {model.name}", tree_total(model), wants_progress(json_output)) as bars:
         result = publish_model(model, name, version, provenance_path=provenance, parent=parent, settings=settings,
-                               signer=signer.account, progress=advance)
+                               signer=signer.account, progress=bars.advance)
     if json_output:
         print_json(result.to_json())
         return
     out = console()
     verb = "already published" if result.already_published else "published"
     out.print(f"[green]{verb}[/green] {result.record.ref}  id 0x{result.record.id.hex()}")
-    out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes)")
+    kind = getattr(result.artifact, "kind", "file")
+    files = f", {len(result.artifact.files.entries)} files" if kind == "directory" else ""
+    out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes{files})")
     out.print(f"  cid       {result.artifact.to_json()['cid_v1']}  ({result.artifact.profile})")
     out.print(f"  publisher {result.record.publisher}")
     if result.transaction:
@@ -67,7 +73,8 @@ def publish(
 
 def verify(
     ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or sha256:HEX"),
-    file: Optional[Path] = typer.Option(None, "--file", help="Verify this local file (else fetch from the store)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Verify this local file or directory (else fetch "
+                                                             "from the store)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest (enables offline mode)."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (TOML)."),
@@ -81,11 +88,14 @@ def verify(
     from registry.config import load_settings
     from registry.verify import verify as run_verify
 
+    from registry.cli._progress import byte_progress, tree_total
+
     settings = load_settings(profile)
-    with progress("verifying", None, wants_progress(json_output)) as advance:
+    total = tree_total(file) if file is not None else None
+    with byte_progress("verifying", total, wants_progress(json_output)) as bars:
         report = run_verify(ref, file=file, manifest=manifest, trust=tuple(trust or ()), policy=policy,
                             provenance=provenance, offline=offline, installed_version=installed, settings=settings,
-                            progress=advance)
+                            progress=bars.advance, file_progress=bars.file)
     if json_output:
         print_json(report.to_json())
     else:
@@ -102,14 +112,17 @@ def pull(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.cli._render import console, print_json
+    from registry.cli._progress import byte_progress
+    from registry.cli._render import console, print_json, wants_progress
     from registry.config import load_settings
     from registry.pull import pull as run_pull
     from registry.verify import VerificationFailed
 
     settings = load_settings(profile)
     try:
-        result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy, settings=settings)
+        with byte_progress(f"pulling {ref}", None, wants_progress(json_output)) as bars:
+            result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy,
+                              settings=settings, progress=bars.advance, file_progress=bars.file)
     except VerificationFailed as failed:
         if json_output:
             print_json({"error": str(failed), "exit_code": failed.exit_code, "report": failed.report.to_json()})
@@ -122,9 +135,11 @@ def pull(
         return
     render_report(result.report)
     out = console()
-    out.print(f"[green]installed[/green] {result.model_path}")
+    out.print(f"[green]installed[/green] {result.model_path}" + ("/" if result.kind == "directory" else ""))
     out.print(f"  manifest   {result.manifest_path}")
     out.print(f"  provenance {result.provenance_path}")
+    if result.files_path is not None:
+        out.print(f"  file list  {result.files_path}")
 
 
 def render_report(report: Any) -> None:

@@ -253,10 +253,11 @@ class TreeHasher:
     def bytes_read(self) -> int:
         return sum(e.size for e in self._entries)
 
-    def add(self, path: str, source: Any, consume: Callable[[memoryview], None] | None = None) -> ImportResult:
+    def add(self, path: str, source: Any, consume: Callable[[memoryview], None] | None = None,
+            size_hint: int = 0) -> ImportResult:
         """One file from a ``readinto`` source; the bytes pass through ``consume`` as they are hashed."""
         if self._file_progress is not None:
-            self._file_progress(path, 0)
+            self._file_progress(path, size_hint)
         tee = _Tee(source, consume, self._budget)
         result = import_stream(tee, self.profile, self._progress, self._sink, self._pool)
         if tee.over:
@@ -320,7 +321,7 @@ def _import_one(hasher: TreeHasher, root_fd: int, item: LocalFile, root: Any, si
         consume = sink.begin(item.path) if sink is not None else None
         ok = False
         try:
-            result = hasher.add(item.path, _FdReader(fd), consume)
+            result = hasher.add(item.path, _FdReader(fd), consume, item.size)
             after = os.fstat(fd)
             if result.size != item.size and not hasher.over_budget or after.st_mtime_ns != item.mtime_ns \
                     or after.st_size != item.size:

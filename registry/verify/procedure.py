@@ -69,6 +69,7 @@ def verify(
     client: "RegistryClient | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
+    file_progress: Any = None,
 ) -> VerificationReport:
     """Runs the nine checks and returns the report (never raises for a failed check).
 
@@ -76,9 +77,10 @@ def verify(
     ``manifest`` allows offline verification against ``trust``ed publishers (and is looked for
     beside ``file``); ``offline`` never touches an RPC; ``installed_version`` feeds the rollback rule.
     """
-    report, _ = _run(ref, file=file, manifest=manifest, trust=trust, policy=policy, settings=settings, data=data,
+    report, artifact = _run(ref, file=file, manifest=manifest, trust=trust, policy=policy, settings=settings, data=data,
                      provenance=provenance, offline=offline, installed_version=installed_version, client=client,
-                     store=store, progress=progress)
+                     store=store, progress=progress, file_progress=file_progress)
+    artifact.release()
     return report
 
 
