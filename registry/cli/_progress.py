@@ -46,6 +46,7 @@ def byte_progress(description: str, total: int | None, enabled: bool) -> Iterato
                 bar.update(current[0], description=f"  {shown}", total=size or None, completed=0)
             else:
                 current.append(bar.add_task(f"  {shown}", total=size or None))
+            bar.refresh()  # every file is shown at least once, however fast it goes by
 
         yield Bars(advance, file)
 

@@ -67,7 +67,7 @@ class BlockReadingStore:
         return checked_block(c, self._fetch_block(c))
 
     @contextmanager
-    def _dag_fetch(self, root: CID) -> Iterator[Callable[[CID], bytes]]:
+    def _dag_fetch(self, root: CID, max_size: int | None = None) -> Iterator[Callable[[CID], bytes]]:
         """A fetch serving the blocks of the DAG under ``root`` in DFS order (remote stores stream a CAR)."""
         yield self._fetch_block
 
@@ -82,7 +82,7 @@ class BlockReadingStore:
         from registry.content.dagtree import walk_tree
 
         root = parse_cid(cid)
-        with self._dag_fetch(root) as fetch:
+        with self._dag_fetch(root, max_size) as fetch:
             yield from walk_tree(root, fetch, max_size)
 
     def verify_dag(self, cid: CID | str | bytes) -> int:

@@ -35,11 +35,15 @@ MAX_SKIPPED_SECTIONS = 4096
 class ResponseStream(io.RawIOBase):
     """``read(n)`` over a streaming httpx response; transport failures become UnreachableError."""
 
-    def __init__(self, resp: httpx.Response, what: str) -> None:
+    def __init__(self, resp: httpx.Response, what: str, deadline_s: float | None = None) -> None:
+        import time
+
         self._it = resp.iter_bytes()
         self._buf = bytearray()
         self._what = what
         self._done = False
+        self._deadline_s = deadline_s
+        self._end = time.monotonic() + deadline_s if deadline_s is not None else None
 
     def readable(self) -> bool:
         return True
@@ -56,6 +60,12 @@ class ResponseStream(io.RawIOBase):
             except httpx.TransportError as exc:
                 raise UnreachableError(f"{self._what}: the stream broke ({type(exc).__name__})") from exc
             self._buf += piece
+            if self._end is not None:
+                import time
+
+                if time.monotonic() > self._end:
+                    raise UnreachableError(f"{self._what}: the stream took longer than {self._deadline_s:.0f} s "
+                                           "(overall deadline)")
         if n < 0:
             n = len(self._buf)
         out = bytes(self._buf[:n])

@@ -68,6 +68,33 @@ def _kind(cid: CID, block: bytes) -> str:
     raise IntegrityError(f"block {cid} is a UnixFS type {fs.type} node (a symlink or metadata); refused")
 
 
+class _Memo:
+    """Per-walk memo of parsed link CIDs and small verified blocks, so a DAG that repeats a directory
+    or a tiny file many times costs one parse and one hash per distinct block, not one per visit."""
+
+    SMALL = 64 * 1024
+    MAX_BLOCKS = 4096
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self.cids: dict[bytes, CID] = {}
+        self.blocks: dict[bytes, bytes] = {}
+
+    def cid(self, raw: bytes, where: str) -> CID:
+        found = self.cids.get(raw)
+        if found is None:
+            found = self.cids[raw] = _cid(raw, where)
+        return found
+
+    def block(self, raw: bytes, cid: CID) -> bytes:
+        found = self.blocks.get(raw)
+        if found is None:
+            found = checked_block(cid, self._fetch(cid))
+            if len(found) <= self.SMALL and len(self.blocks) < self.MAX_BLOCKS:
+                self.blocks[raw] = found
+        return found
+
+
 def walk_tree(root: CID | str | bytes, fetch: Fetch, max_size: int | None = None,
               first_block: bytes | None = None) -> Iterator[TreeFile]:
     """Every file under the directory ``root``, in DAG order; file bytes bounded by ``max_size`` in total."""
@@ -77,15 +104,15 @@ def walk_tree(root: CID | str | bytes, fetch: Fetch, max_size: int | None = None
     block = checked_block(c, first_block if first_block is not None else fetch(c))
     if _kind(c, block) != "directory":
         raise IntegrityError(f"{c} is a file, not a directory")
-    yield from _directory(c, block, "", 0, fetch, limit, count)
+    yield from _directory(c, block, "", 0, fetch, limit, count, _Memo(fetch))
 
 
 def _directory(cid: CID, block: bytes, prefix: str, depth: int, fetch: Fetch, limit: list[int],
-               count: list[int]) -> Iterator[TreeFile]:
+               count: list[int], memo: _Memo) -> Iterator[TreeFile]:
     if depth >= MAX_DEPTH:
         raise IntegrityError(f"directory {prefix or '/'} is nested deeper than {MAX_DEPTH} levels")
     names: set[str] = set()
-    for name, child in _entries(cid, block, prefix, fetch, 0):
+    for name, raw, child in _entries(cid, block, prefix, memo, 0):
         where = prefix.rstrip("/")
         try:
             check_component(name, where)
@@ -94,10 +121,10 @@ def _directory(cid: CID, block: bytes, prefix: str, depth: int, fetch: Fetch, li
         if name in names:
             raise IntegrityError(f"directory {prefix or '/'} lists {name!r} twice")
         names.add(name)
-        child_block = checked_block(child, fetch(child))
+        child_block = memo.block(raw, child)
         path = prefix + name
         if _kind(child, child_block) == "directory":
-            yield from _directory(child, child_block, path + "/", depth + 1, fetch, limit, count)
+            yield from _directory(child, child_block, path + "/", depth + 1, fetch, limit, count, memo)
             continue
         count[0] += 1
         if count[0] > MAX_FILES:
@@ -111,7 +138,7 @@ def _directory(cid: CID, block: bytes, prefix: str, depth: int, fetch: Fetch, li
         raise IntegrityError(f"directory {prefix or '/'} ({cid}) is empty; a release tree has none")
 
 
-def _entries(cid: CID, block: bytes, prefix: str, fetch: Fetch, level: int) -> Iterator[tuple[str, CID]]:
+def _entries(cid: CID, block: bytes, prefix: str, memo: _Memo, level: int) -> Iterator[tuple[str, bytes, CID]]:
     from registry.content.hamt import MAX_LEVELS, read_shard
 
     node = decode_node(block)
@@ -123,24 +150,26 @@ def _entries(cid: CID, block: bytes, prefix: str, fetch: Fetch, level: int) -> I
         for link in node.links:
             if link.name is None:
                 raise IntegrityError(f"{where}: a link has no name")
-            yield link.name, _cid(link.hash, where)
+            yield link.name, link.hash, memo.cid(link.hash, where)
         return
     if fs.type != T_HAMT_SHARD:
         raise IntegrityError(f"{where}: UnixFS type {fs.type} where a directory was expected")
     if level >= MAX_LEVELS:
         raise IntegrityError(f"{where}: HAMT deeper than {MAX_LEVELS} levels")
     for link in read_shard(node, fs, where):
-        child = _cid(link.cid, where)
+        child = memo.cid(link.cid, where)
         if link.name is None:  # a child shard
-            shard = checked_block(child, fetch(child))
-            yield from _entries(child, shard, prefix, fetch, level + 1)
+            shard = memo.block(link.cid, child)
+            yield from _entries(child, shard, prefix, memo, level + 1)
         else:
-            yield link.name, child
+            yield link.name, link.cid, child
 
 
 def _cid(raw: bytes, where: str) -> CID:
+    from registry.content.cids import fast_cid
+
     try:
-        return parse_cid(raw)
+        return fast_cid(raw)  # type: ignore[return-value]
     except Exception as exc:
         raise IntegrityError(f"{where} links to a malformed CID") from exc
 

@@ -9,7 +9,6 @@ blocks come from ``block/get``); the unmaintained ``ipfshttpclient`` is delibera
 from __future__ import annotations
 
 import io
-import json
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
@@ -22,7 +21,16 @@ from registry.content.base import BlockReadingStore
 from registry.content.car import CarReader
 from registry.content.carwalk import ResponseStream, car_fetch, walk_car_stream
 from registry.content.cids import parse_cid, to_v1_text
-from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
+from registry.content.http import (
+    DEADLINE_FACTOR,
+    HttpError,
+    RetryPolicy,
+    make_client,
+    read_limited,
+    request,
+    stream_deadline,
+)
+from registry.provenance import parse_json_strict
 from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock
 from registry.content.unixfs import DEFAULT_PROFILE, ImportResult, Profile, Progress, get_profile, import_bytes, import_file
 from registry.errors import InputError, IntegrityError, UnreachableError
@@ -98,7 +106,7 @@ class KuboStore(BlockReadingStore):
 
         try:
             with request(self._client, self.policy, what, "POST", f"/api/v0/{command}", kwargs, timeout) as resp:
-                return read_limited(resp, limit, what)
+                return read_limited(resp, limit, what, (timeout or self.policy.timeout_s) * DEADLINE_FACTOR)
         except HttpError as exc:
             if exc.status == 405:
                 raise UnreachableError(f"{self.api_url} is not a Kubo RPC API ({what}: {exc})") from exc
@@ -111,9 +119,9 @@ class KuboStore(BlockReadingStore):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise IntegrityError(f"{what}: the node answered something that is not JSON") from exc
+                obj = parse_json_strict(line, what=what, limit=1 << 20, error=IntegrityError)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{what}: the node answered something that is not JSON ({exc})") from exc
             if not isinstance(obj, dict):
                 raise IntegrityError(f"{what}: unexpected answer {obj!r:.80}")
             out.append(obj)
@@ -191,18 +199,20 @@ class KuboStore(BlockReadingStore):
         try:
             with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
                          lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
-                yield from walk_car_stream(root, ResponseStream(resp, what), self._fetch_block, False, what, max_size)
+                stream = ResponseStream(resp, what, stream_deadline(self.policy, max_size))
+                yield from walk_car_stream(root, stream, self._fetch_block, False, what, max_size)
         except HttpError as exc:
             raise _NodeRefused(what, exc) from exc
 
     @contextmanager
-    def _dag_fetch(self, root: CID) -> Iterator[Callable[[CID], bytes]]:
+    def _dag_fetch(self, root: CID, max_size: int | None = None) -> Iterator[Callable[[CID], bytes]]:
         """The DAG under ``root`` from one ``dag/export`` CAR stream, each block verified as it arrives."""
         what = f"Kubo dag/export {root}"
         try:
             with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
                          lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
-                yield car_fetch(root, ResponseStream(resp, what), self._fetch_block, False, what)
+                yield car_fetch(root, ResponseStream(resp, what, stream_deadline(self.policy, max_size)),
+                                self._fetch_block, False, what)
         except HttpError as exc:
             raise _NodeRefused(what, exc) from exc
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from multiformats import CID
 
-from registry.content.cids import DAG_PB, RAW, parse_cid, verify_block
+from registry.content.cids import DAG_PB, RAW, fast_cid, parse_cid, verify_block
 from registry.content.dagpb import T_FILE, T_RAW, decode_node, decode_unixfs
 from registry.errors import IntegrityError
 
@@ -94,7 +94,7 @@ def walk(root: CID | str | bytes, fetch: Fetch, max_size: int | None = None,
                 if bs == 0:
                     raise IntegrityError(f"block {cid} has a link of size zero")
                 try:
-                    children.append((parse_cid(link.hash), bs))
+                    children.append((fast_cid(link.hash), bs))
                 except Exception as exc:
                     raise IntegrityError(f"block {cid} links to a malformed CID") from exc
         else:
