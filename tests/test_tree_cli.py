@@ -101,3 +101,27 @@ def test_progress_per_file_on_a_terminal_and_quiet_with_json(tmp_path):
     assert "model.onnx.data" in screen and "hashing model" in screen
     code, screen = run_on_tty("cid", str(folder), "--json")
     assert code == 0 and "model.onnx.data" not in screen and screen.strip() == ""
+
+
+def test_kubo_put_tree_checks_the_node_cid(tmp_path):
+    """`ipfs put DIR` to a Kubo node: the node's tree CID must be ours; a node that answers another is refused."""
+    from registry.content.kubo import KuboStore
+    from registry.errors import IntegrityError
+
+    from tests._content_fixtures import FakeKubo
+
+    folder = _tree(tmp_path)
+    server = FakeKubo(tmp_path / "kubo-blocks")
+    try:
+        store = KuboStore(server.url, profile="kubo-v0", retries=0)
+        result = store.put_tree(folder)
+        assert result.cid == import_tree(folder, "kubo-v0").cid
+        assert server.add_params[-1]["cid-version"] == "0"
+        # the node holds the tree: read it back, verified block by block
+        paths = sorted(item.path for item in store.open_tree(result.cid))
+        assert paths == result.files.paths
+        server.mode = "wrong-bytes-add"
+        with pytest.raises(IntegrityError, match="refusing the node's CID"):
+            store.put_tree(folder)
+    finally:
+        server.close()
