@@ -133,7 +133,14 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
             manifest_bytes = dumps(manifest if not isinstance(manifest, (str, os.PathLike, bytes)) else
                                    load_manifest(manifest))
         else:
-            manifest_bytes = _manifest_from_chain(client, record, settings)
+            profile = report.check("cid").evidence.get("profile") or settings.profile.cid_profile
+            list_cid = None
+            if artifact.tree is not None:
+                from registry.content.cids import cid_bytes_v1
+                from registry.content.unixfs import import_bytes
+
+                list_cid = cid_bytes_v1(import_bytes(artifact.tree.files.encode(), profile).cid)
+            manifest_bytes = _manifest_from_chain(client, record, profile, list_cid)
         provenance_bytes = _provenance_bytes(record, settings, verify_kwargs)
 
         base = base_name(record.name, record.version)
@@ -204,7 +211,7 @@ def _stage(folder: Path, name: str, payload: bytes | bytearray) -> Path:
     return Path(tmp)
 
 
-def _manifest_from_chain(client: Any, record: Any, settings: Any) -> bytes:
+def _manifest_from_chain(client: Any, record: Any, cid_profile: str, file_list_cid: bytes | None = None) -> bytes:
     from registry.manifest import Manifest, dumps
     from registry.publish import _signed_from_chain
 
@@ -212,7 +219,8 @@ def _manifest_from_chain(client: Any, record: Any, settings: Any) -> bytes:
         raise InputError("pulling without a manifest needs the chain (to recover the signed release)")
     release, signature, tx = _signed_from_chain(client, record)
     manifest = Manifest(release=release, signature=signature, publisher=record.publisher, chain_id=client.chain_id,
-                        contract=client.address, cid_profile=settings.profile.cid_profile, transaction=tx)
+                        contract=client.address, cid_profile=cid_profile, transaction=tx,
+                        file_list_cid=file_list_cid)
     return dumps(manifest)
 
 

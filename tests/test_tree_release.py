@@ -255,7 +255,7 @@ def test_declared_size_over_the_cap_is_refused_before_reading(deployed, tmp_path
     folder = _tree(tmp_path)
     pub = _publish(deployed, folder)
     report = verify(pub.record.ref, file=folder, client=deployed.client, policy=Policy(max_artifact_size=100))
-    assert report.exit_code == 10
+    assert report.exit_code == 14
     assert "nothing was read" in report.check("sha256").detail
 
 
@@ -273,3 +273,27 @@ def test_per_file_digests_equal_model_signing(tmp_path):
     assert theirs == ours
     assert all(hashlib.sha256((folder / p).read_bytes()).digest() == d for p, d in ours.items())
     shutil.rmtree(folder)
+
+
+def test_the_verifier_never_allocates_the_declared_size(tmp_path):
+    """A release that declares 1.9 GiB but whose store or file holds 1 KiB costs kilobytes, not gigabytes."""
+    import tracemalloc
+
+    from tests._verify_fixtures import offline_release, tiny_onnx
+
+    data = tiny_onnx(3)
+    rel = offline_release(tmp_path, data, overrides={"artifact_size": 1900 * 1024 * 1024})
+    model = tmp_path / "model.onnx"
+    model.write_bytes(data)
+    tracemalloc.start()
+    try:
+        report = rel.verify(data=None, file=model)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.exit_code == 10 and "truncated" in report.check("sha256").detail
+    assert peak < 64 * 1024 * 1024, f"peak {peak} bytes"
+    # past protobuf's 2 GiB a single file could never verify: refused before reading a byte
+    big = offline_release(tmp_path, data, overrides={"artifact_size": 3 * 1024**3})
+    report = big.verify(data=None, file=model)
+    assert report.exit_code == 14 and "nothing was read" in report.check("sha256").detail

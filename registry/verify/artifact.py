@@ -145,9 +145,11 @@ def check_bytes(record: "ReleaseRecord", man: "Manifest | None", file: Any, data
     expected_size = record.artifact_size
     cap = size_cap(pol)
     if expected_size > cap:
+        from registry.errors import PolicyError
+
         return (fail("sha256", f"the release declares {expected_size} bytes, over the {cap}-byte cap "
                                "(raise max_artifact_size in a policy to accept it); nothing was read",
-                     {"expected_size": expected_size, "cap": cap}),
+                     {"expected_size": expected_size, "cap": cap}, error=PolicyError),
                 Check("cid", "skip", "no bytes to hash"))
     try:
         kind = artifact_kind(record, file, data, settings, store)
@@ -170,9 +172,11 @@ def check_bytes(record: "ReleaseRecord", man: "Manifest | None", file: Any, data
         artifact.sha256 = bytes.fromhex(sha.evidence["actual"]) if "actual" in sha.evidence else None
         return sha, cid
     if expected_size > MAX_SINGLE_FILE:
+        from registry.errors import PolicyError
+
         return (fail("sha256", f"the release declares a single file of {expected_size} bytes; an ONNX file cannot "
                                f"exceed {MAX_SINGLE_FILE} (protobuf's limit), so nothing was read",
-                     {"expected_size": expected_size}),
+                     {"expected_size": expected_size}, error=PolicyError),
                 Check("cid", "skip", "no bytes to hash"))
     return _check_file(record, man, file, data, settings, store, artifact, progress, capture)
 
