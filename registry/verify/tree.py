@@ -78,8 +78,11 @@ def hash_tree(source: Any, profile: str, budget: int, sink: "FileSink", store: "
     if isinstance(source, str) and store is None:
         return import_tree(source, profile, progress, sink=sink, budget=budget, file_progress=file_progress)
     assert store is not None
+    from registry.content.base import BlockReadingStore
     from registry.content.unixfs import IterReader
 
+    if isinstance(store, BlockReadingStore):
+        return _verified_dag(source, profile, budget, sink, store, progress, file_progress)
     with TreeHasher(profile, progress=progress, budget=budget, file_progress=file_progress) as hasher:
         for item in store.open_tree(source, max_size=budget):
             consume = sink.begin(item.path)
@@ -92,6 +95,47 @@ def hash_tree(source: Any, profile: str, budget: int, sink: "FileSink", store: "
             if hasher.over_budget:
                 raise IntegrityError(f"the tree holds more than the signed {budget - 1} bytes")
         return hasher.finish()
+
+
+def _verified_dag(source: Any, profile: str, budget: int, sink: "FileSink", store: Any,
+                  progress: Callable[[int], None] | None,
+                  file_progress: Callable[[str, int], None] | None) -> "TreeResult":
+    """A tree read from one of our stores: every block was verified against the anchored root CID on
+    the way in, so the CID holds by construction and only the per-file SHA-256 remains to compute
+    (on a worker thread, while this one fetches and verifies the next blocks)."""
+    from registry.content.cids import parse_cid
+    from registry.content.filelist import FileEntry
+    from registry.content.streamhash import BackgroundSha256
+    from registry.content.tree import TreeResult
+
+    root = parse_cid(source)
+    entries = []
+    total = 0
+    with BackgroundSha256() as hasher:
+        for item in store.open_tree(root, max_size=budget):
+            if file_progress is not None:
+                file_progress(item.path, 0)
+            consume = sink.begin(item.path)
+            ok = False
+            size = 0
+            hasher.reset()
+            try:
+                for chunk in item.chunks():
+                    view = memoryview(chunk)
+                    hasher.update(view)
+                    if consume is not None:
+                        consume(view)
+                    size += len(view)
+                    total += len(view)
+                    if total >= budget:
+                        raise IntegrityError(f"the tree holds more than the signed {budget - 1} bytes")
+                    if progress is not None:
+                        progress(len(view))
+                ok = True
+            finally:
+                sink.end(item.path, ok)
+            entries.append(FileEntry(item.path, size, hasher.digest()))
+    return TreeResult(root, FileList.build(entries), profile)
 
 
 def check_tree(record: "ReleaseRecord", man: "Manifest | None", directory: Any, settings: "Settings",
