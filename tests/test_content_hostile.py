@@ -186,11 +186,14 @@ def test_error_bodies_are_read_up_to_a_small_limit():
     httpd, url = _serve(_HugeError)
     try:
         store = KuboStore(url, timeout=5, retries=0)
+        _HugeError.sent[0] = 0
         start = time.monotonic()
         with pytest.raises(UnreachableError) as info:
             store.version()
         assert len(str(info.value)) < 400
         assert time.monotonic() - start < 5
+        time.sleep(0.5)  # the server notices the closed connection
+        assert _HugeError.sent[0] < 16 << 20, "the client read the whole 50 MB error page"
     finally:
         httpd.shutdown()
 
