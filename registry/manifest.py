@@ -46,7 +46,7 @@ _RELEASE_KEYS = {
 }
 _REQUIRED_KEYS = {"schema", "release", "releaseId", "signature", "publisher", "chainId", "contract", "cidProfile"}
 # Informational fields a publisher may add; the verifier never trusts them.
-_OPTIONAL_KEYS = {"transaction", "blockNumber", "display"}
+_OPTIONAL_KEYS = {"transaction", "blockNumber", "display", "fileListCid"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Manifest:
     cid_profile: str
     transaction: str | None = None
     block_number: int | None = None
+    # directory releases: binary CIDv1 of the pinned canonical file list (its SHA-256 is artifactSha256)
+    file_list_cid: bytes | None = None
 
     @property
     def release_id(self) -> bytes:
@@ -96,6 +98,8 @@ class Manifest:
             doc["transaction"] = self.transaction
         if self.block_number is not None:
             doc["blockNumber"] = self.block_number
+        if self.file_list_cid is not None:
+            doc["fileListCid"] = "0x" + self.file_list_cid.hex()
         return doc
 
 
@@ -210,6 +214,10 @@ def parse_manifest(raw: Any, *, where: str = "manifest") -> Manifest:
         block_number = _uint(block_number, "blockNumber", fail, MAX_UINT64)
     if "display" in raw and not isinstance(raw["display"], dict):
         raise fail("display must be an object")
+    file_list_cid = None
+    if "fileListCid" in raw:
+        file_list_cid = _hex(raw["fileListCid"], "fileListCid", fail, exact=36)
+        _check_cid_shape(file_list_cid, "fileListCid", fail)
     return Manifest(
         release=release,
         signature=signature,
@@ -219,6 +227,7 @@ def parse_manifest(raw: Any, *, where: str = "manifest") -> Manifest:
         cid_profile=profile,
         transaction=transaction,
         block_number=block_number,
+        file_list_cid=file_list_cid,
     )
 
 

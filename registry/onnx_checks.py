@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from registry.errors import PolicyError
 
@@ -80,8 +80,14 @@ class _Stripped:
     raw_length: int
 
 
-def check_onnx(data: bytes | memoryview, policy: "Policy | None" = None) -> OnnxFacts:
-    """All ONNX rules on ``data``; ``PolicyError`` with one clear line on the first violation."""
+def check_onnx(data: bytes | memoryview, policy: "Policy | None" = None,
+               external_data: Callable[[Any], None] | None = None) -> OnnxFacts:
+    """All ONNX rules on ``data``; ``PolicyError`` with one clear line on the first violation.
+
+    ``external_data`` (directory releases only, see ``registry.verify.external``) checks and lifts
+    out the tensors whose external data lives in verified files of the same tree; any external
+    data it leaves in the model is refused as before.
+    """
     import onnx
 
     view = memoryview(data)
@@ -100,6 +106,8 @@ def check_onnx(data: bytes | memoryview, policy: "Policy | None" = None) -> Onnx
     if not model.HasField("graph") or model.ir_version <= 0:
         raise PolicyError("not an ONNX model: no graph or no IR version")
 
+    if external_data is not None:
+        external_data(model)
     _reject_external_data(model)
     for tensor in stripped:
         itemsize = _ITEMSIZE.get(tensor.data_type)

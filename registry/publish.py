@@ -17,6 +17,7 @@ pinned in the store like the provenance document, and its SHA-256 and CID are si
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,18 +99,21 @@ def publish_model(
     from registry.manifest import Manifest, filename, write_manifest
     from registry.release import Release, validate_name, validate_version
 
+    from registry.content.tree import is_tree
+
     validate_name(name)
     validate_version(version)
     model = Path(path)
-    if not model.is_file():
-        raise InputError(f"cannot read {model}: not a file")
+    tree = is_tree(model)
+    if not tree and not model.is_file():
+        raise InputError(f"cannot read {model}: not a file or a directory")
     settings = settings or load_settings()
     profile = settings.profile.cid_profile
     store = store or open_store(settings)
 
-    artifact = store.put_file(model, profile, progress)
-    if artifact.size == 0:
-        raise InputError(f"{model} is empty")
+    # One pass stores the blocks and keeps the ONNX bytes; the same checks as verify run on those
+    # very bytes before anything touches the chain (a release that could never verify burns no version).
+    artifact, file_list_cid = prepublish(model, tree, store, profile, progress)
     prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)
     prov_result = store.put_bytes(prov_bytes, profile)
     card_result = store.put_bytes(_card_bytes(card), profile) if card is not None else None
@@ -173,6 +177,7 @@ def publish_model(
         contract=client.address,
         cid_profile=artifact.profile,
         transaction=transaction,
+        file_list_cid=file_list_cid,
     )
     write_manifest(manifest, manifest_path)
     return PublishResult(
@@ -225,6 +230,57 @@ def _ensure_may_publish(client: "RegistryClient", name: str, signer: "LocalAccou
         raise ChainError(f"{signer.address} may not publish {name}: namespace {namespace!r} belongs to {owner}, who can "
                          f"allow it with `registry name add-publisher {name} {signer.address}`")
     return False
+
+
+def prepublish(model: Path, tree: bool, store: "ContentStore", profile: str,
+               progress: Callable[[int], None] | None) -> tuple[Any, bytes | None]:
+    """Stores the artifact (file or tree) and runs verify's size and ONNX checks on the bytes stored.
+
+    Returns the import result and, for a tree, the binary CID of its pinned canonical file list.
+    """
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.sinks import MemorySink
+    from registry.errors import PolicyError
+    from registry.onnx_checks import check_onnx
+    from registry.verify.artifact import DEFAULT_MAX_ARTIFACT_SIZE, MAX_SINGLE_FILE
+    from registry.verify.tree import VerifiedTree, check_tree_onnx, is_onnx
+
+    policy = _default_policy()
+    if tree:
+        sink = MemorySink(is_onnx)
+        result = store.put_tree(model, profile, progress, sink=sink)
+        if result.size > DEFAULT_MAX_ARTIFACT_SIZE:
+            raise PolicyError(f"{model} holds {result.size} bytes, over the {DEFAULT_MAX_ARTIFACT_SIZE}-byte cap "
+                              "a verifier applies by default")
+        check = check_tree_onnx(VerifiedTree(result.files, sink, result, [p for p in result.files.paths
+                                                                             if is_onnx(p)]), policy)
+        if check.status == "fail":
+            raise PolicyError(f"{model} would never verify: {check.detail}")
+        listing = store.put_bytes(result.files.encode(), profile)
+        _pin(store, listing.cid)
+        return result, cid_bytes_v1(listing.cid)
+    size = model.stat().st_size
+    if size == 0:
+        raise InputError(f"{model} is empty")
+    if size > MAX_SINGLE_FILE:
+        raise PolicyError(f"{model} is {size} bytes; a single ONNX file cannot exceed {MAX_SINGLE_FILE} "
+                          "(protobuf's limit): publish the model as a directory with external data")
+    result = store.put_file(model, profile, progress)
+    # the check reads the file again and proves, by its digest, that it saw the bytes that were stored
+    data = model.read_bytes()
+    if hashlib.sha256(data).digest() != result.sha256:
+        raise InputError(f"{model} changed while it was being published; try again")
+    try:
+        check_onnx(data, policy)
+    except PolicyError as exc:
+        raise PolicyError(f"{model} would never verify: {exc}") from exc
+    return result, None
+
+
+def _default_policy() -> Any:
+    from registry.policy import Policy
+
+    return Policy()
 
 
 def _connect(settings: "Settings") -> "RegistryClient":

@@ -1,14 +1,21 @@
 """Pull: fetch, verify, and only then put the model, its manifest and provenance in place.
 
-Everything is written to temporary files inside the destination directory (same file system, so
-the final ``os.replace`` is atomic) and only after the full report is green; any failure removes
-the temporaries, so the destination never holds an unverified or partial model. The files written
-are the very bytes that were verified in memory.
+The artifact streams from the store into a private staging entry beside the target (a 0700
+directory made in the destination, so the final rename stays on one file system) while it is
+hashed: nothing is held in memory but the bounded read buffers and, for the ONNX check, the small
+model proto. Only when every check passed is the staged file (or tree) renamed into place, with the
+manifest, the provenance and, for a tree, its canonical file list beside it; any failure removes
+the staging entry, so the destination never holds an unverified or partial model.
+
+Every path is built as ``dest / name`` from names the registry makes itself; a rename replaces a
+symlink planted at a final name instead of following it, and nothing under ``/proc``, ``/sys`` or
+``/dev`` is written to.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +27,7 @@ if TYPE_CHECKING:
     from registry.verify import VerificationReport
 
 _NAME_SEP = "+"
+_PSEUDO_FS = ("/proc", "/sys", "/dev")
 
 
 @dataclass(frozen=True)
@@ -28,14 +36,26 @@ class PullResult:
     model_path: Path
     manifest_path: Path
     provenance_path: Path
+    files_path: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        return "directory" if self.files_path is not None else "file"
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": str(self.model_path), "manifest": str(self.manifest_path),
-                "provenance": str(self.provenance_path), "report": self.report.to_json()}
+        out = {"model": str(self.model_path), "manifest": str(self.manifest_path),
+               "provenance": str(self.provenance_path), "kind": self.kind, "report": self.report.to_json()}
+        if self.files_path is not None:
+            out["file_list"] = str(self.files_path)
+        return out
+
+
+def base_name(name: str, version: str) -> str:
+    return f"{name.replace('/', _NAME_SEP)}@{version}"
 
 
 def model_filename(name: str, version: str) -> str:
-    return f"{name.replace('/', _NAME_SEP)}@{version}.onnx"
+    return f"{base_name(name, version)}.onnx"
 
 
 def installed_version(dest: Path, name: str) -> str | None:
@@ -57,16 +77,34 @@ def installed_version(dest: Path, name: str) -> str | None:
     return best
 
 
+def check_target(target: Path) -> None:
+    """One clear line for a destination that can never hold a model."""
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"cannot use {target} as the destination: {exc}") from exc
+    for pseudo in _PSEUDO_FS:
+        if resolved == Path(pseudo) or Path(pseudo) in resolved.parents:
+            raise InputError(f"refusing to install into {target}: {pseudo} is a kernel pseudo-filesystem")
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target} exists and is not a directory")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {target}: {exc.strerror or exc}") from exc
+
+
 def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullResult:
     """Verifies ``ref`` (fetching from the store unless ``file``/``data`` is given) and installs it in ``dest``."""
     from registry.config import load_settings
     from registry.manifest import dumps, filename, load_manifest
     from registry.release import parse_ref
-    from registry.verify import VerificationFailed, provenance_path_beside, verify_bytes
+    from registry.verify import VerificationFailed
+    from registry.verify.artifact import Capture
+    from registry.verify.procedure import verify_artifact
 
     target = Path(dest)
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target} exists and is not a directory")
+    check_target(target)
     settings = verify_kwargs.setdefault("settings", None) or load_settings()
     verify_kwargs["settings"] = settings
     parsed = parse_ref(ref)
@@ -83,36 +121,80 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
         except Exception:  # verify reports the chain problem itself (or goes offline with a manifest)
             client = None
 
-    report, data = verify_bytes(ref, **verify_kwargs)
-    if not report.ok or data is None or report.release is None:
-        raise VerificationFailed(report)
-    record = report.release
-
-    manifest = verify_kwargs.get("manifest")
-    if manifest is not None:
-        manifest_bytes = dumps(manifest if not isinstance(manifest, (str, os.PathLike, bytes)) else
-                               load_manifest(manifest))
-    else:
-        manifest_bytes = _manifest_from_chain(client, record, settings)
-    provenance_bytes = _provenance_bytes(record, settings, verify_kwargs)
-
-    target.mkdir(parents=True, exist_ok=True)
-    model_path = target / model_filename(record.name, record.version)
-    manifest_path = target / filename(record.name, record.version)
-    provenance_path = provenance_path_beside(model_path, record.name, record.version)
-    staged: list[tuple[Path, Path]] = []
+    verify_kwargs["capture"] = Capture("stage", str(target))
+    report, artifact = verify_artifact(ref, **verify_kwargs)
+    staged: list[Path] = []
     try:
-        for final, payload in ((provenance_path, provenance_bytes), (manifest_path, manifest_bytes),
-                               (model_path, data)):
-            staged.append((_stage(target, final.name, payload), final))
+        if not report.ok or not artifact.ok or report.release is None:
+            raise VerificationFailed(report)
+        record = report.release
+        manifest = verify_kwargs.get("manifest")
+        if manifest is not None:
+            manifest_bytes = dumps(manifest if not isinstance(manifest, (str, os.PathLike, bytes)) else
+                                   load_manifest(manifest))
+        else:
+            profile = report.check("cid").evidence.get("profile") or settings.profile.cid_profile
+            list_cid = None
+            if artifact.tree is not None:
+                from registry.content.cids import cid_bytes_v1
+                from registry.content.unixfs import import_bytes
+
+                list_cid = cid_bytes_v1(import_bytes(artifact.tree.files.encode(), profile).cid)
+            manifest_bytes = _manifest_from_chain(client, record, profile, list_cid)
+        provenance_bytes = _provenance_bytes(record, settings, verify_kwargs)
+
+        base = base_name(record.name, record.version)
+        manifest_path = target / filename(record.name, record.version)
+        provenance_path = target / f"{base}.provenance.json"
+        payloads = [(provenance_path, provenance_bytes), (manifest_path, manifest_bytes)]
+        files_path = None
+        if artifact.tree is not None:
+            files_path = target / f"{base}.files.json"
+            payloads.append((files_path, artifact.tree.files.encode()))
+        for final, payload in payloads:
+            staged.append(_stage(target, final.name, payload))
         # The model goes last: whoever sees it also finds its manifest and provenance beside it.
-        for tmp, final in staged:
+        for tmp, (final, _payload) in zip(staged, payloads):
             os.replace(tmp, final)
-    except BaseException:
-        for tmp, _final in staged:
+        staged.clear()
+        if artifact.tree is not None:
+            model_path = target / base
+            _install_tree(Path(artifact.tree.sink.path), model_path)
+        else:
+            assert artifact.staged is not None and artifact.staged_name is not None
+            model_path = target / model_filename(record.name, record.version)
+            os.replace(artifact.staged.path / artifact.staged_name, model_path)
+        return PullResult(report, model_path, manifest_path, provenance_path, files_path)
+    except OSError as exc:
+        raise InputError(f"cannot install into {target}: {exc.strerror or exc}") from exc
+    finally:
+        for tmp in staged:
             tmp.unlink(missing_ok=True)
-        raise
-    return PullResult(report, model_path, manifest_path, provenance_path)
+        artifact.release()
+
+
+def _install_tree(staging: Path, final: Path) -> None:
+    """Moves a verified staging tree to ``final`` (replacing what is there, never following a link)."""
+    for root, dirs, _files in os.walk(staging):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    os.chmod(staging, 0o755)
+    old: Path | None = None
+    try:
+        st = os.lstat(final)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        import stat
+
+        if stat.S_ISDIR(st.st_mode):
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.rename(final, old / "tree")
+        else:
+            os.unlink(final)  # a file or a planted symlink under our name: replaced, never followed
+    os.rename(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _stage(folder: Path, name: str, payload: bytes | bytearray) -> Path:
@@ -125,10 +207,11 @@ def _stage(folder: Path, name: str, payload: bytes | bytearray) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    os.chmod(tmp, 0o644)
     return Path(tmp)
 
 
-def _manifest_from_chain(client: Any, record: Any, settings: Any) -> bytes:
+def _manifest_from_chain(client: Any, record: Any, cid_profile: str, file_list_cid: bytes | None = None) -> bytes:
     from registry.manifest import Manifest, dumps
     from registry.publish import _signed_from_chain
 
@@ -136,7 +219,8 @@ def _manifest_from_chain(client: Any, record: Any, settings: Any) -> bytes:
         raise InputError("pulling without a manifest needs the chain (to recover the signed release)")
     release, signature, tx = _signed_from_chain(client, record)
     manifest = Manifest(release=release, signature=signature, publisher=record.publisher, chain_id=client.chain_id,
-                        contract=client.address, cid_profile=settings.profile.cid_profile, transaction=tx)
+                        contract=client.address, cid_profile=cid_profile, transaction=tx,
+                        file_list_cid=file_list_cid)
     return dumps(manifest)
 
 

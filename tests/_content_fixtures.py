@@ -218,6 +218,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
+    def multipart_named(self, raw: bytes) -> list[tuple[str, bytes, str]]:
+        """(URL-unescaped file name, payload, content type) of every part."""
+        from urllib.parse import unquote
+
+        ctype = self.headers.get("Content-Type", "")
+        msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+        return [(unquote(part.get_filename() or ""), part.get_payload(decode=True) or b"", part.get_content_type())
+                for part in msg.iter_parts()]
+
+    def _add_tree(self, named: list[tuple[str, bytes, str]], version: int, raw_leaves: bool, chunk: int, links: int,
+                  mode: str) -> None:
+        """``add`` of a directory: rebuild the tree in a temp dir and import it like ``ipfs add -r``."""
+        import tempfile
+
+        from registry.content.tree import import_tree
+        from registry.content.unixfs import Profile
+
+        st = self.state
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, payload, ctype in named:
+                rel = name.partition("/")[2]
+                target = Path(tmp) / rel
+                if ctype == "application/x-directory":
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if mode == "wrong-bytes-add":
+                    payload = payload + b"!"
+                target.write_bytes(payload)
+            prof = Profile("fake", version, raw_leaves, chunk, links)
+            result = import_tree(tmp, prof, block_sink=lambda c, b: st.store._write_block(c, b))  # type: ignore[attr-defined]
+        lines = [{"Name": f"root/{e.path}", "Hash": "", "Size": str(e.size)} for e in result.files.entries]
+        lines.append({"Name": "root", "Hash": str(result.cid), "Size": str(result.size)})
+        self.send(200, b"".join(_json.dumps(line).encode() + b"\n" for line in lines), "application/x-ndjson")
+
     def multipart_files(self, raw: bytes) -> list[bytes]:
         ctype = self.headers.get("Content-Type", "")
         msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
@@ -269,6 +303,9 @@ class _KuboHandler(_Handler):
                 links = int(q.get("max-file-links", "174"))
                 if q.get("trickle", "false") != "false":
                     return self.send_json(400, {"Message": "trickle not supported here", **err})
+                named = self.multipart_named(raw)
+                if len(named) > 1 or (named and named[0][2] == "application/x-directory"):
+                    return self._add_tree(named, version, raw_leaves, chunk, links, mode)
                 data = self.multipart_files(raw)[0]
                 if mode == "wrong-bytes-add":
                     data = data[:-1] + bytes([data[-1] ^ 1]) if data else b"x"
@@ -328,7 +365,7 @@ class _KuboHandler(_Handler):
                 if not st.store.has(root):
                     return self.send_json(500, {"Message": f"block was not found locally (offline): {root}", **err})
                 unique: dict[bytes, tuple[object, bytes]] = {}
-                for c, b in st.store.iter_blocks(root):  # each block once, depth-first, like go-car
+                for c, b in st.store._car_blocks(root):  # each block once, depth-first, like go-car
                     unique.setdefault(bytes(c), (c, b))
                 blocks = list(unique.values())
                 if mode == "wrong-bytes" and len(blocks) > 1:

@@ -74,3 +74,18 @@ def test_pull_by_digest(deployed, tmp_path):
     result = pull("sha256:" + pub.result.artifact.sha256.hex(), tmp_path / "d", settings=pub.settings,
                   client=deployed.client)
     assert result.report.release.ref == pub.ref
+
+
+def test_pull_never_follows_a_symlink_planted_at_the_model_name(deployed, tmp_path):
+    """A link planted where the model will land must not redirect the manifest or provenance elsewhere."""
+    pub = publish_tiny(deployed, tmp_path)
+    dest = tmp_path / "device"
+    dest.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "acme+tiny@1.0.0.onnx").symlink_to(outside / "model.onnx")
+    result = pull(pub.ref, dest, settings=pub.settings, client=deployed.client)
+    assert list(outside.iterdir()) == []
+    assert result.provenance_path.parent == dest and result.manifest_path.parent == dest
+    assert not result.model_path.is_symlink()
+    assert result.model_path.read_bytes() == pub.model.read_bytes()

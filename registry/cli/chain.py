@@ -255,10 +255,26 @@ def _new_password() -> str:
 
 
 @key_app.command("new")
-def key_new(profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
+def key_new(profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt,
+            curve: str = typer.Option("secp256k1", "--curve", help="secp256k1 (an Ethereum account, the default) or "
+                                      "p256 (a PEM key for OpenSSF model signing: `registry export-oms`)."),
+            output: Optional[Path] = typer.Option(None, "-o", "--output", help="p256 only: where to write the "
+                                                  "private key (KEY.pem; KEY.pub is written beside it).")) -> None:
     """Create a random key, encrypted with a password (scrypt keystore, mode 0600)."""
     from registry.keys import new_key
 
+    if curve.lower() in ("p256", "p-256", "secp256r1"):
+        from registry.oms import new_p256_key
+
+        settings = _settings(profile)
+        target = output or settings.keystore_dir / f"oms-p256-{len(list(settings.keystore_dir.glob('oms-p256-*.pem')))}.pem"
+        files = new_p256_key(target, _new_password())
+        _done(json_output, files.to_json(), f"new P-256 key {files.private}\npublic key: {files.public}")
+        return
+    if curve.lower() != "secp256k1":
+        from registry.errors import InputError
+
+        raise InputError(f"unknown curve {curve!r} (secp256k1 or p256)")
     settings = _settings(profile)
     info = new_key(settings, _new_password())
     _done(json_output, info.to_json(), f"new key {info.address}\nkeystore: {info.path}")

@@ -23,7 +23,9 @@ ipfs_app = typer.Typer(help="Put, get, pin and move content (CAR) in the configu
 
 def register(app: typer.Typer) -> None:
     """Adds ``cid`` and the ``ipfs`` group to the top-level app."""
-    app.command("cid", help="Compute a file's CID (Kubo-identical), SHA-256 and size, offline, in one pass.")(cid)
+    app.command("cid", help="Compute the CID `ipfs add` (a file) or `ipfs add -r` (a directory) gives, and the "
+                             "SHA-256 and size, offline, in one pass. For a directory the SHA-256 is that of its "
+                             "canonical file list, as a release anchors it.")(cid)
     app.add_typer(ipfs_app, name="ipfs")
 
 
@@ -52,30 +54,42 @@ def _open(profile: Optional[str], store: Optional[str]) -> Any:
 
 
 def cid(
-    file: Path = typer.Argument(..., help="The file to hash."),
+    file: Path = typer.Argument(..., help="The file or directory to hash."),
     profile: str = typer.Option("kubo-v1", "--profile", help=PROFILE_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.cli._render import print_json, progress, wants_progress
+    from registry.cli._progress import byte_progress, tree_total
+    from registry.cli._render import print_json, wants_progress
+    from registry.content.tree import import_tree, is_tree
     from registry.content.unixfs import get_profile, import_file
 
     get_profile(profile)  # unknown profile: fail before reading anything
-    with progress(f"hashing {file.name}", _size_of(file), wants_progress(json_output)) as advance:
-        result = import_file(file, profile, progress=advance)
+    tree = is_tree(file)
+    with byte_progress(f"hashing {file.name}", tree_total(file), wants_progress(json_output)) as bars:
+        result = (import_tree(file, profile, progress=bars.advance, file_progress=bars.file) if tree
+                  else import_file(file, profile, progress=bars.advance))
     if json_output:
         print_json(result.to_json())
         return
-    shown = result.to_json()
+    _print_result(result.to_json())
+
+
+def _print_result(shown: dict[str, Any]) -> None:
     print(f"cid     {shown['cid']}")
     if shown["cid"] != shown["cid_v1"]:
         print(f"cid_v1  {shown['cid_v1']}")
-    print(f"sha256  {shown['sha256']}")
+    print(f"sha256  {shown['sha256']}" + ("  (canonical file list)" if shown.get("kind") == "directory" else ""))
     print(f"size    {shown['size']}")
+    if shown.get("kind") == "directory":
+        print(f"files   {len(shown['files'])}")
+        if shown.get("ignored"):
+            print(f"ignored {', '.join(shown['ignored'])} (hidden, as `ipfs add -r` leaves them out)")
 
 
-@ipfs_app.command("put", help="Add a file to the store; the store's CID must equal the one computed here.")
+@ipfs_app.command("put", help="Add a file or a directory (as `ipfs add -r`) to the store; the store's CID must "
+                              "equal the one computed here.")
 def put(
-    file: Path = typer.Argument(..., help="The file to add."),
+    file: Path = typer.Argument(..., help="The file or directory to add."),
     cid_profile: Optional[str] = typer.Option(None, "--cid-profile", help=PROFILE_HELP + " Default: the profile's."),
     store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
     pin: bool = typer.Option(True, "--pin/--no-pin", help="Pin after adding."),
@@ -87,11 +101,15 @@ def put(
 
     from registry.content.stores import open_store
 
+    from registry.cli._progress import byte_progress, tree_total
+    from registry.content.tree import is_tree
+
     settings = _settings(profile, store)
     prof = get_profile(cid_profile or settings.profile.cid_profile).name
     target = open_store(settings)
-    with progress(f"adding {file.name}", _size_of(file), wants_progress(json_output)) as advance:
-        result = target.put_file(file, prof, progress=advance)
+    with byte_progress(f"adding {file.name}", tree_total(file), wants_progress(json_output)) as bars:
+        result = (target.put_tree(file, prof, progress=bars.advance) if is_tree(file)
+                  else target.put_file(file, prof, progress=bars.advance))
     if pin:
         target.pin(result.cid)
     out = dict(result.to_json(), pinned=pin, store=settings.profile.store)
@@ -99,15 +117,15 @@ def put(
         print_json(out)
         return
     console().print(f"[green]added[/green] {file}")
-    print(f"cid     {out['cid']}")
-    print(f"sha256  {out['sha256']}")
-    print(f"size    {out['size']}")
+    _print_result(out)
 
 
-@ipfs_app.command("get", help="Download a CID, verifying every block; nothing is left at -o on failure.")
+@ipfs_app.command("get", help="Download a CID (a file, or a directory tree), verifying every block; nothing is "
+                              "left at -o on failure.")
 def get(
     cid_text: str = typer.Argument(..., metavar="CID", help="The CID (Qm…, b…)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Destination file (written atomically)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Destination file or directory (renamed into place "
+                                                            "once complete)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Refuse content larger than this many bytes."),
     store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
     profile: Optional[str] = typer.Option(None, "--profile", help="Registry profile (default: local)."),
@@ -121,6 +139,20 @@ def get(
 
     c = parse_cid(cid_text)
     target = _open(profile, store)
+    if target.kind(c) == "directory":
+        from registry.content.get import get_tree
+
+        with progress(f"fetching {c}", max_size, wants_progress(json_output)) as advance:
+            listing = get_tree(target, c, output, max_size, advance)
+        out = {"cid": str(c), "cid_v1": display(c)["v1"], "path": str(output), "kind": "directory",
+               "size": listing.total_size, "sha256": listing.sha256.hex(), "files": len(listing.entries)}
+        if json_output:
+            print_json(out)
+            return
+        console().print(f"[green]verified[/green] {c} -> {output}/ ({len(listing.entries)} files, "
+                        f"{listing.total_size} bytes)")
+        print(f"sha256  {out['sha256']}  (canonical file list)")
+        return
     digest = hashlib.sha256()
 
     def hashed() -> Any:

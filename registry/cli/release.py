@@ -23,14 +23,17 @@ _STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 
 def register(app: typer.Typer) -> None:
     """Adds publish, verify and pull to the top-level app."""
-    app.command("publish", help="Store, sign and anchor a model; writes NAME@VERSION.release.json beside it. "
-                "Claims your namespace (the OWNER of OWNER/MODEL) first when it is unclaimed.")(publish)
+    app.command("publish", help="Store, sign and anchor a model (an ONNX file, or a directory: model.onnx with its "
+                                "external data, tokenizer, config); writes NAME@VERSION.release.json beside it. "
+                                "The same ONNX and size checks as verify run first: a model that could never "
+                                "verify is refused before any transaction. Claims your namespace (the OWNER of "
+                                "OWNER/MODEL) first when it is unclaimed.")(publish)
     app.command("verify", help="Run the nine verification checks on a release. " + EXIT_CODES_HELP)(verify)
     app.command("pull", help="Download, verify and only then install a model in DIR. " + EXIT_CODES_HELP)(pull)
 
 
 def publish(
-    model: Path = typer.Argument(..., help="The ONNX model file."),
+    model: Path = typer.Argument(..., help="The ONNX model file, or a directory holding model.onnx and its files."),
     name: str = typer.Option(..., "--name", help="owner/model"),
     version: str = typer.Option(..., "--version", help="SemVer version, unique per name."),
     provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance statement (JSON)."),
@@ -41,18 +44,19 @@ def publish(
     account: Optional[str] = typer.Option(None, "--account", "-a", help="Keystore address to sign with."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.cli._render import console, print_json, progress, wants_progress
+    from registry.cli._render import console, print_json, wants_progress
     from registry.cli._signing import command_signer
     from registry.config import load_settings
     from registry.publish import publish_model
 
+    from registry.cli._progress import byte_progress, tree_total
+
     settings = load_settings(profile)
     signer = command_signer(settings, account)
-    size = model.stat().st_size if model.is_file() else None
     say = (lambda _m: None) if json_output else (lambda m: console().print(m, markup=False, soft_wrap=True))
-    with progress(f"hashing {model.name}", size, wants_progress(json_output)) as advance:
+    with byte_progress(f"hashing {model.name}", tree_total(model), wants_progress(json_output)) as bars:
         result = publish_model(model, name, version, provenance_path=provenance, parent=parent, settings=settings,
-                               signer=signer.account, progress=advance, card=card, on_event=say)
+                               signer=signer.account, progress=bars.advance, card=card, on_event=say)
     if json_output:
         print_json(result.to_json())
         return
@@ -61,7 +65,9 @@ def publish(
     out = console()
     verb = "already published" if result.already_published else "published"
     out.print(f"[green]{verb}[/green] {clean(result.record.ref)}  id 0x{result.record.id.hex()}")
-    out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes)")
+    kind = getattr(result.artifact, "kind", "file")
+    files = f", {len(result.artifact.files.entries)} files" if kind == "directory" else ""
+    out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes{files})")
     out.print(f"  cid       {result.artifact.to_json()['cid_v1']}  ({result.artifact.profile})")
     out.print(f"  publisher {result.record.publisher}")
     if result.record.has_card:
@@ -76,7 +82,8 @@ def publish(
 def verify(
     ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest, NAME@ALIAS or sha256:HEX (refused when the "
                               "bytes belong to several names, unless --trust narrows it to one)"),
-    file: Optional[Path] = typer.Option(None, "--file", help="Verify this local file (else fetch from the store)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Verify this local file or directory (else fetch "
+                                                             "from the store)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest (enables offline mode)."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (TOML)."),
@@ -91,15 +98,18 @@ def verify(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    from registry.cli._render import print_json, progress, wants_progress
+    from registry.cli._render import print_json, wants_progress
     from registry.config import load_settings
     from registry.verify import verify as run_verify
 
+    from registry.cli._progress import byte_progress, tree_total
+
     settings = load_settings(profile)
-    with progress("verifying", None, wants_progress(json_output)) as advance:
+    total = tree_total(file) if file is not None else None
+    with byte_progress("verifying", total, wants_progress(json_output)) as bars:
         report = run_verify(ref, file=file, manifest=manifest, trust=tuple(trust or ()), policy=policy,
                             provenance=provenance, offline=offline, installed_version=installed, settings=settings,
-                            progress=advance, card=card, chain_id=chain_id)
+                            progress=bars.advance, file_progress=bars.file, card=card, chain_id=chain_id)
     if json_output:
         print_json(report.to_json())
     else:
@@ -117,14 +127,17 @@ def pull(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.cli._render import console, print_json
+    from registry.cli._progress import byte_progress
+    from registry.cli._render import console, print_json, wants_progress
     from registry.config import load_settings
     from registry.pull import pull as run_pull
     from registry.verify import VerificationFailed
 
     settings = load_settings(profile)
     try:
-        result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy, settings=settings)
+        with byte_progress(f"pulling {ref}", None, wants_progress(json_output)) as bars:
+            result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy,
+                              settings=settings, progress=bars.advance, file_progress=bars.file)
     except VerificationFailed as failed:
         if json_output:
             print_json({"error": str(failed), "exit_code": failed.exit_code, "report": failed.report.to_json()})
@@ -141,9 +154,11 @@ def pull(
 
     render_report(result.report)
     out = console()
-    out.print(f"[green]installed[/green] {clean(result.model_path)}")
+    out.print(f"[green]installed[/green] {clean(result.model_path)}" + ("/" if result.kind == "directory" else ""))
     out.print(f"  manifest   {clean(result.manifest_path)}")
     out.print(f"  provenance {clean(result.provenance_path)}")
+    if result.files_path is not None:
+        out.print(f"  file list  {clean(result.files_path)}")
 
 
 def render_report(report: Any) -> None:

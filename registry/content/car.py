@@ -24,7 +24,10 @@ MAX_SECTION = MAX_BLOCK_SIZE + 128
 
 
 def encode_header(roots: Iterable[CID]) -> bytes:
-    header = dag_cbor.encode({"roots": [parse_cid(r) for r in roots], "version": 1})
+    from registry.content.cids import RawCID
+
+    full = [r.full() if isinstance(r, RawCID) else parse_cid(r) for r in roots]
+    header = dag_cbor.encode({"roots": [r.full() if isinstance(r, RawCID) else r for r in full], "version": 1})
     return varint(len(header)) + header
 
 

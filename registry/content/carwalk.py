@@ -28,16 +28,22 @@ if TYPE_CHECKING:
 MAX_BUFFERED_BLOCKS = 64
 # without dups=y, blocks that may be asked for again (identical chunks) are kept this many at a time
 MAX_RECENT_BLOCKS = 16
+# repeated sections a producer may send (and we skip) in one stream before it counts as hostile
+MAX_SKIPPED_SECTIONS = 4096
 
 
 class ResponseStream(io.RawIOBase):
     """``read(n)`` over a streaming httpx response; transport failures become UnreachableError."""
 
-    def __init__(self, resp: httpx.Response, what: str) -> None:
+    def __init__(self, resp: httpx.Response, what: str, deadline_s: float | None = None) -> None:
+        import time
+
         self._it = resp.iter_bytes()
         self._buf = bytearray()
         self._what = what
         self._done = False
+        self._deadline_s = deadline_s
+        self._end = time.monotonic() + deadline_s if deadline_s is not None else None
 
     def readable(self) -> bool:
         return True
@@ -54,6 +60,12 @@ class ResponseStream(io.RawIOBase):
             except httpx.TransportError as exc:
                 raise UnreachableError(f"{self._what}: the stream broke ({type(exc).__name__})") from exc
             self._buf += piece
+            if self._end is not None:
+                import time
+
+                if time.monotonic() > self._end:
+                    raise UnreachableError(f"{self._what}: the stream took longer than {self._deadline_s:.0f} s "
+                                           "(overall deadline)")
         if n < 0:
             n = len(self._buf)
         out = bytes(self._buf[:n])
@@ -64,6 +76,12 @@ class ResponseStream(io.RawIOBase):
 def walk_car_stream(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"], bytes], dups: bool,
                     what: str, max_size: int | None = None) -> Iterator[WalkedBlock]:
     """Verified DFS walk of ``root`` fed by a CAR stream (see the module docstring)."""
+    yield from walk(root, car_fetch(root, stream, fallback, dups, what), max_size)
+
+
+def car_fetch(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"], bytes], dups: bool,
+              what: str) -> Callable[["CID"], bytes]:
+    """A ``fetch(cid)`` served from a CAR stream in DFS order (files, directories, HAMT shards alike)."""
     root = parse_cid(root)
     reader = CarReader.open(stream)  # type: ignore[arg-type]
     if [to_v1_text(r) for r in reader.roots] != [to_v1_text(root)]:
@@ -72,6 +90,7 @@ def walk_car_stream(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"
     waiting: dict[str, bytes] = {}
     recent: OrderedDict[str, bytes] = OrderedDict()
     seen: set[str] = set()
+    skipped = [0]
 
     def remember(key: str, block: bytes) -> bytes:
         if not dups:
@@ -95,10 +114,13 @@ def walk_car_stream(root: "CID", stream: io.RawIOBase, fallback: Callable[["CID"
             if got_key == key:
                 return remember(key, block)
             if not dups and got_key in seen:
+                skipped[0] += 1
+                if skipped[0] > MAX_SKIPPED_SECTIONS:
+                    raise IntegrityError(f"{what}: more than {MAX_SKIPPED_SECTIONS} repeated CAR sections; refused")
                 continue
             if len(waiting) >= MAX_BUFFERED_BLOCKS:
                 raise IntegrityError(f"{what}: too many blocks out of order (wanted {wanted})")
             waiting[got_key] = block
         raise IntegrityError(f"{what}: incomplete CAR, block {wanted} never arrived")
 
-    yield from walk(root, fetch, max_size)
+    return fetch

@@ -93,6 +93,8 @@ class UnixFSData:
     data: bytes = b""
     filesize: int | None = None
     blocksizes: list[int] = field(default_factory=list)
+    hash_type: int | None = None
+    fanout: int | None = None
 
 
 def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -181,6 +183,8 @@ def decode_unixfs(data: bytes | None) -> UnixFSData:
     payload = b""
     filesize: int | None = None
     blocksizes: list[int] = []
+    hash_type: int | None = None
+    fanout: int | None = None
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         num, wire = key >> 3, key & 7
@@ -192,6 +196,10 @@ def decode_unixfs(data: bytes | None) -> UnixFSData:
                 filesize = value
             elif num == 4:
                 blocksizes.append(value)
+            elif num == 5:
+                hash_type = value
+            elif num == 6:
+                fanout = value
         elif wire == 2:
             v, pos = _read_bytes(buf, pos)
             if num == 2:
@@ -211,4 +219,4 @@ def decode_unixfs(data: bytes | None) -> UnixFSData:
             raise IntegrityError("malformed UnixFS data: truncated")
     if typ is None:
         raise IntegrityError("malformed UnixFS data: no type")
-    return UnixFSData(typ, payload, filesize, blocksizes)
+    return UnixFSData(typ, payload, filesize, blocksizes, hash_type, fanout)

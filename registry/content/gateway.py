@@ -9,16 +9,17 @@ another root is refused.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from os import PathLike
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import httpx
 from multiformats import CID
 
 from registry.content.base import BlockReadingStore
-from registry.content.carwalk import ResponseStream, walk_car_stream
+from registry.content.carwalk import ResponseStream, car_fetch, walk_car_stream
 from registry.content.cids import parse_cid
-from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
+from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request, stream_deadline
 from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock
 from registry.content.unixfs import ImportResult, Progress
 from registry.errors import InputError, IntegrityError, UnreachableError
@@ -52,7 +53,7 @@ class GatewayStore(BlockReadingStore):
             with request(self._client, self.policy, what, "GET", f"/ipfs/{cid}",
                          lambda: {"params": {"format": "raw"}, "headers": {"Accept": RAW_ACCEPT}}) as resp:
                 _check_type(resp, RAW_ACCEPT, what)
-                return read_limited(resp, MAX_BLOCK_SIZE, what)
+                return read_limited(resp, MAX_BLOCK_SIZE, what, self.policy.deadline_s)
         except HttpError as exc:
             raise self._refused(what, exc) from exc
 
@@ -78,7 +79,22 @@ class GatewayStore(BlockReadingStore):
                                   "headers": {"Accept": CAR_ACCEPT}}) as resp:
                 _check_type(resp, "application/vnd.ipld.car", what)
                 dups = "dups=y" in resp.headers.get("content-type", "").replace(" ", "").lower()
-                yield from walk_car_stream(root, ResponseStream(resp, what), self._fetch_block, dups, what, max_size)
+                stream = ResponseStream(resp, what, stream_deadline(self.policy, max_size))
+                yield from walk_car_stream(root, stream, self._fetch_block, dups, what, max_size)
+        except HttpError as exc:
+            raise self._refused(what, exc) from exc
+
+    @contextmanager
+    def _dag_fetch(self, root: CID, max_size: int | None = None) -> Iterator[Callable[[CID], bytes]]:
+        what = f"gateway CAR {root}"
+        try:
+            with request(self._client, self.policy, what, "GET", f"/ipfs/{root}",
+                         lambda: {"params": {"format": "car", "dag-scope": "all"},
+                                  "headers": {"Accept": CAR_ACCEPT}}) as resp:
+                _check_type(resp, "application/vnd.ipld.car", what)
+                dups = "dups=y" in resp.headers.get("content-type", "").replace(" ", "").lower()
+                yield car_fetch(root, ResponseStream(resp, what, stream_deadline(self.policy, max_size)),
+                                self._fetch_block, dups, what)
         except HttpError as exc:
             raise self._refused(what, exc) from exc
 

@@ -17,6 +17,10 @@ import httpx
 from registry.errors import InputError, UnreachableError
 
 RETRY_STATUS = {429, 502, 503, 504}
+# An error answer is read up to this many bytes: a node must not make us buffer a huge error page.
+MAX_ERROR_BODY = 4096
+# Every request has an overall deadline (timeout_s is per read: a slow drip would never trip it).
+DEADLINE_FACTOR = 6
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,16 @@ class RetryPolicy:
     retries: int = 3
     backoff_s: float = 0.25
     timeout_s: float = 10.0
+
+    @property
+    def deadline_s(self) -> float:
+        """Wall time one whole answer may take (bodies that stream a DAG get theirs from ``stream_deadline``)."""
+        return self.timeout_s * DEADLINE_FACTOR
+
+
+def stream_deadline(policy: RetryPolicy, expected_bytes: int | None, min_rate: float = 1 << 20) -> float:
+    """A whole DAG stream's deadline: the per-request one plus the time the expected bytes take at 1 MiB/s."""
+    return policy.deadline_s + (expected_bytes or 0) / min_rate
 
 
 class HttpError(Exception):
@@ -46,9 +60,20 @@ def make_client(base_url: str, policy: RetryPolicy, headers: dict[str, str] | No
 
 
 def _error_text(resp: httpx.Response) -> str:
+    """The server's message from at most ``MAX_ERROR_BODY`` bytes of its answer, parsed strictly."""
+    raw = bytearray()
     try:
-        resp.read()
-        body = resp.json()
+        for piece in resp.iter_bytes():
+            raw += piece
+            if len(raw) > MAX_ERROR_BODY:
+                del raw[MAX_ERROR_BODY:]
+                break
+    except Exception:  # an error answer that also breaks mid-way: whatever arrived is the message
+        pass
+    try:
+        from registry.provenance import parse_json_strict
+
+        body = parse_json_strict(bytes(raw), what="error answer", limit=MAX_ERROR_BODY, error=ValueError)
         if isinstance(body, dict):
             for key in ("Message", "message", "error", "reason", "details"):
                 value = body.get(key)
@@ -58,10 +83,8 @@ def _error_text(resp: httpx.Response) -> str:
                     return str(value.get("reason") or value.get("details") or value)
     except Exception:
         pass
-    try:
-        return resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
-    except Exception:
-        return resp.reason_phrase
+    text = raw.decode("utf-8", "replace").strip()
+    return text.splitlines()[0][:200] if text else resp.reason_phrase
 
 
 @contextmanager
@@ -104,16 +127,20 @@ def request(client: httpx.Client, policy: RetryPolicy, what: str, method: str, u
         time.sleep(policy.backoff_s * (2 ** (attempt - 1)))
 
 
-def read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes (a node must not make us buffer GiBs)."""
+def read_limited(resp: httpx.Response, limit: int, what: str, deadline_s: float | None = None) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes (a node must not make us buffer GiBs) and an
+    answer that takes longer than ``deadline_s`` overall."""
     from registry.errors import IntegrityError
 
     out = bytearray()
+    end = time.monotonic() + deadline_s if deadline_s is not None else None
     try:
         for piece in resp.iter_bytes():
             out += piece
             if len(out) > limit:
                 raise IntegrityError(f"{what}: answer exceeds {limit} bytes")
+            if end is not None and time.monotonic() > end:
+                raise UnreachableError(f"{what}: the answer took longer than {deadline_s:.0f} s")
     except httpx.TimeoutException as exc:
         raise UnreachableError(f"{what}: timed out while reading the answer") from exc
     except httpx.TransportError as exc:

@@ -9,7 +9,8 @@ blocks come from ``block/get``); the unmaintained ``ipfshttpclient`` is delibera
 from __future__ import annotations
 
 import io
-import json
+import os
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -19,9 +20,18 @@ from multiformats import CID
 
 from registry.content.base import BlockReadingStore
 from registry.content.car import CarReader
-from registry.content.carwalk import ResponseStream, walk_car_stream
+from registry.content.carwalk import ResponseStream, car_fetch, walk_car_stream
 from registry.content.cids import parse_cid, to_v1_text
-from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
+from registry.content.http import (
+    DEADLINE_FACTOR,
+    HttpError,
+    RetryPolicy,
+    make_client,
+    read_limited,
+    request,
+    stream_deadline,
+)
+from registry.provenance import parse_json_strict
 from registry.content.reader import MAX_BLOCK_SIZE, WalkedBlock
 from registry.content.unixfs import DEFAULT_PROFILE, ImportResult, Profile, Progress, get_profile, import_bytes, import_file
 from registry.errors import InputError, IntegrityError, UnreachableError
@@ -97,7 +107,7 @@ class KuboStore(BlockReadingStore):
 
         try:
             with request(self._client, self.policy, what, "POST", f"/api/v0/{command}", kwargs, timeout) as resp:
-                return read_limited(resp, limit, what)
+                return read_limited(resp, limit, what, (timeout or self.policy.timeout_s) * DEADLINE_FACTOR)
         except HttpError as exc:
             if exc.status == 405:
                 raise UnreachableError(f"{self.api_url} is not a Kubo RPC API ({what}: {exc})") from exc
@@ -110,9 +120,9 @@ class KuboStore(BlockReadingStore):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise IntegrityError(f"{what}: the node answered something that is not JSON") from exc
+                obj = parse_json_strict(line, what=what, limit=1 << 20, error=IntegrityError)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{what}: the node answered something that is not JSON ({exc})") from exc
             if not isinstance(obj, dict):
                 raise IntegrityError(f"{what}: unexpected answer {obj!r:.80}")
             out.append(obj)
@@ -163,6 +173,57 @@ class KuboStore(BlockReadingStore):
 
         return self._add(opener, Path(path).name, local, p, progress)
 
+    def put_tree(self, path: str | PathLike[str], profile: str | None = None, progress: Progress | None = None,
+                 sink: Any = None) -> Any:
+        """``ipfs add -r`` over the RPC: our own tree CID first, then the upload; the node's CID must equal it."""
+        from registry.content.tree import import_tree, open_in_tree, open_root, scan_tree
+
+        p = get_profile(profile or self.profile)
+        local = import_tree(path, p, sink=sink)
+        scan = scan_tree(path)
+        boundary = "registry-" + os.urandom(12).hex()
+
+        def parts() -> Iterator[bytes]:
+            yield _part_head(boundary, "root", "application/x-directory")
+            made = {""}
+            root_fd = open_root(path)
+            try:
+                for item in scan.files:
+                    parent = item.path.rpartition("/")[0]
+                    steps = parent.split("/") if parent else []
+                    for i in range(1, len(steps) + 1):
+                        d = "/".join(steps[:i])
+                        if d not in made:
+                            made.add(d)
+                            yield _part_head(boundary, f"root/{d}", "application/x-directory")
+                    yield _part_head(boundary, f"root/{item.path}", "application/octet-stream")
+                    fd = open_in_tree(root_fd, item.path)
+                    try:
+                        while chunk := os.read(fd, 1 << 20):
+                            if progress is not None:
+                                progress(len(chunk))
+                            yield chunk
+                    finally:
+                        os.close(fd)
+                    yield b"\r\n"
+            finally:
+                os.close(root_fd)
+            yield f"--{boundary}--\r\n".encode()
+
+        def body() -> dict[str, Any]:
+            return {"content": parts(), "headers": {"Content-Type": f"multipart/form-data; boundary={boundary}"}}
+
+        answer = self._ndjson(self._rpc("add", add_params(p), body, timeout=self.pin_timeout), "Kubo add -r")
+        roots = [a.get("Hash") for a in answer if a.get("Name") == "root" and isinstance(a.get("Hash"), str)]
+        if not roots:
+            raise IntegrityError("Kubo add -r: the answer names no root directory")
+        theirs = parse_cid(roots[-1])
+        if to_v1_text(theirs) != to_v1_text(local.cid):
+            raise IntegrityError(
+                f"Kubo add -r answered {theirs} but the tree hashes to {local.cid} under {p.name}; refusing the "
+                "node's CID (its import settings differ, or it altered the data)")
+        return local
+
     def put_bytes(self, data: bytes, profile: str | None = None) -> ImportResult:
         p = get_profile(profile or self.profile)
         local = import_bytes(data, p)
@@ -190,7 +251,20 @@ class KuboStore(BlockReadingStore):
         try:
             with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
                          lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
-                yield from walk_car_stream(root, ResponseStream(resp, what), self._fetch_block, False, what, max_size)
+                stream = ResponseStream(resp, what, stream_deadline(self.policy, max_size))
+                yield from walk_car_stream(root, stream, self._fetch_block, False, what, max_size)
+        except HttpError as exc:
+            raise _NodeRefused(what, exc) from exc
+
+    @contextmanager
+    def _dag_fetch(self, root: CID, max_size: int | None = None) -> Iterator[Callable[[CID], bytes]]:
+        """The DAG under ``root`` from one ``dag/export`` CAR stream, each block verified as it arrives."""
+        what = f"Kubo dag/export {root}"
+        try:
+            with request(self._client, self.policy, what, "POST", "/api/v0/dag/export",
+                         lambda: {"params": {"arg": str(root), "progress": "false"}}) as resp:
+                yield car_fetch(root, ResponseStream(resp, what, stream_deadline(self.policy, max_size)),
+                                self._fetch_block, False, what)
         except HttpError as exc:
             raise _NodeRefused(what, exc) from exc
 
@@ -277,6 +351,14 @@ class KuboStore(BlockReadingStore):
             raise IntegrityError(f"Kubo dag/import reported roots {sorted(reported)}, the CAR has "
                                  f"{[str(r) for r in reader.roots]}")
         return reader.roots
+
+
+def _part_head(boundary: str, name: str, ctype: str) -> bytes:
+    """One multipart part's header; Kubo reads the file name URL-escaped (``a%2Fb`` is ``a/b``)."""
+    from urllib.parse import quote
+
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{quote(name, safe='')}\"\r\n"
+            f"Content-Type: {ctype}\r\n\r\n").encode() + (b"\r\n" if ctype == "application/x-directory" else b"")
 
 
 class _Unclosable(io.RawIOBase):

@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from multiformats import CID
 
@@ -34,6 +34,9 @@ from registry.content.unixfs import (
 )
 from registry.errors import InputError, IntegrityError, UnreachableError
 from registry.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from registry.content.tree import FileSink, TreeResult
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -107,6 +110,15 @@ class LocalStore(BlockReadingStore):
         self._sync()
         return result
 
+    def put_tree(self, path: str | PathLike[str], profile: str | None = None, progress: Progress | None = None,
+                 sink: "FileSink | None" = None) -> "TreeResult":
+        """Imports a directory as ``ipfs add -r`` would, every block into the store, in one pass."""
+        from registry.content.tree import import_tree
+
+        result = import_tree(path, profile or self.profile, progress, block_sink=self._write_block, sink=sink)
+        self._sync()
+        return result
+
     def put_bytes(self, data: bytes, profile: str | None = None) -> ImportResult:
         result = import_bytes(data, profile or self.profile, block_sink=self._write_block)
         self._sync()
@@ -115,10 +127,6 @@ class LocalStore(BlockReadingStore):
     def has(self, cid: CID | str | bytes) -> bool:
         """Whether the root block is here (``verify_dag`` checks the whole DAG)."""
         return self.block_path(parse_cid(cid)).exists()
-
-    def verify_dag(self, cid: CID | str | bytes) -> int:
-        """Reads and verifies every block under ``cid``; returns the file size."""
-        return sum(len(b) for b in self.open(cid))
 
     # -- pins ------------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ kept out of every message and repr.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from multiformats import CID
 from registry.content.cids import parse_cid, to_v1_text
 from registry.content.http import HttpError, RetryPolicy, make_client, read_limited, request
 from registry.errors import InputError, IntegrityError, KeyAccessError, UnreachableError
+from registry.provenance import parse_json_strict
 
 STATUSES = ("queued", "pinning", "pinned", "failed")
 
@@ -55,6 +55,26 @@ class PinStatus:
             raise IntegrityError(f"{what}: malformed PinStatus from the pinning service ({exc})") from exc
 
 
+def refuse_plain_http(url: str) -> None:
+    """The bearer token travels only over https://, or plain http:// to this machine (loopback)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme == "https":
+        return
+    if parts.scheme != "http":
+        raise InputError(f"pinning service URL {url[:80]!r} is not http(s)")
+    host = (parts.hostname or "").strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise KeyAccessError(f"refusing to send the pinning token over plain http:// to {host or url[:80]!r}; "
+                             "use https:// (plain http is allowed to loopback only)")
+
+
 class PinningService:
     """A client for one pinning service endpoint (``/pins``), authenticated by a bearer token."""
 
@@ -62,6 +82,7 @@ class PinningService:
                  transport: httpx.BaseTransport | None = None) -> None:
         if not token:
             raise KeyAccessError("the pinning service needs an access token (REGISTRY_PINNING_TOKEN)")
+        refuse_plain_http(url)
         self.url = url.rstrip("/")
         self.policy = RetryPolicy(retries, backoff, timeout)
         self._client = make_client(self.url, self.policy, headers={"Authorization": f"Bearer {token}"},
@@ -76,7 +97,7 @@ class PinningService:
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         try:
             with request(self._client, self.policy, what, method, path, lambda: dict(kwargs)) as resp:
-                body = read_limited(resp, 4 << 20, what)
+                body = read_limited(resp, 4 << 20, what, self.policy.deadline_s)
         except HttpError as exc:
             if exc.status in (401, 403):
                 raise KeyAccessError(f"{what}: the pinning service refused the access token ({exc.message})") from exc
@@ -86,9 +107,9 @@ class PinningService:
         if not body.strip():
             return None
         try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise IntegrityError(f"{what}: the pinning service answered something that is not JSON") from exc
+            return parse_json_strict(body, what=what, limit=4 << 20, error=IntegrityError)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{what}: the pinning service answered something that is not JSON ({exc})") from exc
 
     def add(self, cid: CID | str | bytes, name: str | None = None, origins: tuple[str, ...] = (),
             meta: dict[str, str] | None = None) -> PinStatus:

@@ -13,11 +13,17 @@ from typing import Callable, Iterator
 
 from multiformats import CID
 
-from registry.content.cids import DAG_PB, RAW, parse_cid, verify_block
+from registry.content.cids import DAG_PB, RAW, fast_cid, parse_cid, verify_block
 from registry.content.dagpb import T_FILE, T_RAW, decode_node, decode_unixfs
 from registry.errors import IntegrityError
 
 MAX_BLOCK_SIZE = 2 * 1024 * 1024  # the largest block the IPFS network exchanges (bitswap, gateways)
+# A DAG that is cheap to send but expensive to walk (tiny or repeated leaves, zero-size links) is cut
+# off: a walk visits at most this many blocks plus one per MIN_AVG_LEAF bytes the root declares.
+MIN_AVG_LEAF = 128
+BASE_VISITS = 64
+# Without an expected size, a walk still stops here (every read has some bound).
+DEFAULT_MAX_SIZE = 64 * 1024**3
 
 Fetch = Callable[[CID], bytes]
 
@@ -39,16 +45,34 @@ def checked_block(cid: CID, block: bytes) -> bytes:
     return block
 
 
-def walk(root: CID | str | bytes, fetch: Fetch, max_size: int | None = None) -> Iterator[WalkedBlock]:
-    """Depth-first, in file order: every block verified, sizes cross-checked, ``max_size`` enforced."""
+def max_visits(declared_size: int) -> int:
+    return BASE_VISITS + 2 * (declared_size // MIN_AVG_LEAF)
+
+
+def walk(root: CID | str | bytes, fetch: Fetch, max_size: int | None = None,
+         first_block: bytes | None = None) -> Iterator[WalkedBlock]:
+    """Depth-first, in file order: every block verified, sizes cross-checked, ``max_size`` enforced.
+
+    ``first_block`` is the root's block when the caller already fetched (and verified) it. Links of
+    size zero are refused (no importer writes them) and the number of blocks visited is bounded by
+    the declared size, so a small hostile DAG cannot make the walk long.
+    """
     root = parse_cid(root)
+    limit = DEFAULT_MAX_SIZE if max_size is None else max_size
     produced = 0
+    visits = 0
+    budget = BASE_VISITS
     # (cid, file bytes the parent says this sub-DAG holds, or None for the root)
     stack: list[tuple[CID, int | None]] = [(root, None)]
     declared_total: int | None = None
     while stack:
         cid, expected = stack.pop()
-        block = checked_block(cid, fetch(cid))
+        visits += 1
+        if visits > budget:
+            raise IntegrityError(f"{root}: the DAG needs more than {budget} blocks for {declared_total} bytes "
+                                 "(tiny or repeated blocks); refused")
+        raw = first_block if (first_block is not None and expected is None) else fetch(cid)
+        block = checked_block(cid, raw)
         codec = cid.codec.code
         if codec == RAW:
             data = memoryview(block)
@@ -67,21 +91,24 @@ def walk(root: CID | str | bytes, fetch: Fetch, max_size: int | None = None) -> 
             data = memoryview(fs.data)
             children = []
             for link, bs in zip(node.links, fs.blocksizes):
+                if bs == 0:
+                    raise IntegrityError(f"block {cid} has a link of size zero")
                 try:
-                    children.append((parse_cid(link.hash), bs))
+                    children.append((fast_cid(link.hash), bs))
                 except Exception as exc:
                     raise IntegrityError(f"block {cid} links to a malformed CID") from exc
         else:
             raise IntegrityError(f"block {cid} has codec {cid.codec.name}; a file is raw or dag-pb")
         if expected is None:
             declared_total = size
-            if max_size is not None and size > max_size:
-                raise IntegrityError(f"{cid} holds {size} bytes, more than the expected {max_size}")
+            if size > limit:
+                raise IntegrityError(f"{cid} holds {size} bytes, more than the expected {limit}")
+            budget = max_visits(size)
         elif size != expected:
             raise IntegrityError(f"block {cid} holds {size} bytes where its parent promised {expected}")
         produced += len(data)
-        if max_size is not None and produced > max_size:
-            raise IntegrityError(f"{root} holds more than the expected {max_size} bytes")
+        if produced > limit:
+            raise IntegrityError(f"{root} holds more than the expected {limit} bytes")
         stack.extend(reversed(children))
         yield WalkedBlock(cid, block, data)
     if produced != declared_total:

@@ -7,6 +7,8 @@ itself, bit-for-bit as Kubo does. Profiles (all balanced layout, fixed-size chun
 ``kubo-v1``         ``ipfs add --cid-version=1``: CIDv1, raw leaves, otherwise the same
 ``unixfs-v1-2025``  IPIP-499: CIDv1, raw leaves, 1 MiB chunks, 1024 links per node
 
+Directories (``ipfs add -r``) are built by ``dirs.py``/``hamt.py`` and ``tree.py`` with the same profile.
+
 Memory stays bounded (two read buffers plus one open link list per tree level) whatever the file
 size. The whole-file SHA-256 and the per-chunk leaf hashes are both SHA-256 work; ``hashlib``
 releases the GIL on large buffers, so a worker thread hashes the leaves while the main thread
@@ -49,12 +51,15 @@ class Profile:
     raw_leaves: bool
     chunk_size: int
     max_links: int
+    # directories (``dirs.py``): how the HAMT threshold is estimated, and whether reaching it shards
+    hamt_estimate: str = "links-bytes"
+    hamt_inclusive: bool = True
 
 
 PROFILES: dict[str, Profile] = {
     "kubo-v0": Profile("kubo-v0", 0, False, 262144, 174),
     "kubo-v1": Profile("kubo-v1", 1, True, 262144, 174),
-    "unixfs-v1-2025": Profile("unixfs-v1-2025", 1, True, 1048576, 1024),
+    "unixfs-v1-2025": Profile("unixfs-v1-2025", 1, True, 1048576, 1024, "block-bytes", False),
 }
 DEFAULT_PROFILE = "kubo-v1"
 
@@ -77,6 +82,7 @@ class ImportResult:
     sha256: bytes
     size: int
     profile: str = DEFAULT_PROFILE
+    dag_size: int = 0  # the whole DAG's bytes (the Tsize a parent directory's link records)
 
     def to_json(self) -> dict[str, object]:
         from registry.content.cids import display
@@ -194,9 +200,23 @@ def _fill(reader: _Readable, buf: memoryview) -> int:
 
 
 def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
-                  progress: Progress | None = None, block_sink: BlockSink | None = None) -> ImportResult:
-    """One pass over a binary stream: CID (as ``profile``), SHA-256 and size."""
+                  progress: Progress | None = None, block_sink: BlockSink | None = None,
+                  pool: ThreadPoolExecutor | None = None) -> ImportResult:
+    """One pass over a binary stream: CID (as ``profile``), SHA-256 and size.
+
+    ``pool`` (one worker) hashes the leaves; a tree import passes one pool for all its files.
+    """
     p = get_profile(profile)
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unixfs-leaves") as own:
+            # load multiformats on the worker while the first batch is read, instead of after the last
+            own.submit(_preload_cids)
+            return _import(reader, p, progress, block_sink, own)
+    return _import(reader, p, progress, block_sink, pool)
+
+
+def _import(reader: _Readable, p: Profile, progress: Progress | None, block_sink: BlockSink | None,
+            pool: ThreadPoolExecutor) -> ImportResult:
     batch = p.chunk_size * max(1, READ_BATCH // p.chunk_size)
     buffers = [memoryview(bytearray(batch)), memoryview(bytearray(batch))]
     whole = hashlib.sha256()
@@ -210,11 +230,9 @@ def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
             tree.add(_leaf_entry(p, digest, view[offset:offset + n], block_sink))
             offset += n
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unixfs-leaves") as pool:
-        # load multiformats on the worker while the first batch is read, instead of after the last
-        pool.submit(_preload_cids)
-        pending: tuple[Future[list[tuple[bytes, int]]], memoryview] | None = None
-        index = 0
+    pending: tuple[Future[list[tuple[bytes, int]]], memoryview] | None = None
+    index = 0
+    try:
         while True:
             # the buffer read into now was last used two batches ago, and consumed since
             buf = buffers[index & 1]
@@ -233,11 +251,15 @@ def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
             index += 1
         if pending is not None:
             consume(pending)
+            pending = None
+    finally:
+        if pending is not None:  # a failed read: let the worker finish before the buffers go away
+            pending[0].cancel() or pending[0].exception()
     if total == 0:
         empty = memoryview(b"")
         tree.add(_leaf_entry(p, _empty_leaf_digest(p), empty, block_sink))
-    root_bytes = tree.finish()[0]
-    return ImportResult(cid_object(root_bytes), whole.digest(), total, p.name)
+    root = tree.finish()
+    return ImportResult(cid_object(root[0]), whole.digest(), total, p.name, root[1])
 
 
 def _empty_leaf_digest(p: Profile) -> bytes:

@@ -31,7 +31,7 @@ import os
 from typing import TYPE_CHECKING, Any, Iterable
 
 from registry.errors import InputError, UnreachableError
-from registry.verify.artifact import ArtifactBytes, check_bytes
+from registry.verify.artifact import ArtifactBytes, Capture, check_bytes
 from registry.verify.chain_checks import (
     check_not_revoked,
     check_publisher,
@@ -79,6 +79,7 @@ def verify(
     progress: Any = None,
     card: str | os.PathLike[str] | bytes | None = None,
     chain_id: int | None = None,
+    file_progress: Any = None,
 ) -> VerificationReport:
     """Runs the nine checks and returns the report (never raises for a failed check).
 
@@ -88,32 +89,62 @@ def verify(
     ``card`` gives the model card's bytes (else beside ``file``, else the store) when the release has
     one; ``chain_id`` pins the chain a manifest must be signed for (offline).
     """
-    report, _ = _run(ref, file=file, manifest=manifest, trust=trust, policy=policy, settings=settings, data=data,
+    report, artifact = _run(ref, file=file, manifest=manifest, trust=trust, policy=policy, settings=settings, data=data,
                      provenance=provenance, offline=offline, installed_version=installed_version, client=client,
-                     store=store, progress=progress, card=card, chain_id=chain_id)
+                     store=store, progress=progress, card=card, chain_id=chain_id, file_progress=file_progress)
+    artifact.release()
     return report
 
 
 def load_verified(ref: str, **kwargs: Any) -> "onnxruntime.InferenceSession":
     """Verifies, then builds an InferenceSession from the very bytes that were hashed.
 
-    Raises ``VerificationFailed`` (with ``.report``) when any check fails; nothing is loaded then.
+    A single file is loaded from the verified in-memory buffer. A directory is loaded from memory
+    when it fits protobuf's 2 GiB (the model bytes, with its external data handed to onnxruntime as
+    in-memory files), else from the private copy written while hashing (a 0700 directory removed as
+    soon as the session is built); never from the user's path. Raises ``VerificationFailed`` (with
+    ``.report``) when any check fails; nothing is loaded then.
     """
+    from registry.verify.loading import session_from_artifact
+
     session_options = kwargs.pop("session_options", None)
     providers = kwargs.pop("providers", None) or ["CPUExecutionProvider"]
+    kwargs.setdefault("capture", Capture("load", _private_parent(kwargs.get("settings"))))
     report, artifact = _run(ref, **kwargs)
-    if not report.ok or artifact.data is None or not artifact.ok:
-        raise VerificationFailed(report)
-    from registry.runtime import session_from_bytes
+    try:
+        if not report.ok or not artifact.ok or (artifact.data is None and artifact.tree is None):
+            raise VerificationFailed(report)
+        return session_from_artifact(artifact, session_options, providers)
+    finally:
+        artifact.release()
 
-    # the private, already-verified buffer, loaded from an empty 0700 directory (registry.runtime)
-    return session_from_bytes(artifact.data, session_options, providers)
+
+def _private_parent(settings: Any) -> str | None:
+    """Where a large tree's private copy goes: the data dir (a real disk), not a RAM-backed /tmp."""
+    try:
+        from registry.config import load_settings
+
+        home = (settings or load_settings()).home
+        return str(home / "tmp")
+    except Exception:  # no usable data dir: the system temp dir still works
+        return None
 
 
 def verify_bytes(ref: str, **kwargs: Any) -> tuple[VerificationReport, bytearray | None]:
-    """The report and, only when it is ok, the verified bytes (what ``pull`` writes to disk)."""
+    """The report and, only when it is ok, the verified bytes of a single-file release."""
     report, artifact = _run(ref, **kwargs)
-    return report, (artifact.data if report.ok and artifact.ok else None)
+    if artifact.tree is not None:
+        artifact.release()
+        return report, None
+    return report, (artifact.data if report.ok and artifact.ok else None)  # type: ignore[return-value]
+
+
+def verify_artifact(ref: str, **kwargs: Any) -> tuple[VerificationReport, ArtifactBytes]:
+    """The report and what the hashing pass kept (``capture=Capture("stage", dir)`` for ``pull``).
+
+    The caller owns the result: ``artifact.release()`` discards any staging directory left.
+    """
+    return _run(ref, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,6 +169,8 @@ def _run(
     progress: Any = None,
     card: str | os.PathLike[str] | bytes | None = None,
     chain_id: int | None = None,
+    capture: Capture | None = None,
+    file_progress: Any = None,
 ) -> tuple[VerificationReport, ArtifactBytes]:
     checks: list[Check] = []
     report = VerificationReport(ref=str(ref), checks=checks)
@@ -220,9 +253,11 @@ def _run(
 
     # -- 5./6. sha256 and cid over one in-memory copy ------------------------------------------
     try:
-        sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress)
+        sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress, pol,
+                                           capture, file_progress)
     except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
-        artifact.ok, artifact.data = False, None
+        artifact.release()
+        artifact.ok = False
         sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
     checks.extend([sha_check, cid_check])
 
@@ -237,7 +272,12 @@ def _run(
     checks.append(prov_check)
 
     # -- 8. onnx -------------------------------------------------------------------------------
-    if artifact.ok and artifact.data is not None:
+    if artifact.ok and artifact.tree is not None:
+        from registry.verify.tree import check_tree_onnx
+
+        tree = artifact.tree
+        checks.append(guarded("onnx", lambda: check_tree_onnx(tree, pol)))
+    elif artifact.ok and artifact.data is not None:
         verified = artifact.data
         checks.append(guarded("onnx", lambda: check_onnx(verified, pol)))
     else:
@@ -246,7 +286,8 @@ def _run(
     # -- 9. policy -----------------------------------------------------------------------------
     checks.append(guarded("policy", lambda: check_policy(record, client, pol, prov_doc, installed_version)))
     if any(c.status == "fail" for c in checks):
-        artifact.data = None  # nothing that failed any check is handed to a loader
+        artifact.release()  # nothing that failed any check is handed to a loader or left staged
+        artifact.ok = False
     return report, artifact
 
 

@@ -2,12 +2,15 @@
 // can be cross-checked against an independent implementation (tests) and timed against it (bench).
 //
 //   node scripts/js/unixfs-cid.mjs --file PATH --profile kubo-v1      -> prints the CID
+//   node scripts/js/unixfs-cid.mjs --dir PATH --profile kubo-v1       -> the CID of the tree (as `ipfs add -r`,
+//       hidden entries left out; unixfs-v1-2025 uses the importer's own IPIP-499 profile)
 //   node scripts/js/unixfs-cid.mjs --serve                            -> one JSON request per stdin line:
 //       {"size": N, "chunk": 262144, "rawLeaves": true, "cidVersion": 1, "maxLinks": 174}
 //     answers {"size": N, "cid": "..."} per line; the bytes are the "fast stream" that
 //     tests/_content_fixtures.py:fast_stream generates too (64 KiB blocks of xorshift32 output
 //     XOR k*0x9E3779B1), so no test file ever has to be written to disk.
-import { createReadStream } from 'node:fs'
+import { createReadStream, readdirSync, lstatSync } from 'node:fs'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
@@ -31,6 +34,27 @@ function options (p) {
     chunker: fixedSize({ chunkSize: p.chunk }),
     layout: balanced({ maxChildrenPerNode: p.maxLinks })
   }
+}
+
+function * treeEntries (root, rel = '') {
+  for (const name of readdirSync(join(root, rel)).sort()) {
+    if (name.startsWith('.')) continue
+    const path = rel ? `${rel}/${name}` : name
+    const st = lstatSync(join(root, path))
+    if (st.isDirectory()) yield * treeEntries(root, path)
+    else yield { path: `root/${path}`, content: createReadStream(join(root, path), { highWaterMark: 4 << 20 }) }
+  }
+}
+
+async function treeCid (root, name) {
+  const opts = name === 'unixfs-v1-2025'
+    ? { profile: 'unixfs-v1-2025' }
+    : { ...options(PROFILES[name]), shardSplitStrategy: 'links-bytes' }
+  let last
+  for await (const entry of importer(treeEntries(root), nullBlockstore, opts)) {
+    if (entry.path === 'root') last = entry
+  }
+  return last.cid.toString()
 }
 
 async function cidOf (content, p) {
@@ -90,6 +114,11 @@ async function serve () {
 async function main () {
   const args = process.argv.slice(2)
   if (args.includes('--serve')) return serve()
+  if (args.includes('--dir')) {
+    const name = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : 'kubo-v1'
+    process.stdout.write(await treeCid(args[args.indexOf('--dir') + 1], name) + '\n')
+    return
+  }
   const file = args[args.indexOf('--file') + 1]
   const name = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : 'kubo-v1'
   const p = PROFILES[name]

@@ -1,0 +1,263 @@
+"""Stores and inputs that lie (issue 10, content side): DAGs cheap to send but expensive to walk, endless or
+huge answers, deep JSON, and a pinning token that must not travel in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+
+from registry.content.car import car_bytes
+from registry.content.cids import DAG_PB, RAW, make_cid
+from registry.content.dagpb import encode_node, unixfs_file_data
+from registry.content.local import LocalStore
+from registry.content.reader import iter_file
+from registry.errors import IntegrityError, KeyAccessError, UnreachableError
+
+from tests._content_fixtures import _QuietServer
+
+
+def _put(blocks: dict, codec: int, block: bytes):
+    cid = make_cid(1, codec, hashlib.sha256(block).digest())
+    blocks[str(cid)] = (cid, block)
+    return cid
+
+
+def repeated_dag(levels: int, leaf: bytes = bytes(262144), fanout: int = 174):
+    """A file DAG that repeats one leaf fanout**levels times: a few blocks, astronomically many bytes."""
+    blocks: dict = {}
+    child = _put(blocks, RAW, leaf)
+    size = len(leaf)
+    for _ in range(levels):
+        node = encode_node([(bytes(child), size)] * fanout, unixfs_file_data(size * fanout, [size] * fanout))
+        child = _put(blocks, DAG_PB, node)
+        size *= fanout
+    return child, blocks, size
+
+
+def test_repeated_block_dag_is_refused_fast_by_the_walk():
+    root, blocks, declared = repeated_dag(2, leaf=b"x")
+    fetch = lambda c: blocks[str(c)][1]  # noqa: E731
+    start = time.monotonic()
+    with pytest.raises(IntegrityError, match="blocks for"):
+        for _ in iter_file(root, fetch):
+            pass
+    assert time.monotonic() - start < 2
+
+
+def test_zero_size_links_are_refused():
+    blocks: dict = {}
+    leaf = _put(blocks, RAW, b"abc")
+    empty = _put(blocks, RAW, b"")
+    root = _put(blocks, DAG_PB, encode_node([(bytes(leaf), 3), (bytes(empty), 0)], unixfs_file_data(3, [3, 0])))
+    with pytest.raises(IntegrityError, match="size zero"):
+        list(iter_file(root, lambda c: blocks[str(c)][1]))
+
+
+def test_import_car_of_a_petabyte_of_repeated_zeros_finishes_fast(tmp_path):
+    root, blocks, declared = repeated_dag(6)
+    assert declared > 10**18
+    car = car_bytes([root], [v for v in blocks.values()])
+    store = LocalStore(tmp_path / "blocks", fsync=False)
+    start = time.monotonic()
+    assert store.import_car(io.BytesIO(car)) == [root]  # complete and well-formed: pinned
+    assert time.monotonic() - start < 3
+    assert store.is_pinned(root)
+    # reading it is bounded by the expected size, refused at the root
+    with pytest.raises(IntegrityError, match="more than the expected"):
+        next(iter(store.open(root, max_size=10**9)))
+
+
+def test_import_car_with_a_missing_block_is_refused(tmp_path):
+    root, blocks, _ = repeated_dag(2)
+    partial = [v for k, v in blocks.items() if k != str(root)][:1]
+    store = LocalStore(tmp_path / "blocks", fsync=False)
+    with pytest.raises(IntegrityError, match="does not hold the whole DAG"):
+        store.import_car(io.BytesIO(car_bytes([root], partial)))
+
+
+def test_skipped_car_sections_are_capped():
+    from registry.content.carwalk import MAX_SKIPPED_SECTIONS, car_fetch
+
+    blocks: dict = {}
+    leaf = _put(blocks, RAW, b"a" * 100)
+    root = _put(blocks, DAG_PB, encode_node([(bytes(leaf), 100)] * 2, unixfs_file_data(200, [100, 100])))
+    other = _put(blocks, RAW, b"b" * 100)
+    sections = [blocks[str(root)], blocks[str(leaf)]] + [blocks[str(other)]] * (MAX_SKIPPED_SECTIONS + 10)
+    fetch = car_fetch(root, io.BytesIO(car_bytes([root], sections)), lambda c: blocks[str(c)][1], False, "test")
+    fetch(root)
+    fetch(other)  # seen once: later copies are repeats the walker skips
+    with pytest.raises(IntegrityError, match="repeated CAR sections"):
+        fetch(make_cid(1, RAW, hashlib.sha256(b"never").digest()))
+
+
+class _Drip(BaseHTTPRequestHandler):
+    """Answers 200 and then one byte every 0.2 s, forever (a slow-drip node)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.ipld.car")
+        self.end_headers()
+        try:
+            self.wfile.write(b"\x7f")  # a header of 127 bytes, then one byte at a time
+            while True:
+                self.wfile.write(b"\xa0")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    do_POST = do_GET
+
+
+class _HugeError(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    sent = [0]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = b'{"Message": "' + b"x" * (50 << 20) + b'"}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(body), 1 << 16):
+                self.wfile.write(body[i:i + (1 << 16)])
+                _HugeError.sent[0] += 1 << 16
+        except OSError:
+            pass
+
+    do_GET = do_POST
+
+
+class _DeepJson(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = b"[" * 200_000 + b"]" * 200_000
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST
+
+
+def _serve(handler: type) -> tuple[_QuietServer, str]:
+    httpd = _QuietServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def test_a_slow_drip_gateway_hits_the_overall_deadline():
+    from registry.content.gateway import GatewayStore
+
+    httpd, url = _serve(_Drip)
+    try:
+        store = GatewayStore(url, timeout=0.5, retries=0)
+        start = time.monotonic()
+        with pytest.raises(UnreachableError, match="deadline|longer than"):
+            list(store.open(make_cid(1, RAW, hashlib.sha256(b"x").digest()), max_size=1000))
+        assert time.monotonic() - start < 10
+    finally:
+        httpd.shutdown()
+
+
+def test_error_bodies_are_read_up_to_a_small_limit():
+    from registry.content.kubo import KuboStore
+
+    httpd, url = _serve(_HugeError)
+    try:
+        store = KuboStore(url, timeout=5, retries=0)
+        _HugeError.sent[0] = 0
+        start = time.monotonic()
+        with pytest.raises(UnreachableError) as info:
+            store.version()
+        assert len(str(info.value)) < 400
+        assert time.monotonic() - start < 5
+        time.sleep(0.5)  # the server notices the closed connection
+        assert _HugeError.sent[0] < 16 << 20, "the client read the whole 50 MB error page"
+    finally:
+        httpd.shutdown()
+
+
+def test_deep_json_from_a_node_is_refused_without_a_crash(tmp_path):
+    """py_ecc raises the recursion limit to 100000; the strict parser's depth limit keeps the C stack safe."""
+    import subprocess
+    import sys
+
+    httpd, url = _serve(_DeepJson)
+    try:
+        code = ("import sys; sys.setrecursionlimit(100000)\n"
+                "from registry.content.kubo import KuboStore\n"
+                "from registry.content.pinning import PinningService\n"
+                "from registry.errors import IntegrityError\n"
+                f"try:\n    KuboStore({url!r}, retries=0).version()\nexcept IntegrityError as e:\n    print('kubo', e)\n"
+                f"try:\n    PinningService({url!r}, 'tok', retries=0).list()\nexcept IntegrityError as e:\n"
+                "    print('pinning', e)\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "kubo" in out.stdout and "pinning" in out.stdout and "deeper" in out.stdout
+    finally:
+        httpd.shutdown()
+
+
+@pytest.mark.parametrize("url,allowed", [
+    ("https://pin.example", True), ("http://127.0.0.1:5000", True), ("http://localhost:1", True),
+    ("http://[::1]:8080", True), ("http://pin.example", False), ("http://10.0.0.5", False),
+    ("http://127.0.0.1.evil.example", False),
+])
+def test_pinning_token_only_over_https_or_loopback(url, allowed):
+    from registry.content.pinning import PinningService
+
+    if allowed:
+        PinningService(url, "secret").close()
+    else:
+        with pytest.raises(KeyAccessError, match="plain http"):
+            PinningService(url, "secret")
+
+
+def test_tree_walk_refuses_hostile_directory_nodes(tmp_path):
+    from registry.content.dagtree import walk_tree
+    from registry.content.dirs import DIRECTORY_DATA, encode_pbnode
+
+    blocks: dict = {}
+    leaf = _put(blocks, RAW, b"data")
+
+    def directory(*entries: tuple[bytes, object]) -> object:
+        return _put(blocks, DAG_PB, encode_pbnode([(bytes(c), n, 4) for n, c in entries], DIRECTORY_DATA))
+
+    fetch = lambda c: blocks[str(c)][1]  # noqa: E731
+    for name, match in ((b"..", "'..'"), (b"a/b", "'/'"), (b".hidden", "hidden"), (b"x\x01", "control")):
+        with pytest.raises(IntegrityError, match=match):
+            list(walk_tree(directory((name, leaf)), fetch))
+    with pytest.raises(IntegrityError, match="twice"):
+        list(walk_tree(directory((b"a", leaf), (b"a", leaf)), fetch))
+    with pytest.raises(IntegrityError, match="empty"):
+        list(walk_tree(directory((b"a", directory())), fetch))
+    # a directory that links itself many times over: bounded by the file count
+    inner = directory(*[(b"f%d" % i, leaf) for i in range(1000)])
+    outer = directory(*[(b"d%03d" % i, inner) for i in range(200)])
+    from registry.content.filelist import MAX_FILES
+
+    assert 1000 * 200 > MAX_FILES
+    with pytest.raises(IntegrityError, match="more than"):
+        for item in walk_tree(outer, fetch):
+            pass
