@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from registry.errors import ChainError, InputError, ProvenanceError, RevokedError
+from registry.errors import ChainError, InputError, ProvenanceError, RevokedError, StorageError
+from registry.interrupted import manifest_not_written
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -95,8 +96,6 @@ def publish_model(
         raise InputError(f"{model} is empty")
     prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)
     prov_result = store.put_bytes(prov_bytes, profile)
-    _pin(store, artifact.cid)
-    _pin(store, prov_result.cid)
 
     client = client or _connect(settings)
     signer = signer or load_signer(settings)
@@ -119,14 +118,13 @@ def publish_model(
     already = existing is not None
     transaction: str | None = None
     if existing is None:
-        import dataclasses
         import time
 
+        from registry.chain.nonces import publish_with_fresh_nonce
+
         deadline = max(int(time.time()), _chain_time(client)) + DEADLINE_S
-        release = dataclasses.replace(draft, nonce=client.next_nonce(signer.address), deadline=deadline)
-        signature = client.sign(release, signer)
-        try:
-            record = client.publish(release, signature, signer.address, sender or signer)
+        try:  # nonce read, signature and send under the publisher's lock (parallel publishes take turns)
+            release, signature, record = publish_with_fresh_nonce(client, draft, deadline, signer, sender or signer)
         except ChainError as exc:
             if getattr(exc, "error_name", None) != "DuplicateVersion":
                 raise
@@ -150,7 +148,13 @@ def publish_model(
         cid_profile=artifact.profile,
         transaction=transaction,
     )
-    write_manifest(manifest, manifest_path)
+    # Pinned only once anchored: the blocks of a publish that failed are left for `registry gc`.
+    _pin(store, artifact.cid)
+    _pin(store, prov_result.cid)
+    try:
+        write_manifest(manifest, manifest_path)
+    except StorageError as exc:
+        raise manifest_not_written(exc, record.ref, transaction, manifest_path) from exc
     return PublishResult(
         manifest=manifest,
         manifest_path=manifest_path,

@@ -96,7 +96,12 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
         manifest_bytes = _manifest_from_chain(client, record, settings)
     provenance_bytes = _provenance_bytes(record, settings, verify_kwargs)
 
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from registry.fsutil import storage_error
+
+        raise storage_error(exc, "pull target", target) from exc
     model_path = target / model_filename(record.name, record.version)
     manifest_path = target / filename(record.name, record.version)
     provenance_path = provenance_path_beside(model_path, record.name, record.version)
@@ -116,12 +121,21 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
 
 
 def _stage(folder: Path, name: str, payload: bytes | bytearray) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    """A complete, fsynced temp copy in ``folder``; a full disk is a StorageError naming the target."""
+    from registry.fsutil import storage_error, temp_prefix
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=".part", dir=folder)
+    except OSError as exc:
+        raise storage_error(exc, "pull target", folder) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error(exc, "pull target", folder) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

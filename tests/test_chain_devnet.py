@@ -1,20 +1,25 @@
-"""The embedded devnet: idempotent start, state across restarts and kills, redeploy when state is lost."""
+"""The embedded devnet: idempotent start, acknowledged state on disk before a command returns,
+recovery from damaged state files, and never a node it did not start."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from registry.chain import devnet
+from registry import procinfo
+from registry.chain import anvil as anvil_mod
+from registry.chain import devnet, snapshots
 from registry.chain.client import RegistryClient
 from registry.config import load_settings
-from registry.errors import InputError
+from registry.errors import InputError, StorageError
 
 
 @pytest.fixture
@@ -23,12 +28,43 @@ def local(registry_home: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("REGISTRY_DEVNET_PORT", str(devnet.free_port()))
     settings = load_settings()
     yield settings
-    devnet.stop(settings)
+    devnet.stop(settings, force=True)
+
+
+def _pid(settings) -> int:
+    return int(json.loads((settings.chain_dir / "node.json").read_text())["pid"])
+
+
+def _kill_chain(settings) -> None:
+    pid = _pid(settings)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while procinfo.is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def foreign_anvil(tmp_path: Path):
+    """An anvil this data dir did not start (another program's node), on its own port."""
+    port = devnet.free_port()
+    log = tmp_path / "foreign.log"
+    process = devnet.spawn_anvil(port, None, log, detached=False)
+    url = f"http://127.0.0.1:{port}"
+    devnet.wait_for_rpc(url, process, log)
+    yield process, port, url
+    process.kill()
+    process.wait()
+
+
+def _block_number(url: str) -> int:
+    from registry.chain.rpc import make_web3
+
+    return int(make_web3(url).eth.block_number)
 
 
 def test_status_before_anything(local) -> None:
     info = devnet.status(local)
-    assert not info.running and info.contract is None and info.pid is None
+    assert not info.running and info.contract is None and info.pid is None and info.snapshot is None
     assert devnet.stop(local) is False
 
 
@@ -49,6 +85,8 @@ def test_up_is_idempotent_and_deploys_once(local) -> None:
 
     assert deployment["code_hash"] == "0x" + keccak(bytes(client.w3.eth.get_code(first.contract))).hex()
     assert Path(status.state_file).parent == local.chain_dir
+    # the deployment is saved already: the snapshot covers the chain's head
+    assert status.snapshot is not None and status.snapshot.block == status.block_number
 
 
 def test_concurrent_up_starts_one_chain(local) -> None:
@@ -83,36 +121,163 @@ def test_state_survives_down_and_up(local, dev_accounts) -> None:
     assert RegistryClient.connect(local).name_owner("acme/persist")[0] == dev_accounts[1].address
 
 
-def test_state_survives_a_kill(local, dev_accounts) -> None:
+def test_an_acknowledged_change_survives_a_kill_right_after_it(local, dev_accounts) -> None:
+    """No waiting for a dump interval: once the write returned, a SIGKILL cannot lose it."""
     devnet.ensure_running(local)
-    RegistryClient.connect(local).claim_name("acme/killed", dev_accounts[2])
-    time.sleep(2.2)  # --state-interval 1: the periodic dump has happened
-    pid = int((local.chain_dir / "anvil.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while devnet.status(local).running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    again = devnet.ensure_running(local)
-    assert again.started and not again.deployed
-    assert RegistryClient.connect(local).name_owner("acme/killed")[0] == dev_accounts[2].address
+    client = RegistryClient.connect(local)
+    for i in range(3):
+        client.claim_name(f"acme/killed{i}", dev_accounts[2])
+        _kill_chain(local)  # immediately: no grace for a periodic dump
+        again = devnet.ensure_running(local)
+        assert again.started and not again.deployed and again.note is None
+        client = RegistryClient.connect(local)
+        assert all(client.name_owner(f"acme/killed{j}")[0] == dev_accounts[2].address for j in range(i + 1))
+
+
+def test_snapshot_file_is_complete_and_keeps_the_previous_one(local, dev_accounts) -> None:
+    devnet.ensure_running(local)
+    before = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
+    RegistryClient.connect(local).claim_name("acme/snap", dev_accounts[1])
+    after = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
+    previous = snapshots.read_header(local.chain_dir / snapshots.PREVIOUS)
+    assert after.block == before.block + 1 and previous.sha256 == before.sha256
+    header, state = snapshots.load(local.chain_dir / snapshots.CURRENT)
+    assert header is not None and json.loads(state)["accounts"]
+    assert not list(local.chain_dir.glob(".*.tmp"))  # no temp file left behind
+
+
+def test_damaged_snapshot_recovers_from_the_last_good_one_and_says_so(local, dev_accounts) -> None:
+    first = devnet.ensure_running(local)
+    client = RegistryClient.connect(local)
+    client.claim_name("acme/early", dev_accounts[1])
+    client.claim_name("acme/late", dev_accounts[1])
+    good = snapshots.read_header(local.chain_dir / snapshots.PREVIOUS)
+    devnet.stop(local)
+    current = local.chain_dir / snapshots.CURRENT
+    damaged = current.read_bytes()[: current.stat().st_size // 2]  # torn in the middle, as a kill would
+    current.write_bytes(damaged)
+    info = devnet.ensure_running(local)
+    assert info.started and info.contract == first.contract and not info.deployed
+    assert info.note is not None
+    assert "state.snapshot was damaged (truncated" in info.note and f"block {good.block}" in info.note
+    assert "could not be recovered" in info.note  # the lost block is named, not hidden
+    kept = list((local.chain_dir / "damaged").iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == damaged  # never deleted
+    client = RegistryClient.connect(local)
+    assert client.name_owner("acme/early")[0] == dev_accounts[1].address
+    assert client.name_owner("acme/late")[0] is None  # only in the damaged snapshot: said, not silent
+    assert snapshots.read_header(current).block >= good.block  # a good current snapshot again
+
+
+def test_every_state_file_damaged_refuses_to_start_empty(local) -> None:
+    devnet.ensure_running(local)
+    devnet.stop(local)
+    for name in (snapshots.CURRENT, snapshots.PREVIOUS):
+        path = local.chain_dir / name
+        path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(StorageError, match="refusing to start an empty chain") as info:
+        devnet.ensure_running(local)
+    assert info.value.exit_code == 16 and "chain up --reset" in str(info.value)
+    assert not devnet.status(local).running
+    assert (local.chain_dir / snapshots.CURRENT).exists()  # nothing was thrown away
+    moved = devnet.reset(local)
+    assert len(moved) == 2 and all(p.parent.name == "damaged" for p in moved)
+    fresh = devnet.ensure_running(local)
+    assert fresh.deployed and "chain state was lost" in (fresh.note or "")
+
+
+def test_reset_refuses_while_running(local) -> None:
+    devnet.ensure_running(local)
+    with pytest.raises(InputError, match="running"):
+        devnet.reset(local)
+
+
+def test_a_legacy_anvil_state_file_is_imported(local, dev_accounts) -> None:
+    first = devnet.ensure_running(local)
+    RegistryClient.connect(local).claim_name("acme/legacy", dev_accounts[3])
+    devnet.stop(local)
+    _, state = snapshots.load(local.chain_dir / snapshots.CURRENT)
+    for name in (snapshots.CURRENT, snapshots.PREVIOUS):
+        (local.chain_dir / name).unlink()
+    (local.chain_dir / snapshots.LEGACY).write_bytes(state)  # what `anvil --state` used to leave
+    info = devnet.ensure_running(local)
+    assert info.started and not info.deployed and info.contract == first.contract
+    assert RegistryClient.connect(local).name_owner("acme/legacy")[0] == dev_accounts[3].address
+    assert (local.chain_dir / snapshots.CURRENT).exists()
+    assert (local.chain_dir / (snapshots.LEGACY + ".imported")).exists()
 
 
 def test_lost_state_redeploys_and_says_so(local) -> None:
     first = devnet.ensure_running(local)
     devnet.stop(local)
-    (local.chain_dir / "anvil-state.json").unlink()
+    for name in (snapshots.CURRENT, snapshots.PREVIOUS):
+        (local.chain_dir / name).unlink()
     again = devnet.ensure_running(local)
     assert again.deployed and again.note is not None and "deployed a new one" in again.note
     assert first.contract in again.note
     assert devnet.status(local).contract_deployed
 
 
-def test_stale_pidfile_is_ignored(local) -> None:
+def test_stale_pid_of_another_process_is_ignored_and_not_killed(local) -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        local.chain_dir.mkdir(parents=True, exist_ok=True)
+        (local.chain_dir / "node.json").write_text(json.dumps({  # a pid recycled by another program
+            "pid": sleeper.pid, "pid_start_ticks": 1, "port": 1, "fingerprint": "0x" + "11" * 32}))
+        info = devnet.ensure_running(local)
+        assert info.started
+        assert _pid(local) != sleeper.pid and sleeper.poll() is None  # never touched
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_recycled_pid_now_running_another_anvil_is_not_adopted(local, foreign_anvil) -> None:
+    """node.json names a pid and port; the pid was recycled and is now another program's anvil,
+    listening on that very port. Same pid, same port, but not the process we started."""
+    process, port, url = foreign_anvil
+    before = _block_number(url)
     local.chain_dir.mkdir(parents=True, exist_ok=True)
-    (local.chain_dir / "anvil.pid").write_text(f"{os.getpid()}\n")  # alive, but not anvil
+    (local.chain_dir / "node.json").write_text(json.dumps({
+        "pid": process.pid, "pid_start_ticks": procinfo.start_ticks(process.pid) - 1, "port": port,
+        "fingerprint": "0x" + "22" * 32}))
+    os.environ.pop("REGISTRY_DEVNET_PORT")
     info = devnet.ensure_running(local)
-    assert info.started
-    assert int((local.chain_dir / "anvil.pid").read_text()) != os.getpid()
+    assert info.rpc_url != url and info.started and _pid(local) != process.pid
+    assert process.poll() is None  # not ours: never stopped
+    assert _block_number(url) == before  # and never deployed to
+
+
+def test_an_interrupted_first_start_never_adopts_the_default_port_holder(local, foreign_anvil) -> None:
+    """The bug from the issue: `chain up` killed after spawning, before it recorded the node; the next
+    `chain up` found the pid alive and talked to whatever answered on 127.0.0.1:8545."""
+    _process, port, url = foreign_anvil
+    before = _block_number(url)
+    # our own anvil, spawned, recorded without a fingerprint (the start was cut off there)
+    own_port = devnet.free_port()
+    own = devnet.spawn_anvil(own_port, None, local.chain_dir / "anvil.log", detached=True)
+    devnet.wait_for_rpc(f"http://127.0.0.1:{own_port}", own, local.chain_dir / "anvil.log")
+    (local.chain_dir / "node.json").write_text(json.dumps({
+        "pid": own.pid, "pid_start_ticks": procinfo.start_ticks(own.pid), "port": port}))  # wrong port too
+    os.environ.pop("REGISTRY_DEVNET_PORT")
+    info = devnet.ensure_running(local)
+    assert info.rpc_url != url and info.note is not None and "interrupted" in info.note
+    assert own.wait(timeout=10) is not None  # the half-started anvil was ours: stopped
+    assert _block_number(url) == before  # nothing deployed on the foreign node
+
+
+def test_another_program_answering_on_our_port_is_detected(local, foreign_anvil, monkeypatch) -> None:
+    """Port looked free, but another node answers there by the time anvil binds: not adopted."""
+    _process, port, url = foreign_anvil
+    before = _block_number(url)
+    local.chain_dir.mkdir(parents=True, exist_ok=True)
+    (local.chain_dir / "node.json").write_text(json.dumps({"port": port}))
+    os.environ.pop("REGISTRY_DEVNET_PORT")
+    real = devnet.port_is_free
+    monkeypatch.setattr(devnet, "port_is_free", lambda p: True if p == port else real(p))
+    info = devnet.ensure_running(local)
+    assert info.rpc_url != url
+    assert _block_number(url) == before
 
 
 def test_busy_default_port_falls_back(registry_home, monkeypatch) -> None:
@@ -155,7 +320,7 @@ def test_missing_anvil_says_make_install(local, monkeypatch, tmp_path) -> None:
         devnet.ensure_running(local)
     monkeypatch.delenv("REGISTRY_ANVIL")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(devnet, "__file__", str(tmp_path / "registry" / "chain" / "devnet.py"))
+    monkeypatch.setattr(anvil_mod, "__file__", str(tmp_path / "registry" / "chain" / "anvil.py"))
     with pytest.raises(InputError, match="make install"):
         devnet.find_anvil()
 
@@ -171,15 +336,26 @@ def test_rebuilt_contract_is_redeployed(local) -> None:
     assert json.loads(path.read_text())["previous_address"] == first.contract
 
 
-def test_corrupt_state_is_reported_and_kept(local) -> None:
-    from registry.errors import ChainError
+def test_a_change_made_outside_the_registry_is_saved_by_the_next_command(local) -> None:
+    info = devnet.ensure_running(local)
+    saved = devnet.status(local).snapshot
+    assert saved is not None
+    from registry.chain.rpc import make_web3
 
-    local.chain_dir.mkdir(parents=True, exist_ok=True)
-    state = local.chain_dir / "anvil-state.json"
-    state.write_text('{"garbage": tru')
-    (local.chain_dir / "anvil.log").write_text("old run: all fine\n")
-    with pytest.raises(ChainError, match="anvil exited with code") as info:
+    make_web3(info.rpc_url).provider.make_request("evm_mine", [])  # e.g. `cast rpc evm_mine`
+    devnet.ensure_running(local)
+    after = devnet.status(local).snapshot
+    assert after is not None and after.block == saved.block + 1
+
+
+def test_unloadable_state_names_the_file(local) -> None:
+    devnet.ensure_running(local)
+    devnet.stop(local)
+    # complete, checksummed, valid JSON with accounts: but not a state anvil accepts
+    payload = gzip.compress(json.dumps({"accounts": {"not-an-address": {}}}).encode())
+    for name in (snapshots.CURRENT, snapshots.PREVIOUS):
+        (local.chain_dir / name).unlink()
+    snapshots.write(local.chain_dir, payload, block=1, instance=None, fingerprint=None)
+    with pytest.raises(Exception, match="anvil could not start from .*state.snapshot"):
         devnet.ensure_running(local)
-    assert "anvil-state.json" in str(info.value) and "old run" not in str(info.value)
-    assert state.read_text() == '{"garbage": tru'  # the user's state is never thrown away
-    assert not devnet.status(local).running
+    assert (local.chain_dir / snapshots.CURRENT).exists()
