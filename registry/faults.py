@@ -5,11 +5,12 @@ when it reaches a point:
 
 ``kill``        SIGKILL this process (a crash: no cleanup, no atexit, no finally)
 ``kill-chain``  SIGKILL the local anvil this process talks to (a node crash)
+``kill-chain-after:S``  the same, S seconds later, from a timer (lands inside the next step)
 ``sleep:S``     wait S seconds (widens a window for a kill by timing)
 
 Points: ``tx.before-send``, ``tx.after-send`` (sent, no receipt yet), ``tx.after-receipt`` (mined,
-state not yet saved), ``tx.after-save``, ``snapshot.mid-write`` (half the snapshot file written),
-``snapshot.before-dump``. Reading one environment variable is all a point costs when unset.
+not yet journaled), ``tx.after-save`` (journaled), ``snapshot.before-dump`` (before
+``anvil_dumpState``), ``snapshot.mid-write`` (half the snapshot file written). Reading one environment variable is all a point costs when unset.
 """
 
 from __future__ import annotations
@@ -39,13 +40,23 @@ def point(name: str) -> None:
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "kill-chain" and _chain_pid is not None:
-            try:
-                os.kill(_chain_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _wait_gone(_chain_pid)
+            _kill(_chain_pid)
+        elif action.startswith("kill-chain-after:") and _chain_pid is not None:
+            import threading
+
+            timer = threading.Timer(float(action.split(":", 1)[1]), _kill, (_chain_pid,))
+            timer.daemon = True
+            timer.start()
         elif action.startswith("sleep:"):
             time.sleep(float(action.split(":", 1)[1]))
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _wait_gone(pid)
 
 
 def _wait_gone(pid: int, timeout_s: float = 5.0) -> None:

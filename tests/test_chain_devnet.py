@@ -85,8 +85,8 @@ def test_up_is_idempotent_and_deploys_once(local) -> None:
 
     assert deployment["code_hash"] == "0x" + keccak(bytes(client.w3.eth.get_code(first.contract))).hex()
     assert Path(status.state_file).parent == local.chain_dir
-    # the deployment is saved already: the snapshot covers the chain's head
-    assert status.snapshot is not None and status.snapshot.block == status.block_number
+    # the deployment is saved already: snapshot + journal cover the chain's head
+    assert status.snapshot is not None and status.saved_block == status.block_number
 
 
 def test_concurrent_up_starts_one_chain(local) -> None:
@@ -129,44 +129,78 @@ def test_an_acknowledged_change_survives_a_kill_right_after_it(local, dev_accoun
         client.claim_name(f"acme/killed{i}", dev_accounts[2])
         _kill_chain(local)  # immediately: no grace for a periodic dump
         again = devnet.ensure_running(local)
-        assert again.started and not again.deployed and again.note is None
+        assert again.started and not again.deployed
+        assert again.note is not None and again.note.startswith("restored ") and "COULD NOT" not in again.note
         client = RegistryClient.connect(local)
         assert all(client.name_owner(f"acme/killed{j}")[0] == dev_accounts[2].address for j in range(i + 1))
 
 
+def test_a_journaled_transaction_is_replayed_into_the_same_block(local, dev_accounts) -> None:
+    """Same signed bytes, same parent, same timestamp: the very same block, hash included."""
+    devnet.ensure_running(local)
+    devnet.stop(local)  # the snapshot holds the deployment: the replay starts after block 1
+    info = devnet.ensure_running(local)
+    client = RegistryClient.connect(local)
+    client.claim_name("acme/replayed", dev_accounts[4])
+    head = client.w3.eth.get_block("latest")
+    _kill_chain(local)
+    again = devnet.ensure_running(local)
+    assert again.rpc_url == info.rpc_url
+    replayed = RegistryClient.connect(local).w3.eth.get_block(head["number"])
+    assert replayed["hash"] == head["hash"] and replayed["timestamp"] == head["timestamp"]
+
+
 def test_snapshot_file_is_complete_and_keeps_the_previous_one(local, dev_accounts) -> None:
     devnet.ensure_running(local)
-    before = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
+    first = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
     RegistryClient.connect(local).claim_name("acme/snap", dev_accounts[1])
-    after = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
+    assert devnet.status(local).journaled >= 1  # journaled, not snapshotted, per transaction
+    devnet.stop(local)  # a snapshot of the head, so the next start replays nothing
+    current = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
     previous = snapshots.read_header(local.chain_dir / snapshots.PREVIOUS)
-    assert after.block == before.block + 1 and previous.sha256 == before.sha256
+    assert current.block > first.block and previous.sha256 == first.sha256
     header, state = snapshots.load(local.chain_dir / snapshots.CURRENT)
     assert header is not None and json.loads(state)["accounts"]
     assert not list(local.chain_dir.glob(".*.tmp"))  # no temp file left behind
+    again = devnet.ensure_running(local)
+    assert again.note is None  # nothing to replay after a clean stop
 
 
-def test_damaged_snapshot_recovers_from_the_last_good_one_and_says_so(local, dev_accounts) -> None:
+def test_damaged_snapshot_recovers_from_the_last_good_one_and_the_journal(local, dev_accounts) -> None:
     first = devnet.ensure_running(local)
     client = RegistryClient.connect(local)
     client.claim_name("acme/early", dev_accounts[1])
     client.claim_name("acme/late", dev_accounts[1])
-    good = snapshots.read_header(local.chain_dir / snapshots.PREVIOUS)
     devnet.stop(local)
+    good = snapshots.read_header(local.chain_dir / snapshots.PREVIOUS)
     current = local.chain_dir / snapshots.CURRENT
-    damaged = current.read_bytes()[: current.stat().st_size // 2]  # torn in the middle, as a kill would
+    damaged = current.read_bytes()[: current.stat().st_size // 2]  # torn in the middle
     current.write_bytes(damaged)
     info = devnet.ensure_running(local)
     assert info.started and info.contract == first.contract and not info.deployed
     assert info.note is not None
     assert "state.snapshot was damaged (truncated" in info.note and f"block {good.block}" in info.note
-    assert "could not be recovered" in info.note  # the lost block is named, not hidden
+    assert "restored " in info.note and "COULD NOT" not in info.note  # the journal still had the rest
     kept = list((local.chain_dir / "damaged").iterdir())
     assert len(kept) == 1 and kept[0].read_bytes() == damaged  # never deleted
     client = RegistryClient.connect(local)
     assert client.name_owner("acme/early")[0] == dev_accounts[1].address
-    assert client.name_owner("acme/late")[0] is None  # only in the damaged snapshot: said, not silent
-    assert snapshots.read_header(current).block >= good.block  # a good current snapshot again
+    assert client.name_owner("acme/late")[0] == dev_accounts[1].address
+
+
+def test_damaged_snapshot_without_a_journal_says_what_was_lost(local, dev_accounts) -> None:
+    devnet.ensure_running(local)
+    RegistryClient.connect(local).claim_name("acme/gone", dev_accounts[1])
+    devnet.stop(local)
+    good = snapshots.read_header(local.chain_dir / snapshots.PREVIOUS)
+    lost = snapshots.read_header(local.chain_dir / snapshots.CURRENT)
+    current = local.chain_dir / snapshots.CURRENT
+    current.write_bytes(current.read_bytes()[:-100])
+    (local.chain_dir / "journal.jsonl").unlink()
+    info = devnet.ensure_running(local)
+    assert info.note is not None and f"blocks {good.block + 1}..{lost.block}" in info.note
+    assert "could not be recovered" in info.note  # said, not silent
+    assert RegistryClient.connect(local).name_owner("acme/gone")[0] is None
 
 
 def test_every_state_file_damaged_refuses_to_start_empty(local) -> None:
@@ -181,7 +215,7 @@ def test_every_state_file_damaged_refuses_to_start_empty(local) -> None:
     assert not devnet.status(local).running
     assert (local.chain_dir / snapshots.CURRENT).exists()  # nothing was thrown away
     moved = devnet.reset(local)
-    assert len(moved) == 2 and all(p.parent.name == "damaged" for p in moved)
+    assert len(moved) == 3 and all(p.parent.name == "damaged" for p in moved)  # two snapshots + journal
     fresh = devnet.ensure_running(local)
     assert fresh.deployed and "chain state was lost" in (fresh.note or "")
 
@@ -207,10 +241,22 @@ def test_a_legacy_anvil_state_file_is_imported(local, dev_accounts) -> None:
     assert (local.chain_dir / (snapshots.LEGACY + ".imported")).exists()
 
 
+def test_snapshots_gone_but_journal_kept_restores_the_history(local, dev_accounts) -> None:
+    first = devnet.ensure_running(local)
+    RegistryClient.connect(local).claim_name("acme/journaled", dev_accounts[5])
+    _kill_chain(local)
+    for name in (snapshots.CURRENT, snapshots.PREVIOUS):
+        (local.chain_dir / name).unlink(missing_ok=True)
+    again = devnet.ensure_running(local)  # an empty chain, then every journaled transaction again
+    assert not again.deployed and again.contract == first.contract, again.note
+    assert again.note is not None and "restored 2 transactions" in again.note
+    assert RegistryClient.connect(local).name_owner("acme/journaled")[0] == dev_accounts[5].address
+
+
 def test_lost_state_redeploys_and_says_so(local) -> None:
     first = devnet.ensure_running(local)
     devnet.stop(local)
-    for name in (snapshots.CURRENT, snapshots.PREVIOUS):
+    for name in (snapshots.CURRENT, snapshots.PREVIOUS, "journal.jsonl"):
         (local.chain_dir / name).unlink()
     again = devnet.ensure_running(local)
     assert again.deployed and again.note is not None and "deployed a new one" in again.note
@@ -342,10 +388,11 @@ def test_a_change_made_outside_the_registry_is_saved_by_the_next_command(local) 
     assert saved is not None
     from registry.chain.rpc import make_web3
 
-    make_web3(info.rpc_url).provider.make_request("evm_mine", [])  # e.g. `cast rpc evm_mine`
+    w3 = make_web3(info.rpc_url)
+    w3.provider.make_request("evm_mine", [])  # e.g. `cast rpc evm_mine`: not journaled
     devnet.ensure_running(local)
     after = devnet.status(local).snapshot
-    assert after is not None and after.block == saved.block + 1
+    assert after is not None and after.block == w3.eth.block_number > saved.block
 
 
 def test_unloadable_state_names_the_file(local) -> None:

@@ -1,21 +1,17 @@
 """The embedded local chain: an anvil the tool starts itself, whose acknowledged state is never lost.
 
 anvil runs detached (own session, log in ``<data dir>/chain/``) so it outlives the command that
-started it. Its state lives in memory; the devnet makes it durable itself instead of trusting
-anvil's in-place ``--state`` rewrite:
+started it. Its state lives in memory and is kept on disk by ``durable.py`` instead of anvil's
+in-place ``--state`` rewrite: each transaction the registry sends is journaled before it is
+acknowledged, snapshots are complete and atomic, and a start loads the last good snapshot and
+replays the journal. A damaged snapshot is set aside and the previous one is loaded (the note
+says so); if nothing loadable is left the start is refused rather than starting an empty chain
+over the user's history.
 
-* **Saved before a command says "done".** Every transaction this process sends to the devnet goes
-  through a ``TxGuard`` (``registry.chain.tx``); once it is mined, the node's state is dumped
-  (``anvil_dumpState``) and written as a complete, checked snapshot (``snapshots.py``: temp file,
-  fsync, rename, last good copy kept) before ``send_call`` returns. Commands that find the chain
-  ahead of its snapshot (a change made by something else) save it when they connect.
-* **Started from the last good snapshot.** A damaged snapshot is set aside and the previous one is
-  loaded, and the note says so; if nothing loadable is left the start is refused rather than
-  starting an empty chain over the user's history.
-* **Only ever its own node.** ``node.json`` records the pid *and* start time of the anvil this
-  devnet launched, its port and a random fingerprint written into the chain's state. A node is
-  used only if that very process listens on that port and the chain holds that fingerprint; a
-  pid recycled by another program, or another node on the port, is never adopted.
+**Only ever its own node.** ``node.json`` records the pid *and* start time of the anvil this devnet
+launched, its port and a random fingerprint written into the chain's state. A node is used only
+if that very process listens on that port and the chain holds that fingerprint; a pid recycled
+by another program, or another node on the port, is never adopted.
 
 The ModelRegistry is deployed once and its address remembered in ``deployment.json``; on a later
 start the code at that address is checked and the contract is redeployed only if it is gone,
@@ -25,19 +21,16 @@ the chain at once end up with one anvil and one deployment.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import secrets
 import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any
 
-from registry import faults, procinfo
-from registry.chain import snapshots
+from registry import procinfo
+from registry.chain import durable, journal, snapshots
 from registry.chain.anvil import (  # noqa: F401  (re-exported: fixtures and benches import them from here)
     CHAIN_ID,
     HOST,
@@ -50,15 +43,14 @@ from registry.chain.anvil import (  # noqa: F401  (re-exported: fixtures and ben
     spawn_anvil,
     wait_for_rpc,
 )
+from registry.chain.durable import ChainGone, Node, Paths, flocked, read_json, read_node, rpc, write_json, write_node
 from registry.chain.snapshots import Snapshot
 from registry.config import Settings
 from registry.errors import ChainError, InputError, RegistryError, StorageError, UnreachableError
-from registry.fsutil import atomic_write
 
 DEFAULT_PORT = 8545
 STOP_TIMEOUT_S = 10.0
 PORT_GRACE_S = 3.0  # how long an explicitly configured port may stay busy after a stop
-DUMP_TIMEOUT_S = 120.0
 # anvil's well-known dev account #0 (public knowledge: `anvil` prints it on every start).
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 # where the chain keeps this data dir's fingerprint (storage slot 0; no code, no balance)
@@ -88,6 +80,8 @@ class DevnetStatus:
     state_file: str
     log_file: str
     snapshot: Snapshot | None = None
+    journaled: int = 0  # transactions saved in the journal since the snapshot
+    saved_block: int | None = None  # every block up to here is on disk (snapshot + journal)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,143 +95,24 @@ class DevnetStatus:
             "state_file": self.state_file,
             "log_file": self.log_file,
             "snapshot": self.snapshot.to_json() if self.snapshot else None,
+            "journaled": self.journaled,
+            "saved_block": self.saved_block,
         }
 
 
-@dataclass(frozen=True)
-class _Paths:
-    root: Path
-
-    @property
-    def state(self) -> Path:
-        return self.root / snapshots.CURRENT
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / "anvil.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "anvil.log"
-
-    @property
-    def node(self) -> Path:
-        return self.root / "node.json"
-
-    @property
-    def deployment(self) -> Path:
-        return self.root / "deployment.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "devnet.lock"
-
-    @property
-    def snapshot_lock(self) -> Path:
-        return self.root / "snapshot.lock"
-
-    @property
-    def account_locks(self) -> Path:
-        return self.root.parent / "locks"
-
-
-@dataclass(frozen=True)
-class _Node:
-    """The anvil this devnet launched: pid + start time name the process, the fingerprint the chain."""
-
-    pid: int
-    ticks: int
-    port: int
-    fingerprint: str | None
-
-    @property
-    def instance(self) -> str:
-        return f"{self.pid}:{self.ticks}"
-
-    @property
-    def rpc_url(self) -> str:
-        return _rpc_url(self.port)
-
-    def alive(self) -> bool:
-        return procinfo.is_same_process(self.pid, self.ticks)
-
-
-class _ChainGone(Exception):
-    """The node that mined a transaction died (or was replaced) before its state was saved."""
-
-
 # --------------------------------------------------------------------------------------------
-# Small helpers
+# Ports
 # --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), where="data dir")
-
-
-def _rpc_url(port: int) -> str:
-    return f"http://{HOST}:{port}"
-
-
-def _rpc(rpc_url: str, method: str, params: list[Any], timeout_s: float = 5.0) -> Any:
-    """One raw JSON-RPC call; UnreachableError if the node does not answer, ChainError on an error."""
-    import requests
-
-    try:
-        response = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
-                                 timeout=timeout_s)
-        body = response.json()
-    except (requests.RequestException, ValueError) as exc:
-        raise UnreachableError(f"the local chain at {rpc_url} did not answer {method}") from exc
-    if not isinstance(body, dict) or "error" in body:
-        raise ChainError(f"the local chain refused {method}: {body.get('error') if isinstance(body, dict) else body}")
-    return body.get("result")
-
-
-def _read_node(paths: _Paths) -> _Node | None:
-    data = _read_json(paths.node) or {}
-    try:
-        pid, ticks, port = int(data["pid"]), int(data["pid_start_ticks"]), int(data["port"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    fingerprint = data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None
-    return _Node(pid, ticks, port, fingerprint)
-
-
-def _write_node(paths: _Paths, node: _Node) -> None:
-    _write_json(paths.node, {"pid": node.pid, "pid_start_ticks": node.ticks, "port": node.port,
-                             "rpc_url": node.rpc_url, "chain_id": CHAIN_ID, "fingerprint": node.fingerprint,
-                             "started_at": time.time()})
-    atomic_write(paths.pidfile, f"{node.pid}\n".encode(), where="data dir")
-
-
-def _configured_port(paths: _Paths) -> int:
+def _configured_port(paths: Paths) -> int:
     """REGISTRY_DEVNET_PORT, else the port used last time (stable URL), else 8545."""
     if os.environ.get("REGISTRY_DEVNET_PORT"):
         try:
             return int(os.environ["REGISTRY_DEVNET_PORT"])
         except ValueError as exc:
             raise InputError(f"bad REGISTRY_DEVNET_PORT: {exc}") from exc
-    node = _read_json(paths.node) or {}
+    node = read_json(paths.node) or {}
     port = node.get("port")
     return int(port) if isinstance(port, int) else DEFAULT_PORT
 
@@ -268,18 +143,18 @@ def _wait_for_free_port(port: int, grace_s: float) -> bool:
 def _fingerprint_of(rpc_url: str) -> str | None:
     """The fingerprint word in the chain's state (None if the node does not answer like ours)."""
     try:
-        if int(str(_rpc(rpc_url, "eth_chainId", [], timeout_s=2.0)), 16) != CHAIN_ID:
+        if int(str(rpc(rpc_url, "eth_chainId", [], timeout_s=2.0)), 16) != CHAIN_ID:
             return None
-        word = _rpc(rpc_url, "eth_getStorageAt", [FINGERPRINT_ADDRESS, "0x0", "latest"], timeout_s=5.0)
+        word = rpc(rpc_url, "eth_getStorageAt", [FINGERPRINT_ADDRESS, "0x0", "latest"], timeout_s=5.0)
     except (RegistryError, ValueError):
         return None
     return str(word) if isinstance(word, str) else None
 
 
-def _owned(paths: _Paths) -> tuple[_Node | None, str | None]:
+def _owned(paths: Paths) -> tuple[Node | None, str | None]:
     """The running node this data dir launched, proven three ways, else None (and why, if an
     anvil of ours had to be stopped). Never touches a process it cannot prove it started."""
-    node = _read_node(paths)
+    node = read_node(paths)
     if node is None or not node.alive():
         return None, None  # never started, dead, or the pid now belongs to someone else
     if node.fingerprint is None:
@@ -295,125 +170,11 @@ def _owned(paths: _Paths) -> tuple[_Node | None, str | None]:
 
 
 # --------------------------------------------------------------------------------------------
-# Saving the state
-# --------------------------------------------------------------------------------------------
-
-
-def _save(paths: _Paths, node: _Node, covering_block: int | None = None) -> Snapshot:
-    """Dumps the node's state into a new snapshot, unless one from this very node already covers
-    ``covering_block``. Raises _ChainGone if the node that mined it is not running any more."""
-    with _flocked(paths.snapshot_lock):
-        current = snapshots.current(paths.root)
-        if (covering_block is not None and current is not None and current.instance == node.instance
-                and current.block >= covering_block):
-            return current  # a snapshot taken after our block (by us or a parallel command) has it
-        live = _read_node(paths)
-        if live is None or live.instance != node.instance or not node.alive():
-            raise _ChainGone()
-        faults.point("snapshot.before-dump")
-        try:
-            block = int(str(_rpc(node.rpc_url, "eth_blockNumber", [])), 16)
-            raw = _rpc(node.rpc_url, "anvil_dumpState", [], timeout_s=DUMP_TIMEOUT_S)
-        except UnreachableError:
-            if not node.alive():
-                raise _ChainGone() from None
-            raise
-        if not isinstance(raw, str) or not raw.startswith("0x"):
-            raise ChainError("the local chain returned a malformed state dump")
-        payload = bytes.fromhex(raw[2:])
-        return snapshots.write(paths.root, payload, block=block, instance=node.instance,
-                               fingerprint=node.fingerprint, fault=faults.point)
-
-
-def _unsaved_message(paths: _Paths, what: str) -> str:
-    return (f"{what}; the running local chain still has it, but it is not on disk yet: free space in "
-            f"{paths.root.parent}, then run `registry chain up` to save it")
-
-
-class DevnetGuard:
-    """The devnet's part in every transaction (see ``registry.chain.tx.TxGuard``)."""
-
-    def __init__(self, paths: _Paths, node: _Node) -> None:
-        self.paths = paths
-        self.node = node
-
-    def account_lock(self, address: str) -> ContextManager[None]:
-        from registry.chain.nonces import account_lock
-
-        return account_lock(self.paths.account_locks, address)
-
-    def after_mined(self, receipt: Any) -> None:
-        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
-        block = int(receipt["blockNumber"])
-        try:
-            try:
-                _save(self.paths, self.node, covering_block=block)
-            except _ChainGone:
-                # Another command may have restarted the chain since this process connected; if the
-                # node running now is ours and mined this very transaction, save that one.
-                live = _read_node(self.paths)
-                if (live is None or not live.alive() or live.fingerprint != self.node.fingerprint
-                        or not _has_receipt(live, tx_hash, bytes(receipt["blockHash"]))):
-                    raise
-                self.node = live
-                _attach(self.paths, live)
-                _save(self.paths, live, covering_block=block)
-        except _ChainGone:
-            raise self.interrupted("mined-unsaved", tx_hash, None) from None
-        except StorageError as exc:
-            raise StorageError(_unsaved_message(self.paths, f"{exc} while saving the local chain after "
-                                                            f"transaction {tx_hash}")) from exc
-
-    def interrupted(self, phase: str, tx_hash: str | None, cause: BaseException | None) -> RegistryError:
-        from registry.chain.tx import PHASE_TEXT, TransactionInterrupted
-
-        died = not self.node.alive()
-        state = "died" if died else "stopped answering"
-        message = f"the local chain (anvil, pid {self.node.pid}) {state} {PHASE_TEXT[phase].format(tx=tx_hash)}"
-        if died:
-            message += "; the next command restarts it from its last saved state"
-        return TransactionInterrupted(message, phase, tx_hash, chain_died=died)
-
-
-def _has_receipt(node: _Node, tx_hash: str, block_hash: bytes) -> bool:
-    try:
-        receipt = _rpc(node.rpc_url, "eth_getTransactionReceipt", [tx_hash])
-    except RegistryError:
-        return False
-    return isinstance(receipt, dict) and str(receipt.get("blockHash", "")).lower() == "0x" + block_hash.hex()
-
-
-def _attach(paths: _Paths, node: _Node) -> None:
-    """Routes this process's transactions to ``node`` through its guard."""
-    from registry.chain.tx import register_guard
-
-    register_guard(node.rpc_url, DevnetGuard(paths, node))
-    faults.set_chain_pid(node.pid)
-
-
-def _catch_up(paths: _Paths, node: _Node) -> None:
-    """Saves the state if the chain moved past its snapshot (e.g. a change made by another tool)."""
-    current = snapshots.current(paths.root)
-    try:
-        head = int(str(_rpc(node.rpc_url, "eth_blockNumber", [])), 16)
-    except (RegistryError, ValueError):
-        return
-    if current is None or head > current.block:
-        try:
-            _save(paths, node)
-        except _ChainGone:
-            raise UnreachableError(f"the local chain (anvil, pid {node.pid}) died while it was being saved; "
-                                   "run the command again to restart it from its last saved state") from None
-        except StorageError as exc:
-            raise StorageError(_unsaved_message(paths, f"{exc} while saving the local chain")) from exc
-
-
-# --------------------------------------------------------------------------------------------
 # Starting
 # --------------------------------------------------------------------------------------------
 
 
-def _start(paths: _Paths) -> tuple[_Node, list[str]]:
+def _start(paths: Paths) -> tuple[Node, list[str]]:
     recovery = snapshots.recover(paths.root)
     explicit = bool(os.environ.get("REGISTRY_DEVNET_PORT"))
     port = _configured_port(paths)
@@ -434,30 +195,32 @@ def _start(paths: _Paths) -> tuple[_Node, list[str]]:
     fingerprint = _fingerprint_of(node.rpc_url)
     if fingerprint in (None, ZERO_WORD):  # a new chain, or one from before fingerprints: mark it ours
         fingerprint = "0x" + secrets.token_hex(32)
-        _rpc(node.rpc_url, "anvil_setStorageAt", [FINGERPRINT_ADDRESS, "0x0", fingerprint])
-    node = _Node(node.pid, node.ticks, node.port, fingerprint)
-    _write_node(paths, node)
-    _attach(paths, node)
-    if recovery.source is None or recovery.notes or recovery.legacy or snapshots.current(paths.root) is None:
-        _save(paths, node)  # the fingerprint, and a current snapshot that checks out
+        rpc(node.rpc_url, "anvil_setStorageAt", [FINGERPRINT_ADDRESS, "0x0", fingerprint])
+    node = Node(node.pid, node.ticks, node.port, fingerprint)
+    write_node(paths, node)
+    durable.attach(paths, node)
+    notes = recovery.notes + durable.replay(paths, node, recovery.block)
+    current = snapshots.current(paths.root)
+    if notes or recovery.legacy or current is None or durable.block_number(node) > current.block:
+        durable.save(paths, node)  # a current snapshot that checks out and holds all of the above
     if recovery.legacy and recovery.source is not None:
         os.replace(recovery.source, recovery.source.with_name(recovery.source.name + ".imported"))
-    return node, recovery.notes
+    return node, notes
 
 
-def _launch(paths: _Paths, port: int, binary: Path, recovery: snapshots.Recovery) -> _Node | None:
+def _launch(paths: Paths, port: int, binary: Path, recovery: snapshots.Recovery) -> Node | None:
     """Spawns anvil on ``port`` and waits until *that process* listens there and answers; None if
     another program holds the port (our anvil could not bind, or is stopped again)."""
     from registry.chain.rpc import rpc_answers
 
     process = spawn_anvil(port, None, paths.log, binary=binary, detached=True, load_state=recovery.state_json)
     ticks = procinfo.start_ticks(process.pid) or 0
-    node = _Node(process.pid, ticks, port, None)
+    node = Node(process.pid, ticks, port, None)
     # a large state takes anvil a while to parse before it listens
     timeout_s = START_TIMEOUT_S + len(recovery.state_json or b"") / 1e6
     deadline = time.monotonic() + timeout_s
     try:
-        _write_node(paths, node)  # from now on an interrupted start is recognised (no fingerprint yet)
+        write_node(paths, node)  # from now on an interrupted start is recognised (no fingerprint yet)
         while not (procinfo.listens_on(process.pid, port) and rpc_answers(node.rpc_url, timeout_s=1.0)):
             if process.poll() is not None:
                 if _someone_listens(port):
@@ -476,7 +239,7 @@ def _launch(paths: _Paths, port: int, binary: Path, recovery: snapshots.Recovery
     return node
 
 
-def _ensure_deployed(rpc_url: str, paths: _Paths) -> tuple[str, bool, str | None]:
+def _ensure_deployed(rpc_url: str, paths: Paths) -> tuple[str, bool, str | None]:
     """Reuses the remembered deployment if its code is still there and the contract has not been
     rebuilt since; otherwise deploys (and says why in the note)."""
     from eth_account import Account
@@ -488,7 +251,7 @@ def _ensure_deployed(rpc_url: str, paths: _Paths) -> tuple[str, bool, str | None
 
     w3 = make_web3(rpc_url)
     artifact_hash = load_artifact().code_hash
-    previous = _read_json(paths.deployment)
+    previous = read_json(paths.deployment)
     note = None
     if previous and isinstance(previous.get("address"), str):
         address = previous["address"]
@@ -503,7 +266,7 @@ def _ensure_deployed(rpc_url: str, paths: _Paths) -> tuple[str, bool, str | None
             return address, False, None
     address = deploy_registry(w3, Account.from_key(DEV_KEY_0))
     code = with_retries(lambda: bytes(w3.eth.get_code(address)), rpc_url)
-    _write_json(
+    write_json(
         paths.deployment,
         {
             "address": address,
@@ -521,8 +284,8 @@ def ensure_running(settings: Settings) -> DevnetInfo:
     """Starts anvil if needed (from the last good snapshot) and deploys the registry once;
     idempotent and safe to race. Transactions this process sends to it afterwards are saved
     before they are acknowledged."""
-    paths = _Paths(settings.chain_dir)
-    with _flocked(paths.lock):
+    paths = Paths(settings.chain_dir)
+    with flocked(paths.lock):
         node, stop_note = _owned(paths)
         notes = [stop_note] if stop_note else []
         started = node is None
@@ -530,11 +293,11 @@ def ensure_running(settings: Settings) -> DevnetInfo:
             node, recovered = _start(paths)
             notes += recovered
         else:
-            _attach(paths, node)
+            durable.attach(paths, node)
         address, deployed, deploy_note = _ensure_deployed(node.rpc_url, paths)
         if deploy_note:
             notes.append(deploy_note)
-        _catch_up(paths, node)
+        durable.catch_up(paths, node)
         return DevnetInfo(rpc_url=node.rpc_url, chain_id=CHAIN_ID, contract=address, started=started,
                           deployed=deployed, note="; ".join(notes) or None)
 
@@ -576,15 +339,19 @@ def _reap(pid: int) -> None:
 def stop(settings: Settings, force: bool = False) -> bool:
     """Saves the state and stops the devnet; False if it was not running. If the state cannot be
     saved (disk full) the chain is left running, unless ``force``."""
-    paths = _Paths(settings.chain_dir)
-    with _flocked(paths.lock):
-        node = _read_node(paths)
+    paths = Paths(settings.chain_dir)
+    with flocked(paths.lock):
+        node = read_node(paths)
         if node is None or not node.alive():
             paths.pidfile.unlink(missing_ok=True)
             return False
         if node.fingerprint is not None and procinfo.listens_on(node.pid, node.port):
-            try:
-                _catch_up(paths, node)
+            try:  # a snapshot of the head, so the next start replays nothing
+                current = snapshots.current(paths.root)
+                if current is None or durable.block_number(node) > current.block:
+                    durable.save(paths, node)
+            except ChainGone:
+                pass
             except StorageError as exc:
                 if not force:
                     raise StorageError(f"{exc}; the local chain was left running (`registry chain down --force` "
@@ -598,22 +365,27 @@ def stop(settings: Settings, force: bool = False) -> bool:
 
 def reset(settings: Settings) -> list[Path]:
     """Sets the saved state aside (never deletes it) so the next start is an empty chain."""
-    paths = _Paths(settings.chain_dir)
-    with _flocked(paths.lock):
-        node = _read_node(paths)
+    paths = Paths(settings.chain_dir)
+    with flocked(paths.lock):
+        node = read_node(paths)
         if node is not None and node.alive():
             raise InputError("the local chain is running: stop it first with `registry chain down`")
-        return snapshots.reset(paths.root) if paths.root.exists() else []
+        if not paths.root.exists():
+            return []
+        moved = snapshots.reset(paths.root)
+        if (paths.root / journal.JOURNAL).exists():
+            moved.append(snapshots.set_aside(paths.root / journal.JOURNAL))
+        return moved
 
 
 def status(settings: Settings) -> DevnetStatus:
     """What is running and deployed, without starting anything."""
     from registry.chain.rpc import make_web3
 
-    paths = _Paths(settings.chain_dir)
-    node = _read_node(paths)
+    paths = Paths(settings.chain_dir)
+    node = read_node(paths)
     alive = node is not None and node.alive()
-    deployment = _read_json(paths.deployment) or {}
+    deployment = read_json(paths.deployment) or {}
     rpc_url = node.rpc_url if node is not None else None
     contract = deployment.get("address") if isinstance(deployment.get("address"), str) else None
     chain_id = block = None
@@ -626,6 +398,7 @@ def status(settings: Settings) -> DevnetStatus:
             has_code = bool(contract) and bool(w3.eth.get_code(contract))
         except Exception:
             pass
+    current, entries = durable.pending(paths)
     return DevnetStatus(
         running=alive and chain_id is not None,
         rpc_url=rpc_url,
@@ -636,5 +409,7 @@ def status(settings: Settings) -> DevnetStatus:
         pid=node.pid if alive and node is not None else None,
         state_file=str(paths.state),
         log_file=str(paths.log),
-        snapshot=snapshots.current(paths.root),
+        snapshot=current,
+        journaled=len(entries),
+        saved_block=journal.durable_head(entries, current.block) if current is not None else None,
     )

@@ -121,7 +121,7 @@ class KeyLockGuard:
     def account_lock(self, address: str) -> "ContextManager[None]":
         return account_lock(self.lock_dir, address)
 
-    def after_mined(self, receipt: Any) -> None:
+    def after_mined(self, receipt: Any, raw: bytes) -> None:
         return None
 
     def interrupted(self, phase: str, tx_hash: str | None, cause: BaseException | None) -> "RegistryError":

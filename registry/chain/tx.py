@@ -6,8 +6,8 @@ at gas estimation (the usual case) or, if the transaction was mined and failed, 
 
 A ``TxGuard`` registered for an RPC URL (``register_guard``) takes part in every send to it: it
 serialises the sending key's nonces (``account_lock``), makes a mined transaction durable before
-``send_call`` returns (the local devnet saves its state: ``after_mined``), and words the error
-when the node goes away mid-transaction (``interrupted``), saying whether it may have landed.
+``send_call`` returns (the local devnet journals it: ``after_mined``), and words the error when
+the node goes away mid-transaction (``interrupted``), saying whether it may have landed.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TxGuard(Protocol):
 
     def account_lock(self, address: str) -> ContextManager[None]: ...
 
-    def after_mined(self, receipt: TxReceipt) -> None: ...
+    def after_mined(self, receipt: TxReceipt, raw: bytes) -> None: ...
 
     def interrupted(self, phase: str, tx_hash: str | None, cause: BaseException) -> RegistryError: ...
 
@@ -127,7 +127,7 @@ def send_call(
     rpc_url = str(getattr(w3.provider, "endpoint_uri", "the RPC node"))
     guard = guard_for(rpc_url)
     with guard.account_lock(account.address) if guard is not None else nullcontext():
-        tx, tx_hash = _sign_and_send(w3, account, build, rpc_url, retries)
+        tx, tx_hash, raw = _sign_and_send(w3, account, build, rpc_url, retries)
         faults.point("tx.after-send")
 
         def receipt_of() -> TxReceipt:
@@ -140,6 +140,10 @@ def send_call(
             receipt = with_retries(receipt_of, rpc_url, retries)
         except UnreachableError as exc:
             raise interrupted_error(rpc_url, "sent", "0x" + tx_hash.hex(), exc) from exc
+        faults.point("tx.after-receipt")
+        if guard is not None:  # a reverted transaction still used its nonce: it is saved too
+            guard.after_mined(receipt, raw)
+        faults.point("tx.after-save")
         if receipt["status"] != 1:
             raise _replay_failure(w3, tx, receipt)
         try:
@@ -147,17 +151,13 @@ def send_call(
                          rpc_url, retries)
         except UnreachableError as exc:
             raise interrupted_error(rpc_url, "sent", "0x" + tx_hash.hex(), exc) from exc
-        faults.point("tx.after-receipt")
-        if guard is not None:
-            guard.after_mined(receipt)
-        faults.point("tx.after-save")
     return receipt
 
 
 def _sign_and_send(
     w3: Web3, account: LocalAccount, build: Callable[[dict[str, Any]], dict[str, Any]], rpc_url: str, retries: int
-) -> tuple[dict[str, Any], bytes]:
-    """Builds, signs and sends; on a nonce race, retries with a fresh nonce. Returns (tx, hash)."""
+) -> tuple[dict[str, Any], bytes, bytes]:
+    """Builds, signs and sends; on a nonce race, retries with a fresh nonce. Returns (tx, hash, raw)."""
 
     def prepare() -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -193,14 +193,15 @@ def _sign_and_send(
                 raise revert_from(exc) from exc
 
         faults.point("tx.before-send")
+        raw = bytes(signed.raw_transaction)
         try:
-            return tx, with_retries(send, rpc_url, retries)
+            return tx, with_retries(send, rpc_url, retries), raw
         except UnreachableError as exc:
             raise interrupted_error(rpc_url, "sent", "0x" + bytes(signed.hash).hex(), exc) from exc
         except ChainError as exc:
             if any(m in str(exc).lower() for m in _TX_NONCE_RACE) and attempt < TX_NONCE_RETRIES:
                 if _landed(w3, bytes(signed.hash)):  # our own earlier attempt used the nonce
-                    return tx, bytes(signed.hash)
+                    return tx, bytes(signed.hash), raw
                 time.sleep(0.05 * attempt)
                 continue
             hinted = _hinted(exc, account, tx.get("chainId"), w3)

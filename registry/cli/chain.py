@@ -162,10 +162,12 @@ def _print_snapshot(info: Any) -> None:
         out.print(f"saved state: none yet ({info.state_file})", markup=False)
         return
     behind = ""
-    if info.block_number is not None and info.block_number > snap.block:
-        behind = f" ({info.block_number - snap.block} blocks not saved yet)"
-    out.print(f"saved state: block {snap.block}, {snap.size} bytes, "
-              f"{snap.to_json()['saved_at_iso']} in {snap.path}{behind}", markup=False, soft_wrap=True)
+    if info.block_number is not None and info.saved_block is not None and info.block_number > info.saved_block:
+        behind = f"; {info.block_number - info.saved_block} blocks not saved yet (the next command saves them)"
+    journaled = f" + {info.journaled} journaled transactions (through block {info.saved_block})" \
+        if info.journaled else ""
+    out.print(f"saved state: snapshot of block {snap.block} ({snap.size} bytes, {snap.to_json()['saved_at_iso']})"
+              f"{journaled}{behind}", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------
