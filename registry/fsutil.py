@@ -125,21 +125,23 @@ def atomic_write(
     chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     written = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
+        # unbuffered: nothing is left to flush (and fail again) when the file is closed after an error
+        with os.fdopen(fd, "wb", buffering=0) as handle:
             try:
                 os.fchmod(handle.fileno(), mode)
             except OSError as exc:
                 raise failed(exc) from exc
             for chunk in chunks:
+                view = memoryview(chunk).cast("B")
                 try:
-                    handle.write(chunk)
+                    while view:
+                        view = view[handle.write(view):]
                 except OSError as exc:
                     raise failed(exc) from exc
                 written += len(chunk)
                 if progress is not None:
                     progress(len(chunk))
             try:
-                handle.flush()
                 if fsync:
                     os.fsync(handle.fileno())
             except OSError as exc:

@@ -93,8 +93,9 @@ def write(directory: Path, payload: bytes, *, block: int, instance: str | None, 
     """
     saved_at = time.time()
     digest = hashlib.sha256(payload).hexdigest()
-    header = {"format": FORMAT, "block": block, "size": len(payload), "sha256": digest, "saved_at": saved_at,
-              "instance": instance, "fingerprint": fingerprint}
+    header: dict[str, Any] = {"format": FORMAT, "block": block, "size": len(payload), "sha256": digest,
+                              "saved_at": saved_at, "instance": instance, "fingerprint": fingerprint}
+    header["check"] = _header_check(header)
     current = directory / CURRENT
     _keep_previous(directory, current)
 
@@ -155,6 +156,8 @@ def _parse_header(path: Path, line: bytes) -> Snapshot:
         raise DamagedSnapshot("its header is not JSON") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DamagedSnapshot(f"not a {FORMAT} file")
+    if header.get("check") != _header_check(header):
+        raise DamagedSnapshot("its header was altered")
     try:
         block, size, digest = int(header["block"]), int(header["size"]), str(header["sha256"])
         saved_at = float(header["saved_at"])
@@ -163,6 +166,11 @@ def _parse_header(path: Path, line: bytes) -> Snapshot:
     instance = header.get("instance") if isinstance(header.get("instance"), str) else None
     fingerprint = header.get("fingerprint") if isinstance(header.get("fingerprint"), str) else None
     return Snapshot(path, block, size, digest, saved_at, instance, fingerprint)
+
+
+def _header_check(header: dict[str, Any]) -> str:
+    fields = {k: v for k, v in header.items() if k != "check"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load(path: Path) -> tuple[Snapshot | None, bytes]:

@@ -18,7 +18,7 @@ from typing import Any, Callable, ContextManager, Protocol
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
 from registry import faults
@@ -131,10 +131,7 @@ def send_call(
         faults.point("tx.after-send")
 
         def receipt_of() -> TxReceipt:
-            try:
-                return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout_s, poll_latency=POLL_S)
-            except TimeExhausted as exc:
-                raise ChainError(f"transaction 0x{tx_hash.hex()} not mined within {receipt_timeout_s:.0f} s") from exc
+            return wait_receipt(w3, tx_hash, receipt_timeout_s)
 
         try:
             receipt = with_retries(receipt_of, rpc_url, retries)
@@ -182,6 +179,8 @@ def _sign_and_send(
             raise hinted from exc
         signed = account.sign_transaction(tx)
 
+        delivered: list[bool] = []  # per attempt: could the node have received it?
+
         def send() -> bytes:
             try:
                 return bytes(w3.eth.send_raw_transaction(signed.raw_transaction))
@@ -191,13 +190,17 @@ def _sign_and_send(
                 if "already known" in str(exc).lower():  # an earlier attempt got through
                     return bytes(signed.hash)
                 raise revert_from(exc) from exc
+            except Exception as exc:
+                delivered.append(not _refused(exc))
+                raise
 
         faults.point("tx.before-send")
         raw = bytes(signed.raw_transaction)
         try:
             return tx, with_retries(send, rpc_url, retries), raw
         except UnreachableError as exc:
-            raise interrupted_error(rpc_url, "sent", "0x" + bytes(signed.hash).hex(), exc) from exc
+            phase = "sent" if any(delivered) else "before-send"  # refused every time: never sent
+            raise interrupted_error(rpc_url, phase, "0x" + bytes(signed.hash).hex(), exc) from exc
         except ChainError as exc:
             if any(m in str(exc).lower() for m in _TX_NONCE_RACE) and attempt < TX_NONCE_RETRIES:
                 if _landed(w3, bytes(signed.hash)):  # our own earlier attempt used the nonce
@@ -209,6 +212,28 @@ def _sign_and_send(
                 raise
             raise hinted from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def wait_receipt(w3: Web3, tx_hash: bytes, timeout_s: float = RECEIPT_TIMEOUT_S) -> TxReceipt:
+    """Polls for the receipt, first every few milliseconds (an automining devnet answers at once),
+    then backing off to POLL_S (a public chain takes seconds; no need to hammer its RPC)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            return w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            pass
+        if time.monotonic() > deadline:
+            raise ChainError(f"transaction 0x{tx_hash.hex()} not mined within {timeout_s:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 2, POLL_S)
+
+
+def _refused(exc: BaseException) -> bool:
+    """The connection was refused: the request never reached a node."""
+    text = f"{exc!r} {exc}"
+    return "Connection refused" in text or "NewConnectionError" in text or isinstance(exc, ConnectionRefusedError)
 
 
 def _landed(w3: Web3, tx_hash: bytes) -> bool:
