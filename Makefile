@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/oracle.py
+	$(BIN)/python bench/durability.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

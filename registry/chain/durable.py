@@ -128,13 +128,20 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), where="data dir")
 
 
+_sessions: dict[str, Any] = {}
+
+
 def rpc(rpc_url: str, method: str, params: list[Any], timeout_s: float = 5.0) -> Any:
-    """One raw JSON-RPC call; UnreachableError if the node does not answer, ChainError on an error."""
+    """One raw JSON-RPC call (kept-alive connection per node); UnreachableError if the node does not
+    answer, ChainError on an error."""
     import requests
 
+    session = _sessions.get(rpc_url)
+    if session is None:
+        session = _sessions[rpc_url] = requests.Session()
     try:
-        response = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
-                                 timeout=timeout_s)
+        response = session.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                                timeout=timeout_s)
         body = response.json()
     except (requests.RequestException, ValueError) as exc:
         raise UnreachableError(f"the local chain at {rpc_url} did not answer {method}") from exc
