@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "ProvenanceError": "registry.errors",
     "PolicyError": "registry.errors",
     "CompressionError": "registry.errors",
+    "StorageError": "registry.errors",
     "Profile": "registry.config",
     "Settings": "registry.config",
     "load_settings": "registry.config",
@@ -56,6 +57,8 @@ _EXPORTS: dict[str, str] = {
     "Policy": "registry.policy",
     "load_policy": "registry.policy",
     "Manifest": "registry.manifest",
+    "collect_garbage": "registry.gc",
+    "GcReport": "registry.gc",
     "load_manifest": "registry.manifest",
     # compression (needs the [compress] extra: torch)
     "compress_model": "registry.compress.pipeline",

@@ -202,7 +202,11 @@ def _start(paths: Paths) -> tuple[Node, list[str]]:
     notes = recovery.notes + durable.replay(paths, node, recovery.block)
     current = snapshots.current(paths.root)
     if notes or recovery.legacy or current is None or durable.block_number(node) > current.block:
-        durable.save(paths, node)  # a current snapshot that checks out and holds all of the above
+        try:
+            durable.save(paths, node)  # a current snapshot that checks out and holds all of the above
+        except StorageError as exc:  # the journal still holds what was replayed: a note, not a failure
+            notes.append(f"could not take a snapshot of the local chain after starting it ({exc})")
+            return node, notes
     if recovery.legacy and recovery.source is not None:
         os.replace(recovery.source, recovery.source.with_name(recovery.source.name + ".imported"))
     return node, notes
@@ -297,7 +301,9 @@ def ensure_running(settings: Settings) -> DevnetInfo:
         address, deployed, deploy_note = _ensure_deployed(node.rpc_url, paths)
         if deploy_note:
             notes.append(deploy_note)
-        durable.catch_up(paths, node)
+        housekeeping = durable.catch_up(paths, node)
+        if housekeeping:
+            notes.append(housekeeping)
         return DevnetInfo(rpc_url=node.rpc_url, chain_id=CHAIN_ID, contract=address, started=started,
                           deployed=deployed, note="; ".join(notes) or None)
 

@@ -231,24 +231,31 @@ def pending(paths: Paths) -> tuple[Snapshot | None, list[journal.Entry]]:
     return current, [e for e in entries if e.block > floor]
 
 
-def catch_up(paths: Paths, node: Node) -> None:
+def catch_up(paths: Paths, node: Node) -> str | None:
     """Takes a snapshot if the chain holds blocks that are neither in the snapshot nor journaled
-    (a change made by another tool) or if the journal has grown long."""
+    (a change made by another tool) or if the journal has grown long. This is housekeeping for
+    the command that connects: a full disk is a note for the user, not a failure of the command
+    (what the registry acknowledged is journaled already). Returns that note, if any."""
     current, entries = pending(paths)
     try:
         head = block_number(node)
     except (RegistryError, ValueError):
-        return
+        return None
     floor = current.block if current is not None else -1
     if current is not None and head <= journal.durable_head(entries, floor) and len(entries) <= journal.COMPACT_AFTER:
-        return
+        return None
     try:
         save(paths, node)
     except ChainGone:
         raise UnreachableError(f"the local chain (anvil, pid {node.pid}) died while it was being saved; "
                                "run the command again to restart it from its last saved state") from None
     except StorageError as exc:
-        raise StorageError(unsaved_message(paths, f"{exc} while saving the local chain")) from exc
+        unsaved = head - journal.durable_head(entries, floor)
+        if unsaved <= 0:
+            return f"could not take a snapshot of the local chain ({exc}); its journal keeps growing until it can"
+        return unsaved_message(paths, f"{exc}: {unsaved} block{'s' if unsaved != 1 else ''} of the local chain "
+                                      "could not be saved")
+    return None
 
 
 def replay(paths: Paths, node: Node, loaded_block: int | None) -> list[str]:
