@@ -10,7 +10,8 @@ when it reaches a point:
 
 Points: ``tx.before-send``, ``tx.after-send`` (sent, no receipt yet), ``tx.after-receipt`` (mined,
 not yet journaled), ``tx.after-save`` (journaled), ``snapshot.before-dump`` (before
-``anvil_dumpState``), ``snapshot.mid-write`` (half the snapshot file written). Reading one environment variable is all a point costs when unset.
+``anvil_dumpState``), ``snapshot.mid-write`` (half the snapshot file written), ``replay.entry``
+(before each journaled transaction is sent again on a start). Reading one environment variable is all a point costs when unset.
 """
 
 from __future__ import annotations

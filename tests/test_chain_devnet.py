@@ -19,7 +19,7 @@ from registry.chain import anvil as anvil_mod
 from registry.chain import devnet, snapshots
 from registry.chain.client import RegistryClient
 from registry.config import load_settings
-from registry.errors import InputError, StorageError
+from registry.errors import InputError, StorageError, UnreachableError
 
 
 @pytest.fixture
@@ -133,6 +133,24 @@ def test_an_acknowledged_change_survives_a_kill_right_after_it(local, dev_accoun
         assert again.note is not None and again.note.startswith("restored ") and "COULD NOT" not in again.note
         client = RegistryClient.connect(local)
         assert all(client.name_owner(f"acme/killed{j}")[0] == dev_accounts[2].address for j in range(i + 1))
+
+
+def test_a_chain_killed_while_it_is_restored_keeps_its_journal(local, dev_accounts, monkeypatch) -> None:
+    devnet.ensure_running(local)
+    client = RegistryClient.connect(local)
+    for i in range(3):
+        client.claim_name(f"acme/replay{i}", dev_accounts[6])
+    _kill_chain(local)
+    journal_before = (local.chain_dir / "journal.jsonl").read_bytes()
+    monkeypatch.setenv("REGISTRY_FAULT", "replay.entry=kill-chain")
+    with pytest.raises(UnreachableError):
+        devnet.ensure_running(local)  # dies while the journal is sent again
+    assert (local.chain_dir / "journal.jsonl").read_bytes() == journal_before  # nothing dropped
+    monkeypatch.delenv("REGISTRY_FAULT")
+    again = devnet.ensure_running(local)
+    assert again.note is not None and "COULD NOT" not in again.note
+    client = RegistryClient.connect(local)
+    assert all(client.name_owner(f"acme/replay{i}")[0] == dev_accounts[6].address for i in range(3))
 
 
 def test_a_journaled_transaction_is_replayed_into_the_same_block(local, dev_accounts) -> None:

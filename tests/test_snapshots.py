@@ -131,3 +131,16 @@ def test_durable_head_stops_at_the_first_gap() -> None:
     assert journal.durable_head(entries, 4) == 6
     assert journal.durable_head(entries, 7) == 8
     assert journal.durable_head([], 7) == 7
+
+
+def test_a_write_killed_after_keeping_the_previous_one_leaves_no_litter(tmp_path: Path) -> None:
+    """Killed between the hard link and the rename: current and prev are one file; the next write
+    must neither leave its link behind nor lose the current snapshot."""
+    import os
+
+    snapshots.write(tmp_path, _payload(), block=1, instance=None, fingerprint=None)
+    os.link(tmp_path / snapshots.CURRENT, tmp_path / snapshots.PREVIOUS)  # what the killed writer left
+    snapshots.write(tmp_path, _payload({**STATE, "v": 2}), block=2, instance=None, fingerprint=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [snapshots.CURRENT, snapshots.PREVIOUS]
+    assert snapshots.read_header(tmp_path / snapshots.PREVIOUS).block == 1
+    assert snapshots.read_header(tmp_path / snapshots.CURRENT).block == 2

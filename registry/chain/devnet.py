@@ -207,6 +207,9 @@ def _start(paths: Paths) -> tuple[Node, list[str]]:
         except StorageError as exc:  # the journal still holds what was replayed: a note, not a failure
             notes.append(f"could not take a snapshot of the local chain after starting it ({exc})")
             return node, notes
+        except ChainGone:
+            raise UnreachableError(f"the local chain (anvil, pid {node.pid}) died while it was being started; "
+                                   "run the command again to restart it from its last saved state") from None
     if recovery.legacy and recovery.source is not None:
         os.replace(recovery.source, recovery.source.with_name(recovery.source.name + ".imported"))
     return node, notes
@@ -229,6 +232,9 @@ def _launch(paths: Paths, port: int, binary: Path, recovery: snapshots.Recovery)
             if process.poll() is not None:
                 if _someone_listens(port):
                     return None  # another program took the port between our check and anvil's bind
+                if process.returncode < 0:  # killed by a signal: not a problem with the state it loads
+                    raise UnreachableError(f"the local chain (anvil) was killed while it was starting "
+                                           f"(signal {-process.returncode}); run the command again")
                 where = f" from {recovery.source}" if recovery.source is not None else ""
                 raise ChainError(f"anvil could not start{where}: it exited with code {process.returncode}: "
                                  f"{log_tail(paths.log)}")

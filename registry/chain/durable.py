@@ -274,11 +274,14 @@ def replay(paths: Paths, node: Node, loaded_block: int | None) -> list[str]:
         for entry in todo:
             if _receipt(node, entry.tx_hash) is not None:
                 continue  # already in the loaded state
+            faults.point("replay.entry")
             try:
                 rpc(node.rpc_url, "evm_setNextBlockTimestamp", [entry.timestamp])
                 rpc(node.rpc_url, "eth_sendRawTransaction", [entry.raw])
                 receipt = _wait_receipt(node, entry.tx_hash)
-            except RegistryError as exc:
+            except UnreachableError:
+                raise  # the node died while being restored: the journal stays as it is for the next start
+            except RegistryError as exc:  # the node refused it: that one cannot be restored
                 failed.append(f"{entry.tx_hash} ({exc})")
                 continue
             if int(str(receipt.get("status", "0x0")), 16) != entry.status:
@@ -310,6 +313,8 @@ def _wait_receipt(node: Node, tx_hash: str) -> dict[str, Any]:
         receipt = _receipt(node, tx_hash)
         if receipt is not None:
             return receipt
+        if not node.alive():
+            raise UnreachableError(f"the local chain (anvil, pid {node.pid}) died while it was being restored")
         if time.monotonic() > deadline:
             raise ChainError("not mined on replay")
         time.sleep(0.01)

@@ -116,6 +116,12 @@ def _keep_previous(directory: Path, current: Path) -> None:
     """Hard-links the current snapshot as the previous one (atomically, via a temp name)."""
     if not current.exists():
         return
+    previous = directory / PREVIOUS
+    try:
+        if previous.exists() and os.path.samefile(current, previous):
+            return  # already kept (a write after the last link never finished)
+    except OSError:
+        pass
     link = directory / f"{temp_prefix(PREVIOUS)}link.tmp"
     try:
         link.unlink(missing_ok=True)
@@ -123,7 +129,8 @@ def _keep_previous(directory: Path, current: Path) -> None:
             os.link(current, link)
         except OSError:  # no hard links here: a copy is slower but as safe
             atomic_write(link, current.read_bytes(), where="data dir")
-        os.replace(link, directory / PREVIOUS)
+        os.replace(link, previous)
+        link.unlink(missing_ok=True)  # rename() between two links of one file leaves both in place
     except OSError as exc:
         link.unlink(missing_ok=True)
         from registry.fsutil import storage_error
