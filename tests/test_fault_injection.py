@@ -119,6 +119,7 @@ def check_chain(settings, tally: Tally, full: bool = False) -> None:
     """Starts the chain (counting failures) and checks every acknowledged release is there, once:
     by release id (one paged call) after each command, with every artifact digest when ``full``."""
     from registry.chain.client import RegistryClient
+    from registry.errors import ChainError
     from registry.release import release_id
 
     try:
@@ -126,7 +127,10 @@ def check_chain(settings, tally: Tally, full: bool = False) -> None:
     except Exception as exc:  # counted, and the loop stops: a chain that cannot start is the worst outcome
         tally.start_failures.append(str(exc))
         return
-    ids = client.release_ids(NAME) if client.name_owner(NAME)[0] else []
+    try:
+        ids = client.release_ids(NAME)
+    except ChainError:  # a name with no release yet
+        ids = []
     tally.duplicates = sorted({i.hex() for i in ids if ids.count(i) > 1})
     present = set(ids)
     tally.lost = sorted(v for v in tally.acknowledged if release_id(NAME, v) not in present)

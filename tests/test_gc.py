@@ -14,7 +14,6 @@ import pytest
 
 from registry.content.local import LocalStore
 from registry.errors import ChainError
-from registry.fsutil import temp_prefix
 from registry.gc import collect_garbage, is_stale_temp, quick_sweep
 from registry.publish import publish_model
 from tests._verify_fixtures import publish_tiny, tiny_onnx

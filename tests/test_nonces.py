@@ -79,6 +79,11 @@ def devnet_env(registry_home: Path, tmp_path: Path):
 
 def test_ten_parallel_publishes_from_one_key_all_succeed(devnet_env, tmp_path: Path) -> None:
     """The issue's run: 19 failures in 30 with raw InvalidAccountNonce / nonce too low."""
+    first = tmp_path / "first.onnx"
+    first.write_bytes(tiny_onnx(399))
+    claimed = subprocess.run([sys.executable, "-c", ENTRY, "publish", str(first), "--name", "acme/parallel",
+                              "--version", "0.1.0"], env=devnet_env, capture_output=True, text=True, timeout=120)
+    assert claimed.returncode == 0, claimed.stderr  # the name (and its namespace) exist: ten publishes race
     procs = []
     for i in range(10):
         folder = tmp_path / f"m{i}"
@@ -95,4 +100,4 @@ def test_ten_parallel_publishes_from_one_key_all_succeed(devnet_env, tmp_path: P
     shown = subprocess.run([sys.executable, "-c", ENTRY, "history", "acme/parallel", "--json"], env=devnet_env,
                            capture_output=True, text=True, timeout=120)
     versions = sorted(r["version"] for r in json.loads(shown.stdout)["releases"])
-    assert versions == sorted(f"1.0.{i}" for i in range(10))
+    assert versions == sorted(["0.1.0"] + [f"1.0.{i}" for i in range(10)])
