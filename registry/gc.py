@@ -154,6 +154,8 @@ def quick_sweep(home: Path | None, extra_dirs: Iterable[Path] = ()) -> int:
         freed = 0
         for folder in [*folders, *extra_dirs]:
             freed += sum(r.size for r in _remove(stale_temp_files(Path(folder)), dry_run=False))
+        if home is not None and (home / "blocks").is_dir():
+            _live_lease_start(home / "blocks", dry_run=False)  # drops the leases of dead writers
         return freed
     except Exception:  # housekeeping must never stand in the way of the command itself
         return 0

@@ -438,3 +438,20 @@ def test_unloadable_state_names_the_file(local) -> None:
     with pytest.raises(Exception, match="anvil could not start from .*state.snapshot"):
         devnet.ensure_running(local)
     assert (local.chain_dir / snapshots.CURRENT).exists()
+
+
+def test_a_long_running_process_keeps_the_journal_short(local, dev_accounts, monkeypatch) -> None:
+    """An oracle node connects once and sends for hours: it takes the snapshots itself."""
+    from registry.chain import journal
+    from registry.chain.tx import send_call
+
+    monkeypatch.setattr(journal, "COMPACT_AFTER", 3)
+    client = RegistryClient.connect(local)  # one connection, no command start after it
+    first = devnet.status(local).snapshot
+    for i in range(12):
+        send_call(client.w3, dev_accounts[7], lambda p: {**p, "to": dev_accounts[8].address, "value": 1,
+                                                          "gas": 21000, "maxFeePerGas": 10**10,
+                                                          "maxPriorityFeePerGas": 10**9})
+    status = devnet.status(local)
+    assert status.snapshot is not None and first is not None and status.snapshot.block > first.block + 6
+    assert status.journaled <= 2 * 3 and status.saved_block == status.block_number

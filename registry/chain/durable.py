@@ -332,6 +332,7 @@ class DevnetGuard:
     def __init__(self, paths: Paths, node: Node) -> None:
         self.paths = paths
         self.node = node
+        self.appended = 0
 
     def account_lock(self, address: str) -> ContextManager[None]:
         from registry.chain.nonces import account_lock
@@ -357,10 +358,16 @@ class DevnetGuard:
                     self.node = live
                     attach(self.paths, live)
                 journal.append(self.paths.root, entry)
+            self.appended += 1
         except (ChainGone, UnreachableError):
             raise self.interrupted("mined-unsaved", tx_hash, None) from None
         except StorageError as exc:
             raise StorageError(unsaved_message(self.paths, f"{exc} while saving transaction {tx_hash}")) from exc
+        if self.appended % journal.COMPACT_AFTER == 0:  # a long-running process (an oracle node) keeps
+            try:  # the journal short too; the transaction is saved already, so a failure here is harmless
+                catch_up(self.paths, self.node)
+            except RegistryError:
+                pass
 
     def interrupted(self, phase: str, tx_hash: str | None, cause: BaseException | None) -> RegistryError:
         from registry.chain.tx import PHASE_TEXT, TransactionInterrupted

@@ -14,6 +14,7 @@ sweep. A full disk is a StorageError naming the block store, never "cannot read"
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import errno
@@ -102,8 +103,10 @@ class LocalStore(BlockReadingStore):
 
         folder = self.root / WRITERS
         folder.mkdir(exist_ok=True)
-        (folder / f"{os.getpid()}.{start_ticks(os.getpid()) or 0}").touch()
+        lease = folder / f"{os.getpid()}.{start_ticks(os.getpid()) or 0}"
+        lease.touch()
         _leases.add(key)
+        atexit.register(lease.unlink, missing_ok=True)  # a killed process leaves it for gc to drop
 
     def _write_block(self, cid: CID, block: bytes) -> None:
         # An identical block already there is kept (and touched: it is in use again, see gc);
