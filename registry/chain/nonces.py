@@ -56,8 +56,13 @@ def account_lock(lock_dir: Path, address: str) -> Iterator[None]:
         held = _held.setdefault(key, _Held(threading.RLock()))
     with held.lock:
         if held.depth == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "ab")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(path, "ab")
+            except OSError as exc:
+                from registry.fsutil import storage_error
+
+                raise storage_error(exc, "data dir", lock_dir) from exc
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX)
             except BaseException:
