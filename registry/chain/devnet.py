@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry import procinfo
+from registry import faults, procinfo
 from registry.chain import durable, journal, snapshots
 from registry.chain.anvil import (  # noqa: F401  (re-exported: fixtures and benches import them from here)
     CHAIN_ID,
@@ -183,7 +183,7 @@ def _start(paths: Paths) -> tuple[Node, list[str]]:
         if explicit:
             raise InputError(f"port {port} (REGISTRY_DEVNET_PORT) is busy")
         port = free_port()
-    for attempt in range(3):
+    for _attempt in range(3):
         node = _launch(paths, port, binary, recovery)
         if node is not None:
             break
@@ -197,20 +197,24 @@ def _start(paths: Paths) -> tuple[Node, list[str]]:
         fingerprint = "0x" + secrets.token_hex(32)
         rpc(node.rpc_url, "anvil_setStorageAt", [FINGERPRINT_ADDRESS, "0x0", fingerprint])
     node = Node(node.pid, node.ticks, node.port, fingerprint)
-    write_node(paths, node)
-    durable.attach(paths, node)
+    faults.set_chain_pid(node.pid)
     notes = recovery.notes + durable.replay(paths, node, recovery.block)
     current = snapshots.current(paths.root)
+    saved = True
     if notes or recovery.legacy or current is None or durable.block_number(node) > current.block:
         try:
             durable.save(paths, node)  # a current snapshot that checks out and holds all of the above
         except StorageError as exc:  # the journal still holds what was replayed: a note, not a failure
             notes.append(f"could not take a snapshot of the local chain after starting it ({exc})")
-            return node, notes
+            saved = False
         except ChainGone:
             raise UnreachableError(f"the local chain (anvil, pid {node.pid}) died while it was being started; "
                                    "run the command again to restart it from its last saved state") from None
-    if recovery.legacy and recovery.source is not None:
+    # Only now is the start complete: until node.json carries the fingerprint, the next command
+    # treats this anvil as a start that was cut off (stops it and starts again, replay included).
+    write_node(paths, node)
+    durable.attach(paths, node)
+    if saved and recovery.legacy and recovery.source is not None:
         os.replace(recovery.source, recovery.source.with_name(recovery.source.name + ".imported"))
     return node, notes
 
