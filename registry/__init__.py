@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "ProvenanceError": "registry.errors",
     "PolicyError": "registry.errors",
     "CompressionError": "registry.errors",
+    "StorageError": "registry.errors",
     "Profile": "registry.config",
     "Settings": "registry.config",
     "load_settings": "registry.config",
@@ -64,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "Policy": "registry.policy",
     "load_policy": "registry.policy",
     "Manifest": "registry.manifest",
+    "collect_garbage": "registry.gc",
+    "GcReport": "registry.gc",
     "load_manifest": "registry.manifest",
     # hostile input: strict JSON, bounded reads of regular files, loading verified bytes
     "parse_json_strict": "registry.strictjson",

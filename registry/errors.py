@@ -68,6 +68,14 @@ class PolicyError(RegistryError):
     exit_code = 14
 
 
+class StorageError(RegistryError):
+    """A local write failed for a reason outside the input: the disk or quota is full, the file
+    system is read-only or failing, or permission is denied. The message names what filled up
+    (data dir, block store, pull target, manifest directory) and what state things were left in."""
+
+    exit_code = 16
+
+
 class CompressionError(RegistryError):
     """A compression run could not meet its recipe (for example an accuracy tolerance)."""
 

@@ -11,18 +11,26 @@ Writes: every file the registry writes that someone relies on (manifests, proven
 profiles, node state, downloaded models, blocks) goes through ``atomic_write``: a temp file in the
 destination's directory, fsync, rename, then fsync of the directory so the rename itself survives
 a power cut.
+
+Temp files carry their writer's pid in their name (``.NAME.p<pid>.<random>.tmp``), so a later
+``registry gc`` can tell the leftovers of a killed writer from a file a running command is still
+writing. A write that fails because of the machine (disk or quota full, read-only or failing file
+system, permission denied) raises ``StorageError`` (exit 16) naming the place that filled up;
+a destination that cannot be a file at all stays an ``InputError``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from registry.errors import InputError, RegistryError
+from registry.errors import InputError, RegistryError, StorageError
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
@@ -70,6 +78,69 @@ def read_small_file(path: str | PathLike[str], *, limit: int, what: str,
     return data
 
 
+TEMP_SUFFIXES = (".tmp", ".part")
+_WRITER = re.compile(r"\.p(\d+)\.[A-Za-z0-9_]+\.(?:tmp|part)$")
+# errors that say the *path* is wrong (the user's to fix), not that the machine refused the write
+_PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP, errno.EEXIST}
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temp file for ``name`` written by this process (see ``writer_pid``)."""
+    return f".{name}.p{os.getpid()}."
+
+
+def writer_pid(filename: str) -> int | None:
+    """The pid recorded in a temp file's name by ``temp_prefix``; None for other names."""
+    match = _WRITER.search(filename)
+    return int(match.group(1)) if match else None
+
+
+def storage_error(exc: OSError, where: str, path: str | PathLike[str]) -> RegistryError:
+    """One line for an OSError met while writing into ``where`` (e.g. "block store") at ``path``."""
+    reason = exc.strerror or str(exc)
+    code = exc.errno
+    if code in _PATH_ERRNOS:
+        return InputError(f"cannot write into {where} {path}: {reason}")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"{where} {path} is full ({reason})")
+    if code == errno.EROFS:
+        return StorageError(f"{where} {path} is on a read-only file system")
+    if code in (errno.EACCES, errno.EPERM):
+        return StorageError(f"{where} {path} is not writable ({reason})")
+    return StorageError(f"cannot write into {where} {path}: {reason}")
+
+
+def os_error(exc: OSError) -> RegistryError:
+    """One line for an OSError nobody mapped closer to its cause (the CLI's last resort)."""
+    reason = exc.strerror or str(exc)
+    name = exc.filename if exc.filename is not None else "(unknown file)"
+    if exc.errno in _PATH_ERRNOS:
+        return InputError(f"{name}: {reason}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"the file system holding {name} is full ({reason})")
+    if exc.errno == errno.EROFS:
+        return StorageError(f"{name} is on a read-only file system")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StorageError(f"permission denied: {name}")
+    return StorageError(f"{name}: {reason}")
+
+
+def describe_location(path: str | PathLike[str]) -> str:
+    """What a user calls the directory ``path`` is in: the data dir, its block store, or a directory."""
+    from registry.config import data_dir  # config imports this module
+
+    try:
+        target = Path(path).resolve()
+        home = data_dir().resolve()
+    except (OSError, RuntimeError):
+        return "directory"
+    if target == home / "blocks" or home / "blocks" in target.parents:
+        return "block store"
+    if target == home or home in target.parents:
+        return "data dir"
+    return "directory"
+
+
 def atomic_write(
     dest: str | PathLike[str],
     data: bytes | bytearray | memoryview | Iterable[bytes],
@@ -77,6 +148,8 @@ def atomic_write(
     mode: int = 0o644,
     fsync: bool = True,
     progress: Callable[[int], None] | None = None,
+    where: str | None = None,
+    tmp_dir: str | PathLike[str] | None = None,
 ) -> int:
     """Writes ``data`` (bytes, or an iterable of chunks streamed as they come) to ``dest``.
 
@@ -84,40 +157,64 @@ def atomic_write(
     (``0o600``) is never readable by others, even briefly. Nothing appears at ``dest`` unless every
     chunk arrived; on any error the temp file is removed and ``dest`` is untouched. With
     ``fsync=False`` the caller takes care of durability (e.g. one syncfs for many blocks).
+    ``where`` names the destination in errors (default: data dir, block store or directory);
+    ``tmp_dir`` puts the temp file elsewhere on the same file system (one place to sweep).
+    An error raised by the ``data`` iterable itself propagates unchanged.
     Returns the number of bytes written.
     """
     target = Path(dest)
     directory = target.parent if str(target.parent) else Path(".")
+    staging = Path(tmp_dir) if tmp_dir is not None else directory
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a directory")
+
+    def failed(exc: OSError) -> RegistryError:
+        return storage_error(exc, where or describe_location(directory), directory)
+
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=staging)
     except OSError as exc:
-        raise InputError(f"cannot write into {directory}: {exc.strerror or exc}") from exc
+        raise failed(exc) from exc
     chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     written = 0
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
+        # unbuffered: nothing is left to flush (and fail again) when the file is closed after an error
+        with os.fdopen(fd, "wb", buffering=0) as handle:
+            try:
+                os.fchmod(handle.fileno(), mode)
+            except OSError as exc:
+                raise failed(exc) from exc
             for chunk in chunks:
-                handle.write(chunk)
+                view = memoryview(chunk).cast("B")
+                try:
+                    while view:
+                        view = view[handle.write(view):]
+                except OSError as exc:
+                    raise failed(exc) from exc
                 written += len(chunk)
                 if progress is not None:
                     progress(len(chunk))
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
+            try:
+                if fsync:
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise failed(exc) from exc
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise failed(exc) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     if fsync:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return written
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | PathLike[str]) -> None:
+    """Makes a rename in ``directory`` durable (best effort: some file systems refuse)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from registry.errors import ChainError, InputError, ProvenanceError, RevokedError
+from registry.errors import ChainError, InputError, ProvenanceError, RevokedError, StorageError
+from registry.interrupted import manifest_not_written
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -117,10 +118,6 @@ def publish_model(
     prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)
     prov_result = store.put_bytes(prov_bytes, profile)
     card_result = store.put_bytes(_card_bytes(card), profile) if card is not None else None
-    _pin(store, artifact.cid)
-    _pin(store, prov_result.cid)
-    if card_result is not None:
-        _pin(store, card_result.cid)
 
     client = client or _connect(settings)
     signer = signer or load_signer(settings)
@@ -146,15 +143,14 @@ def publish_model(
     transaction: str | None = None
     claimed = False
     if existing is None:
-        import dataclasses
         import time
+
+        from registry.chain.nonces import publish_with_fresh_nonce
 
         claimed = _ensure_may_publish(client, name, signer, claim_namespace, on_event)
         deadline = max(int(time.time()), _chain_time(client)) + DEADLINE_S
-        release = dataclasses.replace(draft, nonce=client.next_nonce(signer.address), deadline=deadline)
-        signature = client.sign(release, signer)
-        try:
-            record = client.publish(release, signature, signer.address, sender or signer)
+        try:  # nonce read, signature and send under the publisher's lock (parallel publishes take turns)
+            release, signature, record = publish_with_fresh_nonce(client, draft, deadline, signer, sender or signer)
         except ChainError as exc:
             if getattr(exc, "error_name", None) != "DuplicateVersion":
                 raise
@@ -179,7 +175,15 @@ def publish_model(
         transaction=transaction,
         file_list_cid=file_list_cid,
     )
-    write_manifest(manifest, manifest_path)
+    # Pinned only once anchored: the blocks of a publish that failed are left for `registry gc`.
+    _pin(store, artifact.cid)
+    _pin(store, prov_result.cid)
+    if card_result is not None:
+        _pin(store, card_result.cid)
+    try:
+        write_manifest(manifest, manifest_path)
+    except StorageError as exc:
+        raise manifest_not_written(exc, record.ref, transaction, manifest_path) from exc
     return PublishResult(
         manifest=manifest,
         manifest_path=manifest_path,

@@ -166,7 +166,9 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
             os.replace(artifact.staged.path / artifact.staged_name, model_path)
         return PullResult(report, model_path, manifest_path, provenance_path, files_path)
     except OSError as exc:
-        raise InputError(f"cannot install into {target}: {exc.strerror or exc}") from exc
+        from registry.fsutil import storage_error
+
+        raise storage_error(exc, "pull target", target) from exc
     finally:
         for tmp in staged:
             tmp.unlink(missing_ok=True)
@@ -198,12 +200,21 @@ def _install_tree(staging: Path, final: Path) -> None:
 
 
 def _stage(folder: Path, name: str, payload: bytes | bytearray) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    """A complete, fsynced temp copy in ``folder``; a full disk is a StorageError naming the target."""
+    from registry.fsutil import storage_error, temp_prefix
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=".part", dir=folder)
+    except OSError as exc:
+        raise storage_error(exc, "pull target", folder) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error(exc, "pull target", folder) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -141,3 +141,66 @@ def test_recipe_and_policy_loaders_refuse_special_files(tmp_path, kind):
     for loader in (load_recipe, load_policy):
         with _pytest.raises(InputError, match="regular file"):
             loader(target)
+
+
+def test_machine_errors_are_storage_errors_naming_the_place(tmp_path: Path) -> None:
+    import errno
+
+    from registry.errors import StorageError
+    from registry.fsutil import os_error, storage_error
+
+    full = storage_error(OSError(errno.ENOSPC, "No space left on device"), "pull target", tmp_path)
+    assert isinstance(full, StorageError) and full.exit_code == 16
+    assert str(full) == f"pull target {tmp_path} is full (No space left on device)"
+    assert "read-only" in str(storage_error(OSError(errno.EROFS, "Read-only file system"), "data dir", tmp_path))
+    assert "not writable" in str(storage_error(OSError(errno.EACCES, "Permission denied"), "block store", tmp_path))
+    assert isinstance(storage_error(OSError(errno.ENOTDIR, "Not a directory"), "x", tmp_path), InputError)
+    assert isinstance(os_error(OSError(errno.EIO, "Input/output error", "f.bin")), StorageError)
+    assert str(os_error(FileNotFoundError(errno.ENOENT, "No such file or directory", "m.onnx"))) == \
+        "m.onnx: No such file or directory"
+
+
+def test_a_failed_write_leaves_no_temp_and_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os as os_module
+
+    from registry.errors import StorageError
+
+    dest = tmp_path / "manifest.json"
+    dest.write_bytes(b"old")
+    real_fsync = os_module.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os_module, "fsync", full)
+    with pytest.raises(StorageError, match="is full"):
+        atomic_write(dest, b"new", where="manifest directory")
+    monkeypatch.setattr(os_module, "fsync", real_fsync)
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+def test_temp_names_carry_the_writer_pid(tmp_path: Path) -> None:
+    import os as os_module
+
+    from registry.fsutil import temp_prefix, writer_pid
+
+    assert writer_pid(temp_prefix("a.b.onnx") + "k2j4x_9a.tmp") == os_module.getpid()
+    assert writer_pid(".a.b.onnx.k2j4x_9a.tmp") is None and writer_pid("notes.tmp") is None
+
+
+def test_an_os_error_escaping_a_command_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import errno
+    import sys
+
+    import registry.cli as cli
+
+    def boom() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/x")
+
+    monkeypatch.setattr(cli, "app", boom)
+    monkeypatch.setattr(sys, "argv", ["registry", "anything"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 16
+    assert capsys.readouterr().err == "error: the file system holding /data/x is full (No space left on device)\n"

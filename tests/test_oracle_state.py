@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import InputError
+from registry.errors import InputError, StorageError
 from registry.oracle.state import NodeState, load_state, save_state
 
 FEED = "0x" + "ab" * 20
@@ -32,7 +32,7 @@ def test_write_is_atomic_when_interrupted(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError):  # a write the machine refused: one line, exit 16, never a raw OSError
         save_state(path, NodeState(feed=FEED, model="acme/m", last_submitted_round=4))
     monkeypatch.undo()
     assert load_state(path, FEED, "acme/m").last_submitted_round == 3

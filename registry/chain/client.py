@@ -15,6 +15,7 @@ both steps, waiting for the block in between). Which release a reference means i
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -29,7 +30,8 @@ from registry.chain.errors import ContractRevert
 from registry.chain.ownership import PAGE, ZERO_ADDRESS, OwnershipMixin, _address, _bytes32
 from registry.chain.records import AttestationRecord, ReleaseRecord
 from registry.chain.rpc import make_web3, with_retries
-from registry.chain.tx import revert_from, send_call
+from registry.chain.nonces import KeyLockGuard
+from registry.chain.tx import register_guard, revert_from, send_call
 from registry.config import Settings
 from registry.errors import ChainError, InputError
 from registry.release import (
@@ -98,6 +100,8 @@ class RegistryClient(OwnershipMixin):
             from registry.chain.devnet import ensure_running
 
             info = ensure_running(settings)
+            if info.note:  # e.g. recovered from the last good snapshot: the user must hear it
+                print(f"note: {info.note}", file=sys.stderr)
             return cls.at(info.rpc_url, info.contract, info.chain_id, profile.confirmations, profile.timeout_s,
                           profile.retries)
         if not profile.contract:
@@ -106,8 +110,10 @@ class RegistryClient(OwnershipMixin):
                 f"`registry profile add {profile.name} --contract ADDR` or REGISTRY_CONTRACT"
             )
         assert profile.rpc_url is not None
-        return cls.at(profile.rpc_url, profile.contract, profile.chain_id, profile.confirmations, profile.timeout_s,
-                      profile.retries)
+        client = cls.at(profile.rpc_url, profile.contract, profile.chain_id, profile.confirmations, profile.timeout_s,
+                        profile.retries)
+        register_guard(profile.rpc_url, KeyLockGuard(settings.home / "locks"))  # one nonce at a time per key
+        return client
 
     @classmethod
     def at(

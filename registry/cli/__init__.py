@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from registry.cli import chain, compress, content, explorer, names, oms, oracle, release
+from registry.cli import chain, compress, content, explorer, maintenance, names, oms, oracle, release
 from registry.errors import RegistryError
 
 app = typer.Typer(
@@ -41,10 +41,15 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Exit codes: 0 ok; 2 usage; 3 bad input; 4 key; 6 chain refused; 7 compression target missed;
-    10 integrity; 11 signature/authorisation; 12 revoked; 13 provenance; 14 format/policy; 15 unreachable."""
+    10 integrity; 11 signature/authorisation; 12 revoked; 13 provenance; 14 format/policy; 15 unreachable;
+    16 local storage full or not writable (data dir, block store, pull target, manifest directory)."""
+    from registry.config import data_dir
+    from registry.gc import quick_sweep
+
+    quick_sweep(data_dir())  # leftovers of killed commands; cheap, never fails the command
 
 
-for _area in (chain, names, content, release, compress, oracle, oms, explorer):
+for _area in (chain, names, content, release, compress, oracle, oms, explorer, maintenance):
     _area.register(app)
 
 
@@ -62,3 +67,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # the machine, not a bug: one line and a code, never a traceback
+        from registry.fsutil import os_error
+
+        error = os_error(exc)
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": str(error), "kind": type(error).__name__, "exit_code": error.exit_code}))
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -76,42 +76,57 @@ def _require_local(settings: "Settings") -> None:
 
 
 @chain_app.command("up")
-def chain_up(profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
-    """Start the local anvil (if not running) and deploy ModelRegistry (once)."""
-    from registry.chain.devnet import ensure_running
+def chain_up(
+    profile: Optional[str] = ProfileOpt,
+    json_output: bool = JsonOpt,
+    reset: bool = typer.Option(False, "--reset", help="Set the saved state aside (kept under chain/damaged/) and "
+                                                      "start a new, empty chain. Only for a state that cannot be "
+                                                      "recovered: every release on the local chain is left behind."),
+) -> None:
+    """Start the local anvil (if not running) from its last good saved state, and deploy ModelRegistry (once).
+
+    A damaged state file is set aside and the previous good snapshot is loaded; the note says so."""
+    from registry.chain.devnet import ensure_running, reset as reset_state
 
     settings = _settings(profile)
     _require_local(settings)
+    moved = [str(p) for p in reset_state(settings)] if reset else []
     info = ensure_running(settings)
+    notes = ([f"set the old state aside: {', '.join(moved)}"] if moved else []) + ([info.note] if info.note else [])
     data = {
         "rpc_url": info.rpc_url,
         "chain_id": info.chain_id,
         "contract": info.contract,
         "started": info.started,
         "deployed": info.deployed,
-        "note": info.note,
+        "note": "; ".join(notes) or None,
+        "set_aside": moved,
     }
     if json_output:
         print_json(data)
-        if info.note:
-            console().print(f"[yellow]{info.note}[/]")
+        for note in notes:
+            console().print(f"[yellow]{note}[/]", markup=True, soft_wrap=True)
         return
     out = console()
-    if info.note:
-        out.print(f"[yellow]{info.note}[/]")
+    for note in notes:
+        out.print(note, style="yellow", markup=False, soft_wrap=True)
     state = "started" if info.started else "already running"
     out.print(f"local chain {state} at {info.rpc_url} (chain id {info.chain_id})")
     out.print(f"ModelRegistry {'deployed' if info.deployed else 'at'} {info.contract}")
 
 
 @chain_app.command("down")
-def chain_down(profile: Optional[str] = ProfileOpt, json_output: bool = JsonOpt) -> None:
-    """Stop the local anvil gracefully (its state is saved for the next `up`)."""
+def chain_down(
+    profile: Optional[str] = ProfileOpt,
+    json_output: bool = JsonOpt,
+    force: bool = typer.Option(False, "--force", help="Stop even if the state cannot be saved (disk full)."),
+) -> None:
+    """Save the local chain's state and stop its anvil (the next `up` starts from that state)."""
     from registry.chain.devnet import stop
 
     settings = _settings(profile)
     _require_local(settings)
-    stopped = stop(settings)
+    stopped = stop(settings, force=force)
     _done(json_output, {"stopped": stopped}, "local chain stopped" if stopped else "local chain was not running")
 
 
@@ -131,11 +146,28 @@ def chain_status(profile: Optional[str] = ProfileOpt, json_output: bool = JsonOp
         out.print("local chain: [bold]not running[/] (start it with `registry chain up`)")
         if info.contract:
             out.print(f"last deployment: ModelRegistry at {info.contract}")
+        _print_snapshot(info)
         return
     out.print(f"local chain: [bold green]running[/] at {info.rpc_url} (pid {info.pid})")
     out.print(f"chain id {info.chain_id}, block {info.block_number}")
     deployed = "" if info.contract_deployed else " [red](no code there!)[/]"
     out.print(f"ModelRegistry at {info.contract}{deployed}")
+    _print_snapshot(info)
+
+
+def _print_snapshot(info: Any) -> None:
+    out = console()
+    snap = info.snapshot
+    if snap is None:
+        out.print(f"saved state: none yet ({info.state_file})", markup=False)
+        return
+    behind = ""
+    if info.block_number is not None and info.saved_block is not None and info.block_number > info.saved_block:
+        behind = f"; {info.block_number - info.saved_block} blocks not saved yet (the next command saves them)"
+    journaled = f" + {info.journaled} journaled transactions (through block {info.saved_block})" \
+        if info.journaled else ""
+    out.print(f"saved state: snapshot of block {snap.block} ({snap.size} bytes, {snap.to_json()['saved_at_iso']})"
+              f"{journaled}{behind}", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------

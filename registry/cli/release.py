@@ -16,7 +16,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 3 bad input (reference, manifest, policy file); 6 chain refused "
     "(unknown release, wrong chain); 10 integrity (SHA-256, CID or size); 11 signature or publisher "
     "authorisation; 12 revoked (release or an ancestor); 13 provenance; 14 format/policy (ONNX, policy "
-    "rules); 15 unreachable (RPC, store)."
+    "rules); 15 unreachable (RPC, store); 16 local storage full or not writable (pull target, data dir)."
 )
 _STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 
@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
                                 "external data, tokenizer, config); writes NAME@VERSION.release.json beside it. "
                                 "The same ONNX and size checks as verify run first: a model that could never "
                                 "verify is refused before any transaction. Claims your namespace (the OWNER of "
-                                "OWNER/MODEL) first when it is unclaimed.")(publish)
+                                "OWNER/MODEL) first when it is unclaimed. Re-running it after an interruption "
+                                "completes the publish and never publishes twice. "
+                                + EXIT_CODES_HELP.replace("0 verified", "0 published"))(publish)
     app.command("verify", help="Run the nine verification checks on a release. " + EXIT_CODES_HELP)(verify)
     app.command("pull", help="Download, verify and only then install a model in DIR. " + EXIT_CODES_HELP)(pull)
 
@@ -50,13 +52,24 @@ def publish(
     from registry.publish import publish_model
 
     from registry.cli._progress import byte_progress, tree_total
+    from registry.errors import RegistryError
+    from registry.gc import quick_sweep
+    from registry.interrupted import publish_interrupted
 
     settings = load_settings(profile)
     signer = command_signer(settings, account)
     say = (lambda _m: None) if json_output else (lambda m: console().print(m, markup=False, soft_wrap=True))
-    with byte_progress(f"hashing {model.name}", tree_total(model), wants_progress(json_output)) as bars:
-        result = publish_model(model, name, version, provenance_path=provenance, parent=parent, settings=settings,
-                               signer=signer.account, progress=bars.advance, card=card, on_event=say)
+    quick_sweep(None, [model.parent])  # temp files of a killed earlier run beside the model
+    try:
+        with byte_progress(f"hashing {model.name}", tree_total(model), wants_progress(json_output)) as bars:
+            result = publish_model(model, name, version, provenance_path=provenance, parent=parent,
+                                   settings=settings, signer=signer.account, progress=bars.advance, card=card,
+                                   on_event=say)
+    except RegistryError as exc:  # a chain that went away mid-publish: say how to complete it
+        hinted = publish_interrupted(exc, f"{name}@{version}", settings.profile.is_local)
+        if hinted is exc:
+            raise
+        raise hinted from exc
     if json_output:
         print_json(result.to_json())
         return
@@ -133,7 +146,10 @@ def pull(
     from registry.pull import pull as run_pull
     from registry.verify import VerificationFailed
 
+    from registry.gc import quick_sweep
+
     settings = load_settings(profile)
+    quick_sweep(None, [out_dir])  # .part files of a killed earlier pull
     try:
         with byte_progress(f"pulling {ref}", None, wants_progress(json_output)) as bars:
             result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy,

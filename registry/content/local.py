@@ -4,12 +4,20 @@ It is what a fresh machine uses with no IPFS node at all, and it can export any 
 for ``ipfs dag import`` into a real node later. Every write is atomic (temp file + ``os.replace``)
 so a crash never leaves a half block under a valid name, and reads verify every block anyway.
 Pins are a set of CIDs in ``pins.json`` (rewritten atomically under a file lock).
+
+``registry gc`` may delete blocks no pin or release needs, so writers announce themselves: each
+put holds ``gc.lock`` shared (gc deletes under it exclusively), and the first write of a process
+leaves a lease ``writers/<pid>.<start>`` whose blocks gc keeps for as long as that process lives
+(they may be waiting for a pin or a chain transaction). Temp files go to ``.tmp/``, one place to
+sweep. A full disk is a StorageError naming the block store, never "cannot read" the input.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import json
 import os
@@ -32,8 +40,13 @@ from registry.content.unixfs import (
     import_bytes,
     import_file,
 )
-from registry.errors import InputError, IntegrityError, UnreachableError
-from registry.fsutil import atomic_write
+from registry.errors import InputError, IntegrityError, StorageError, UnreachableError
+from registry.fsutil import atomic_write, storage_error
+
+GC_LOCK = "gc.lock"
+WRITERS = "writers"
+TMP = ".tmp"
+_leases: set[str] = set()  # store roots this process has announced itself in
 
 if TYPE_CHECKING:
     from registry.content.tree import FileSink, TreeResult
@@ -68,19 +81,51 @@ class LocalStore(BlockReadingStore):
     def put_block(self, cid: CID, block: bytes) -> None:
         """Stores a block under its CID (verified first) and makes it durable."""
         checked_block(cid, block)
-        self._write_block(cid, block)
-        self._sync()
+        with self.writing():
+            self._write_block(cid, block)
+            self._sync()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held around every put: gc waits for it, and this process's blocks are leased (see above)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lease()
+            handle = open(self.root / GC_LOCK, "a+b")
+        except OSError as exc:
+            raise storage_error(exc, "block store", self.root) from exc
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            yield
+
+    def _lease(self) -> None:
+        key = str(self.root.resolve())
+        if key in _leases:
+            return
+        from registry.procinfo import start_ticks
+
+        folder = self.root / WRITERS
+        folder.mkdir(exist_ok=True)
+        lease = folder / f"{os.getpid()}.{start_ticks(os.getpid()) or 0}"
+        lease.touch()
+        _leases.add(key)
+        atexit.register(lease.unlink, missing_ok=True)  # a killed process leaves it for gc to drop
 
     def _write_block(self, cid: CID, block: bytes) -> None:
-        # An identical block already there is kept; anything else under that name (a crash between
-        # rename and writeback, bit rot, tampering) is replaced, so putting the file again repairs it.
+        # An identical block already there is kept (and touched: it is in use again, see gc);
+        # anything else under that name (a crash between rename and writeback, bit rot, tampering)
+        # is replaced, so putting the file again repairs it.
         path = self.block_path(cid)
         try:
             if path.stat().st_size == len(block) and path.read_bytes() == block:
+                os.utime(path)
                 return
         except FileNotFoundError:
             pass
-        atomic_write(path, block, fsync=False)  # one syncfs per put (see _sync)
+        except OSError as exc:
+            raise storage_error(exc, "block store", self.root) from exc
+        # one syncfs per put (see _sync)
+        atomic_write(path, block, fsync=False, where="block store", tmp_dir=self.root / TMP)
 
     def _fetch_block(self, cid: CID) -> bytes:
         try:
@@ -98,16 +143,21 @@ class LocalStore(BlockReadingStore):
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root, os.O_RDONLY)
         try:
-            if _LIBC is not None and _LIBC.syncfs(fd) == 0:
-                return
+            if _LIBC is not None:
+                if _LIBC.syncfs(fd) == 0:
+                    return
+                code = ctypes.get_errno()
+                if code not in (0, errno.ENOSYS, errno.EINVAL):  # writeback failed: say where
+                    raise StorageError(str(storage_error(OSError(code, os.strerror(code)), "block store", self.root)))
             os.sync()
         finally:
             os.close(fd)
 
     def put_file(self, path: str | PathLike[str], profile: str | None = None,
                  progress: Progress | None = None) -> ImportResult:
-        result = import_file(path, profile or self.profile, progress, block_sink=self._write_block)
-        self._sync()
+        with self.writing():
+            result = import_file(path, profile or self.profile, progress, block_sink=self._write_block)
+            self._sync()
         return result
 
     def put_tree(self, path: str | PathLike[str], profile: str | None = None, progress: Progress | None = None,
@@ -120,8 +170,9 @@ class LocalStore(BlockReadingStore):
         return result
 
     def put_bytes(self, data: bytes, profile: str | None = None) -> ImportResult:
-        result = import_bytes(data, profile or self.profile, block_sink=self._write_block)
-        self._sync()
+        with self.writing():
+            result = import_bytes(data, profile or self.profile, block_sink=self._write_block)
+            self._sync()
         return result
 
     def has(self, cid: CID | str | bytes) -> bool:
@@ -143,7 +194,8 @@ class LocalStore(BlockReadingStore):
             before = set(pins)
             yield pins
             if pins != before:
-                atomic_write(self._pins_path, json.dumps({"pins": sorted(pins)}, indent=1).encode())
+                atomic_write(self._pins_path, json.dumps({"pins": sorted(pins)}, indent=1).encode(),
+                             where="block store")
 
     def _read_pins(self) -> set[str]:
         try:
@@ -160,9 +212,10 @@ class LocalStore(BlockReadingStore):
     def pin(self, cid: CID | str | bytes) -> None:
         """Pins a DAG after checking that every block of it is present and intact."""
         c = parse_cid(cid)
-        self.verify_dag(c)
-        with self._pins_locked() as pins:
-            pins.add(to_v1_text(c))
+        with self.writing():  # gc cannot delete these blocks between the check and the pin
+            self.verify_dag(c)
+            with self._pins_locked() as pins:
+                pins.add(to_v1_text(c))
 
     def unpin(self, cid: CID | str | bytes) -> None:
         with self._pins_locked() as pins:
@@ -179,9 +232,10 @@ class LocalStore(BlockReadingStore):
     def import_car(self, stream: BinaryIO, pin: bool = True) -> list[CID]:
         """Stores every (verified) block of a CAR; with ``pin`` the roots are pinned once complete."""
         reader = CarReader.open(stream)
-        for cid, block in reader:
-            self._write_block(cid, block)
-        self._sync()
+        with self.writing():
+            for cid, block in reader:
+                self._write_block(cid, block)
+            self._sync()
         if pin:
             for root in reader.roots:
                 try:
