@@ -113,7 +113,7 @@ def test_gc_removes_the_blocks_of_a_failed_publish_only(deployed, tmp_path: Path
     assert isinstance(store, LocalStore)
     kept = _block_count(store)
     other = tmp_path / "other.onnx"
-    other.write_bytes(tiny_onnx(77) + os.urandom(600_000))  # several blocks
+    other.write_bytes(tiny_onnx(77, inputs=500, outputs=300))  # a valid model of several blocks (600 kB)
     with pytest.raises(ChainError, match="already published with different content"):
         publish_model(other, pub.name, pub.version, signer=deployed.publisher, client=deployed.client, store=store)
     assert _block_count(store) > kept
