@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import InputError
+from registry.errors import InputError, StorageError
 
 if TYPE_CHECKING:
     from registry.verify import VerificationReport
@@ -126,6 +126,9 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
     staged: list[Path] = []
     try:
         if not report.ok or not artifact.ok or report.release is None:
+            failure = report.first_failure
+            if failure is not None and failure.exit_code == StorageError.exit_code:
+                raise StorageError(failure.detail.removeprefix("cannot read the artifact: "))  # not a verdict
             raise VerificationFailed(report)
         record = report.release
         manifest = verify_kwargs.get("manifest")

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from registry.errors import InputError
+from registry.fsutil import storage_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -50,12 +50,14 @@ class DiskSink:
     """Writes each file into a new private directory under ``parent`` (``commit`` or ``discard`` it)."""
 
     def __init__(self, parent: str | os.PathLike[str], prefix: str = ".registry-", mode: int = 0o700,
-                 file_mode: int = 0o600, fsync: bool = False) -> None:
+                 file_mode: int = 0o600, fsync: bool = False, where: str = "staging directory") -> None:
+        """``where`` names ``parent`` for a user (e.g. "pull target") when the disk refuses a write."""
+        self._where = where
         try:
             Path(parent).mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=".staging", dir=parent))
         except OSError as exc:
-            raise InputError(f"cannot create a staging directory in {parent}: {exc.strerror or exc}") from exc
+            raise storage_error(exc, where, parent) from exc
         os.chmod(self.path, mode)
         self._root_fd = os.open(self.path, _DIR_FLAGS)
         self._file_mode = file_mode
@@ -94,8 +96,8 @@ class DiskSink:
                     n = os.write(fd, view)
                     view = view[n:]
                     self.written += n
-            except OSError as exc:
-                raise InputError(f"cannot write {path} into {self.path.parent}: {exc.strerror or exc}") from exc
+            except OSError as exc:  # a full disk is StorageError (exit 16) naming the place, not the input
+                raise storage_error(exc, self._where, self.path.parent) from exc
 
         return write
 
@@ -105,6 +107,8 @@ class DiskSink:
         try:
             if ok and self._fsync:
                 os.fsync(self._fd)
+        except OSError as exc:
+            raise storage_error(exc, self._where, self.path.parent) from exc
         finally:
             os.close(self._fd)
             self._fd = None

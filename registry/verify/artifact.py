@@ -52,10 +52,16 @@ class Capture:
 
         if self.mode == "stage" or (self.mode == "load" and declared_size > MAX_IN_MEMORY_TREE):
             return DiskSink(self._parent(), prefix=".registry-tree-", mode=0o700,
-                            file_mode=0o644 if self.mode == "stage" else 0o600, fsync=self.mode == "stage")
+                            file_mode=0o644 if self.mode == "stage" else 0o600, fsync=self.mode == "stage",
+                            where=self.where)
         if self.mode == "load":
             return MemorySink()
         return MemorySink(is_onnx)
+
+    @property
+    def where(self) -> str:
+        """What a user calls the place the copy is written to (named when the disk refuses it)."""
+        return "pull target" if self.mode == "stage" else "private copy directory"
 
     def _parent(self) -> str:
         import tempfile
@@ -199,7 +205,8 @@ def _check_file(record: "ReleaseRecord", man: "Manifest | None", file: Any, data
         if capture.mode == "stage":
             from registry.content.sinks import DiskSink
 
-            staged = DiskSink(capture._parent(), prefix=".registry-file-", mode=0o700, file_mode=0o644, fsync=True)
+            staged = DiskSink(capture._parent(), prefix=".registry-file-", mode=0o700, file_mode=0o644, fsync=True,
+                              where=capture.where)
         keep_write = staged.begin(staged_name) if staged is not None else None
         if data is not None:
             source = "memory"
