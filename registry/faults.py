@@ -61,8 +61,25 @@ def _kill(pid: int) -> None:
 
 
 def _wait_gone(pid: int, timeout_s: float = 5.0) -> None:
-    from registry.procinfo import is_alive
-
+    """Until every thread of ``pid`` has exited. The leader turns zombie first while its other
+    threads still hold the process's files (anvil's listening socket among them), so waiting for
+    the leader alone let a "dead" node accept one more connection now and then."""
     deadline = time.monotonic() + timeout_s
-    while is_alive(pid) and time.monotonic() < deadline:
+    while _any_thread_running(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def _any_thread_running(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            return True
+    return False
