@@ -38,7 +38,7 @@ def test_outputs_and_provenance(first_run) -> None:  # noqa: ANN001
     result, out = first_run
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["model.onnx", "provenance.json", "metrics.json", "report.md", "weights_1.png", "weights_2.png",
-         "accuracy_vs_size.png"])
+         "quality_vs_size.png"])
     assert _sha(out / "model.onnx") == result.sha256
     doc = load_provenance(out / "provenance.json")
     assert subject_sha256(doc) == result.sha256
@@ -54,10 +54,22 @@ def test_outputs_and_provenance(first_run) -> None:  # noqa: ANN001
     # structured pruning physically shrinks the graph; the earlier zeros stay zero through fine-tuning
     assert structured["metrics_after"]["size_bytes"] < 0.45 * structured["metrics_before"]["size_bytes"]
     assert structured["metrics_after"]["nonzero"] < 0.7 * structured["metrics_after"]["parameters"]
-    assert pred["data"]["evaluation_sha256"] == _sha(Path(pred["recipe"]["data"]["evaluation"]))
+    # inputs are recorded relative to the output directory (never absolute temp paths) and by digest
+    recorded = pred["recipe"]["data"]["evaluation"]
+    assert not Path(recorded).is_absolute() and pred["recipe"]["paths_relative_to"] == "the output directory"
+    assert pred["data"]["evaluation_sha256"] == _sha(out / recorded)
     assert pred["data"]["calibration_sha256"] and pred["data"]["finetune_sha256"]
-    assert pred["base_model"]["sha256"] == _sha(Path(pred["recipe"]["model"]["weights"]))
+    assert pred["base_model"]["sha256"] == _sha(out / pred["recipe"]["model"]["weights"])
+    zoo = Path(__file__).resolve().parents[1] / "registry" / "compress" / "zoo.py"
+    assert pred["base_model"]["code"] == {"factory": "registry.compress.zoo:digits_mlp", "file": "zoo.py",
+                                          "sha256": _sha(zoo)}
     assert pred["tools"]["exporter"] == "torch.onnx.export(dynamo=False)" and pred["tools"]["torch"]
+    assert pred["tools"]["torch_pruning"] and "transformers" not in pred["tools"] or pred["tools"]["transformers"]
+    assert {f["path"] for f in pred["report"]} == {"report.md", "weights_1.png", "weights_2.png",
+                                                   "quality_vs_size.png"}
+    for f in pred["report"]:
+        assert _sha(out / f["path"]) == f["sha256"]
+    assert pred["signature"]["inputs"] == [{"name": "input", "dtype": "float32", "shape": ["batch", 64]}]
     assert pred["seeds"]["recipe"] == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [v["name"] for v in metrics["variants"]] == ["fp32-onnx", "export", "quantize-static"]
@@ -82,6 +94,7 @@ def test_reproduce_matches_and_refuses_other_data(first_run, tmp_path: Path) -> 
     moved = tmp_path / "moved"
     moved.mkdir()
     for key, path in doc["predicate"]["recipe"]["data"].items():
+        path = out / path
         data = np.load(path)
         x = data["x"].copy()
         if key == "finetune":
@@ -106,8 +119,7 @@ def test_cnn_structured_then_fp16(digits: Digits, cnn_weights: Path, tmp_path: P
                          {"type": "quantize", "mode": "fp16"}])
     raw["model"] = {"factory": CNN_SMALL, "weights": str(cnn_weights)}
     res = run(parse_recipe(raw), tmp_path / "out", reports=False)
-    widths = res.steps[0].details["widths_after"]
-    assert widths == {"1": 4, "4": 8, "9": 16}
+    assert res.steps[0].details["changed_widths"] == {"1": [8, 4], "4": [16, 8], "9": [32, 16]}
     assert res.size < res.baseline["size_bytes"] / 4   # fixed graph overhead dominates such a tiny CNN
 
 
@@ -129,7 +141,7 @@ def test_onnx_input_quantize_only(first_run, digits: Digits, tmp_path: Path) -> 
 def test_unmet_tolerance_keeps_the_best_variant(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
     steps = [{"type": "structured_prune", "ratio": 0.97, "epochs": 0}, {"type": "quantize", "mode": "static"}]
     res = run(parse_recipe(digits.recipe(steps, target={"max_drop": 0.5})), tmp_path / "out", reports=False)
-    assert not res.target_met and res.target["final_drop"] > 0.5
+    assert not res.target_met and res.target["final_checks"][0]["value"] > 0.5
     assert res.chosen in ("export", "quantize-static")
     assert _sha(tmp_path / "out" / "model.onnx") == res.sha256
     doc = load_provenance(tmp_path / "out" / "provenance.json")
@@ -152,7 +164,7 @@ def test_bad_input_leaves_nothing(case: str, digits: Digits, tmp_path: Path) -> 
     needle = {
         "factory": "has no attribute", "module": "cannot import", "weights": "does not fit",
         "shape": "does not fit the model", "labels": "labels out of range", "label_dtype": "integer array",
-        "missing_y": "lacks array", "garbage": "not a readable .npz", "student": "cannot import",
+        "missing_y": "has no labels/targets", "garbage": "not a readable .npz", "student": "cannot import",
     }[case]
     if case == "factory":
         raw["model"]["factory"] = "registry.compress.zoo:nope"
@@ -204,11 +216,24 @@ def test_embedding_task_is_scored_by_cosine(digits: Digits, tmp_path: Path) -> N
     x = np.load(digits.evaluation)["x"]
     onnx_in = tmp_path / "emb.onnx"
     onnx_in.write_bytes(export_onnx(load_state(build_model("registry.compress.zoo:digits_mlp"), digits.mlp, "m"), x))
-    raw = digits.recipe([{"type": "quantize", "mode": "mixed", "max_drop": 0.05}], task="embedding",
-                        target={"max_drop": 0.05})
+    raw = digits.recipe([{"type": "quantize", "mode": "mixed", "fallback": "fp32"}], task="embedding",
+                        target={"min_cosine": 0.9995, "min_cosine_min": 0.99})
     raw["model"] = {"onnx": str(onnx_in)}
     res = run(parse_recipe(raw), tmp_path / "out", reports=False)
-    assert "accuracy" not in res.metrics and res.metrics["cosine"] >= 0.9995
-    assert res.target_met and res.target["drop"] <= 0.05
+    assert "accuracy" not in res.metrics and res.metrics["cosine_mean"] >= 0.9995
+    assert res.metrics["cosine_samples"] == len(x) and res.metrics["cosine_min"] <= res.metrics["cosine_p1"]
+    assert res.target_met and res.target["met"] is True and [c["name"] for c in res.target["checks"]] == [
+        "cosine_mean", "cosine_min"]
     details = res.steps[0].details
-    assert details["quantizable_nodes"] == 3 and set(details["sensitivity"]) >= set(details["fp32_nodes"])
+    assert details["candidates"] == 3 and details["measured_on"] == "calibration split"
+    assert details["criterion"] == {"min_cosine": 0.9995, "min_cosine_min": 0.99}
+    assert set(details["sensitivity"]) >= set(details["fallback_nodes"])
+
+
+def test_no_target_is_not_met(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    res = run(parse_recipe(digits.recipe([{"type": "structured_prune", "ratio": 0.97, "epochs": 0}])),
+              tmp_path / "out")
+    assert res.target == {"relative": False, "set": False, "checks": [], "met": None}
+    assert res.target_met   # nothing to miss: exit 0, and the report says so instead of "met: True"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "no target set" in report and "**met**" not in report

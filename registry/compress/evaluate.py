@@ -196,7 +196,7 @@ def onnx_counts(onnx_bytes: bytes | Any) -> tuple[int, int | None]:
     total = nonzero = 0
     quantized = bool(elements)
     for init in graph.initializer:
-        if init.name in params or len(init.dims) == 0:
+        if init.name in params or len(init.dims) == 0 or init.name.endswith(("_scale", "_zero_point")):
             continue
         if init.name in elements:
             total += elements[init.name]

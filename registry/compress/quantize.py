@@ -123,9 +123,12 @@ def dynamic_int8(data: bytes, per_channel: bool = True, exclude: tuple[str, ...]
     """Weights INT8 ahead of time, activation ranges computed per batch at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # the dynamic quantizer rewrites Gemm as MatMul (+ Add) named "<gemm>_MatMul" before it excludes by name
+    excluded = list(exclude) + [f"{name}_MatMul" for name in exclude]
+
     def go(src: Path, dst: Path) -> None:
         quantize_dynamic(src, dst, per_channel=per_channel, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(ops), nodes_to_exclude=list(exclude),
+                         op_types_to_quantize=list(ops), nodes_to_exclude=excluded,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     with guard("dynamic INT8 quantization"):
