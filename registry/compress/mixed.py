@@ -10,8 +10,9 @@ reported afterwards is not tuned on itself):
    causes. One session and N+1 runs, instead of N quantizer passes over the whole model: this is what
    makes a 22 M-parameter transformer take seconds rather than minutes.
 2. **Search with the real quantizer.** The most sensitive k nodes fall back (to FP32, or to block-wise
-   weight-only INT8 for MatMuls, which keeps the size), k found by bisection, each candidate built by
-   onnxruntime's own quantizer and checked against the target on the calibration split.
+   weight-only INT8 for MatMuls, which keeps the size); k is found by galloping (0, 1, 2, 4, ...) and
+   bisection, each candidate built by onnxruntime's own quantizer and checked against the target on
+   the calibration split.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def _relative_error(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def sensitivity(data: bytes, calibration: Feeds, scheme: Scheme, pooling: str | None = None, threads: int = 1,
-                rows: int = 64, progress: Callable[[int], None] | None = None) -> tuple[dict[str, float], list[str]]:
+                rows: int = 32, progress: Callable[[int], None] | None = None) -> tuple[dict[str, float], list[str]]:
     """Output error (relative squared error vs FP32, on up to ``rows`` calibration samples) caused by
     quantizing each candidate node alone. Returns (node -> error, candidates in graph order)."""
     from registry.compress.evaluate import onnx_outputs, session
@@ -249,7 +250,7 @@ def build(data: bytes, scheme: Scheme, fallback: list[str], calibration: Feeds, 
 
 
 def mixed_precision(data: bytes, calibration: Feeds, check: Callable[[bytes], tuple[bool, float, dict[str, Any]]],
-                    scheme: Scheme, pooling: str | None = None, threads: int = 1, rank_rows: int = 64,
+                    scheme: Scheme, pooling: str | None = None, threads: int = 1, rank_rows: int = 32,
                     progress: Callable[[int], None] | None = None) -> MixedResult:
     """Smallest fallback set (most sensitive first) whose model passes ``check`` on the calibration
     split. ``check(model) -> (ok, score, metrics)``; a higher score is better. ``met`` is False when
@@ -273,13 +274,20 @@ def mixed_precision(data: bytes, calibration: Feeds, check: Callable[[bytes], tu
                 progress(1)
         return cache[k]
 
+    # galloping search: few nodes usually need to fall back, so try k = 0, 1, 2, 4, ... and bisect the
+    # last gap; the all-fallback model is built only if nothing smaller passes
     n = len(order)
-    if attempt(0)[0]:
-        best_k = 0
-    elif not attempt(n)[0]:
+    lo, hi = -1, None   # attempt(lo) fails (or lo = -1), attempt(hi) passes
+    k = 0
+    while k <= n:
+        if attempt(k)[0]:
+            hi = k
+            break
+        lo = k
+        k = 1 if k == 0 else min(n, 2 * k) if k < n else n + 1
+    if hi is None:
         best_k = max(cache, key=lambda k: (cache[k][1], -k))
     else:
-        lo, hi = 0, n       # attempt(lo) fails, attempt(hi) passes
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if attempt(mid)[0]:

@@ -77,7 +77,7 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, Check, str], Any]]] = {
                  "fallback": (_choice("fp32", "int8-block"), "int8-block"),
                  "max_drop": (_num(0, 100), None), "relative": (_BOOL, False),
                  "min_cosine": (_num(-1, 1), None), "min_cosine_min": (_num(-1, 1), None),
-                 "rank_samples": (_int(1, 100_000), 64)},
+                 "rank_samples": (_int(1, 100_000), 32)},
 }
 # which quantize parameters each mode reads (the others are refused if given, and not recorded)
 QUANT_PARAMS = {
