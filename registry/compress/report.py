@@ -52,7 +52,7 @@ def _latency_cells(v: dict[str, Any], base: dict[str, Any], batches: list[int]) 
             cells.append("-")
             continue
         ratio = f" ({lat['p50_ms'] / ref['p50_ms']:.2f}x)" if ref and ref["p50_ms"] > 0 else ""
-        cells.append(f"{lat['p50_ms']:.2f} ms{ratio}")
+        cells.append(f"{lat['p50_ms']:.3g} ms{ratio}")
     return cells
 
 
