@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/cid.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/compress_transformer.py
 	$(BIN)/python bench/oracle.py
 
 clean:

@@ -237,3 +237,62 @@ def test_no_target_is_not_met(digits: Digits, tmp_path: Path) -> None:  # noqa: 
     assert res.target_met   # nothing to miss: exit 0, and the report says so instead of "met: True"
     report = (tmp_path / "out" / "report.md").read_text()
     assert "no target set" in report and "**met**" not in report
+
+
+def test_factory_with_two_named_typed_inputs(digits: Digits, tmp_path: Path) -> None:  # noqa: F811
+    import torch
+
+    from _compress_fixtures import two_inputs
+
+    torch.manual_seed(0)
+    torch.save(two_inputs().state_dict(), tmp_path / "w.pt")
+    for role, path in (("evaluation", digits.evaluation), ("calibration", digits.calibration)):
+        data = np.load(path)
+        np.savez(tmp_path / f"{role}.npz", pixels=data["x"].astype(np.float64),   # float64 narrows safely
+                 bucket=(np.arange(len(data["y"])) % 4).astype(np.int32), y=data["y"])
+    raw = {"model": {"factory": "_compress_fixtures:two_inputs", "weights": str(tmp_path / "w.pt")},
+           "data": {"evaluation": str(tmp_path / "evaluation.npz"), "calibration": str(tmp_path / "calibration.npz")},
+           "evaluation": {"latency_runs": 2, "warmup": 0}, "steps": [{"type": "quantize", "mode": "static"}]}
+    res = run(parse_recipe(raw), tmp_path / "out", reports=False)
+    sig = load_provenance(tmp_path / "out" / "provenance.json")["predicate"]["signature"]
+    assert sig["inputs"] == [{"name": "pixels", "dtype": "float32", "shape": ["batch", 64]},
+                             {"name": "bucket", "dtype": "int64", "shape": ["batch"]}]
+    assert res.chosen == "quantize-static" and "accuracy" in res.metrics and res.metrics["latency"]["batch1"]
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_robustness_before_and_after_each_step_with_noise_training(attack: str, digits: Digits,  # noqa: F811
+                                                                    tmp_path: Path) -> None:
+    steps = [{"type": "finetune", "epochs": 1, "noise": "input", "noise_std": 0.1},
+             {"type": "quantize", "mode": "dynamic"}]
+    rob = {"attack": attack, "epsilon": 0.1, "steps": 5, "clip_min": 0.0, "clip_max": 1.0, "samples": 200}
+    res = run(parse_recipe(digits.recipe(steps, robustness=rob)), tmp_path / "out")
+    before = res.steps[0].metrics_before["robustness"]
+    tuned = res.steps[0].metrics_after["robustness"]
+    final = res.metrics["robustness"]
+    assert before["source"] == tuned["source"] == "white-box on this model"
+    assert final["source"].startswith("transfer") and final["samples"] == 200
+    for r in (before, tuned, final):
+        assert r["attack"] == attack and 0 <= r["accuracy_under_attack"] < r["accuracy_clean"]
+        assert 0 < r["attack_success_rate"] <= 1
+    assert res.steps[0].details["noise"] == "input"
+    doc = load_provenance(tmp_path / "out" / "provenance.json")["predicate"]
+    assert doc["metrics"]["robustness"]["attack"] == attack
+    assert f"Adversarial robustness ({attack.upper()}" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm(digits: Digits) -> None:  # noqa: F811
+    from registry.compress import robust
+    from registry.compress.models import build_model, load_state
+    from registry.compress.train import predict
+
+    model = load_state(build_model("registry.compress.zoo:digits_mlp"), digits.mlp, "m")
+    data = np.load(digits.evaluation)
+    x, y = data["x"][:200], data["y"][:200]
+    cfg = {"epsilon": 0.1, "steps": 10, "step_size": 0.0, "clip_min": 0.0, "clip_max": 1.0}
+    acc = {}
+    for attack in ("fgsm", "pgd"):
+        adv = robust.craft(model, x, y, {**cfg, "attack": attack})
+        assert np.max(np.abs(adv - x)) <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+        acc[attack] = float(np.mean(predict(model, adv).numpy().argmax(1) == y))
+    assert acc["pgd"] <= acc["fgsm"] + 0.01

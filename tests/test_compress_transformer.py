@@ -288,3 +288,13 @@ def test_real_minilm_dynamic_int8_through_the_cli(tmp_path: Path, monkeypatch: p
     assert base["parameters"] > 22_000_000 and base["size_bytes"] / chosen["size_bytes"] > 3.5
     assert chosen["cosine_mean"] > 0.98 and chosen["cosine_samples"] == 48
     check_onnx((tmp_path / "out" / "model.onnx").read_bytes())
+
+
+def test_embedding_distillation_into_fewer_layers(bert, tmp_path: Path) -> None:  # noqa: ANN001
+    raw = _emb(bert, [{"type": "distill", "layers": 1, "epochs": 2, "batch_size": 16, "lr": 1e-3}])
+    raw["data"]["finetune"] = str(bert["ft_text"])   # unlabelled text: the student learns the teacher's embeddings
+    res = run(parse_recipe(raw), tmp_path / "out", reports=False)
+    step = res.steps[0]
+    assert step.metrics_after["parameters"] < step.metrics_before["parameters"]
+    assert 1 <= step.details["best_epoch"] <= 2 and res.metrics["cosine_samples"] == 60
+    assert res.size < res.baseline["size_bytes"]
