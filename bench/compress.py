@@ -45,7 +45,7 @@ def recipes(model: str, quick: bool) -> dict[str, list[dict[str, Any]]]:
         "int8-dynamic": [{"type": "quantize", "mode": "dynamic", "per_channel": False}],
         "int8-static": [{"type": "quantize", "mode": "static", "calibration": "minmax"}],
         "fp16": [{"type": "quantize", "mode": "fp16"}],
-        "mixed (<=0.3 pt)": [{"type": "quantize", "mode": "mixed", "max_drop": 0.3}],
+        "mixed (<=1.0 pt on calib)": [{"type": "quantize", "mode": "mixed", "base": "static", "max_drop": 1.0}],
         "pruned 80% (unstructured)": [{"type": "prune", "method": "sparsity", "scope": "global", "amount": 0.8,
                                        "iterations": 3, "epochs": ft // 2, "lr": 5e-4}],
         "pruned 90% + int8": [{"type": "prune", "amount": 0.9, "iterations": 4, "epochs": ft // 2, "lr": 5e-4},
