@@ -16,6 +16,7 @@ training (Gaussian noise on the inputs).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -105,12 +106,19 @@ def main() -> int:
     ap.add_argument("--models", default="mlp,cnn,resnet")
     ap.add_argument("--rounds", type=int, default=20, help="latency rounds (round-robin over variants)")
     args = ap.parse_args()
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-compress-"))
+    try:
+        return measure(args, work, t0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path, t0: float) -> int:
     from registry.compress.data import load_npz
     from registry.compress.export import export_onnx
     from registry.compress.models import build_model, load_state
 
-    t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-compress-"))
     models = args.models.split(",")
     info = prepare_digits(work / "data", seed=0, epochs=10 if args.quick else 40, models=models)
     ev = load_npz(info["evaluation"], "evaluation")

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,8 +75,12 @@ def registry_cli(args: list[str]) -> tuple[subprocess.CompletedProcess[str], flo
 
 
 def ort_dynamic(src: Path, dst: Path, per_channel: bool) -> bytes:
+    """The baseline exactly as a user calls it: onnxruntime's defaults, only per_channel set."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is not a result
     quantize_dynamic(src, dst, per_channel=per_channel, weight_type=QuantType.QInt8)
     return dst.read_bytes()
 
@@ -89,6 +94,13 @@ def main() -> int:
     rounds = 3 if args.quick else args.rounds
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-transformer-"))
+    try:
+        return measure(args, rounds, work, t_start)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, rounds: int, work: Path, t_start: float) -> int:
     model_dir = minilm_dir(work)
     cal, ev = splits(args.calibration)
     write_jsonl(work / "calibration.jsonl", cal)
@@ -124,8 +136,10 @@ def main() -> int:
              "ours: static int8": variant("static", {"mode": "static"}),
              "ours: mixed (dynamic int8)": work / "mixed" / "model.onnx",
              "ours: int4 weight-only": variant("int4", {"mode": "int4", "block_size": 32, "symmetric": False}),
+             # searched for 0.985 on the calibration split: a margin over the 0.98 target, which is judged on
+             # sentences the search never saw
              "ours: mixed (int4)": variant("mixed4", {"mode": "mixed", "base": "int4", "block_size": 32,
-                                                      "min_cosine": 0.98}),
+                                                      "min_cosine": 0.985}),
              "ours: fp16": variant("fp16", {"mode": "fp16"}),
              "ort quantize_dynamic per-tensor": None, "ort quantize_dynamic per-channel": None}
     models = {k: p.read_bytes() for k, p in paths.items() if p is not None}
