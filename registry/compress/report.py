@@ -253,10 +253,17 @@ def _quality_plot(path: Path, doc: dict[str, Any]) -> None:
     ax.plot(xs, ys, "-", color="#bbbbbb", zorder=1)
     markers = "osD^v<>p*h"
     for i, ((name, _m), x, y) in enumerate(zip(points, xs, ys)):
-        ax.scatter([x], [y], marker=markers[i % len(markers)], s=60, zorder=2, label=name)
+        # earlier states drawn larger, so a later state on the same spot never hides them
+        ax.scatter([x], [y], marker=markers[i % len(markers)], s=max(30, 170 - 28 * i), zorder=2 + i, label=name,
+                   alpha=0.9, edgecolors="black", linewidths=0.5)
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    ax.set_xlim(min(xs) / 1.35, max(xs) * 1.35)
+    finite = [y for y in ys if np.isfinite(y)]
+    if finite:
+        pad = (max(finite) - min(finite)) * 0.12 or abs(max(finite)) * 0.01 or 0.01
+        ax.set_ylim(min(finite) - pad, max(finite) + pad)
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
