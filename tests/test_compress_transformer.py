@@ -83,6 +83,7 @@ def test_hf_export_has_named_typed_inputs_and_dynamic_sequence(exported) -> None
     {"mode": "dynamic"}, {"mode": "static"}, {"mode": "fp16"}, {"mode": "fp16", "keep_io_types": False},
     {"mode": "int4", "symmetric": False}, {"mode": "int4", "symmetric": True, "block_size": 16},
     {"mode": "int4", "method": "hqq", "embeddings": False},
+    {"mode": "int4", "method": "gptq", "symmetric": True},
     {"mode": "mixed", "base": "int4", "min_cosine": 0.9999},
 ], ids=lambda s: "-".join(str(v) for v in s.values()))
 def test_every_quantized_type_runs_and_passes_the_onnx_checks(bert, exported, step, tmp_path) -> None:  # noqa: ANN001
