@@ -114,3 +114,12 @@ def test_shipped_example_recipe_is_valid() -> None:
     r = load_recipe(Path(registry.compress.__file__).parent / "recipes" / "digits.toml")
     assert [s.type for s in r.steps] == ["structured_prune", "export", "quantize"]
     assert r.target["max_drop"] == 1.0 and not r.model and not r.data
+
+
+def test_shipped_transformer_recipe_is_valid() -> None:
+    import registry.compress
+
+    r = load_recipe(Path(registry.compress.__file__).parent / "recipes" / "sentence-embedding.toml")
+    assert r.task == "embedding" and [s.type for s in r.steps] == ["export", "quantize"]
+    assert r.steps[1].params["base"] == "dynamic" and r.target["min_cosine"] == 0.995
+    assert r.evaluation["batch_sizes"] == [1, 32] and r.evaluation["sequence_length"] == 32
