@@ -299,3 +299,15 @@ def test_embedding_distillation_into_fewer_layers(bert, tmp_path: Path) -> None:
     assert step.metrics_after["parameters"] < step.metrics_before["parameters"]
     assert 1 <= step.details["best_epoch"] <= 2 and res.metrics["cosine_samples"] == 60
     assert res.size < res.baseline["size_bytes"]
+
+
+def test_preprocessing_leaves_nothing_in_the_working_directory(exported, tmp_path: Path,  # noqa: ANN001
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime's symbolic shape inference dumps sym_shape_infer_temp.onnx + external data into the
+    working directory when it gives up (it does on this graph); a user's directory must stay clean."""
+    from registry.compress import quantize as Q
+
+    out, _ = exported
+    monkeypatch.chdir(tmp_path)
+    prepared = Q.preprocess((out / "model.onnx").read_bytes())
+    assert onnx.load_from_string(prepared).graph.node and list(tmp_path.iterdir()) == []

@@ -135,15 +135,30 @@ def dynamic_int8(data: bytes, per_channel: bool = True, exclude: tuple[str, ...]
         return _through_files(data, go)
 
 
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    """onnxruntime's symbolic shape inference dumps ``sym_shape_infer_temp.onnx`` (and its external data)
+    into the working directory when it gives up; run it where that litter lands in a temp dir."""
+    import os
+
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 def preprocess(data: bytes) -> bytes:
     """onnxruntime's quant_pre_process: symbolic shape inference and graph optimisation."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     def go(src: Path, dst: Path) -> None:
-        try:
-            quant_pre_process(str(src), str(dst))
-        except Exception:  # noqa: BLE001 - symbolic inference gives up on some Reshapes; ONNX inference suffices
-            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        with _cwd(src.parent):
+            try:
+                quant_pre_process(str(src), str(dst), auto_merge=True)
+            except Exception:  # noqa: BLE001 - symbolic inference gives up on some graphs; ONNX inference suffices
+                quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
     with guard("quantization pre-processing"):
         return _through_files(data, go)
