@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python bench/cid.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/compress_transformer.py
 	$(BIN)/python bench/oracle.py
 	$(BIN)/python bench/explorer.py
 	$(BIN)/python bench/durability.py

@@ -42,9 +42,19 @@ _MODEL_GRAPH = 7
 _GRAPH_INITIALIZER = 5
 _TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_RAW, _TENSOR_LOCATION = 1, 2, 8, 9, 14
 _TENSOR_DOC = 12
-# bytes per element of each fixed-size TensorProto.DataType (strings and 4-bit types are never stripped)
-_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
-             17: 1, 18: 1, 19: 1, 20: 1}
+# bits per element of each fixed-size TensorProto.DataType. Sub-byte types are packed densely in raw_data
+# (two 4-bit, four 2-bit, four 6-bit values per 1, 1, 3 bytes), so a tensor of n elements takes
+# ceil(n * bits / 8) bytes (onnx.numpy_helper packs them the same way). Strings have no fixed size.
+_BITS = {1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64, 14: 64, 15: 128, 16: 16,
+         17: 8, 18: 8, 19: 8, 20: 8, 21: 4, 22: 4, 23: 4, 24: 8, 25: 2, 26: 2, 27: 6, 28: 6}
+
+
+def _raw_length(data_type: int, dims: tuple[int, ...]) -> int | None:
+    """Bytes of raw_data a tensor of this type and shape must have; None when unknown or malformed."""
+    bits = _BITS.get(data_type)
+    if bits is None or any(d < 0 for d in dims):
+        return None
+    return -(-prod(dims) * bits // 8)
 
 
 @dataclass(frozen=True)
@@ -110,8 +120,7 @@ def check_onnx(data: bytes | memoryview, policy: "Policy | None" = None,
         external_data(model)
     _reject_external_data(model)
     for tensor in stripped:
-        itemsize = _ITEMSIZE.get(tensor.data_type)
-        expected = None if itemsize is None or any(d < 0 for d in tensor.dims) else prod(tensor.dims) * itemsize
+        expected = _raw_length(tensor.data_type, tensor.dims)
         if expected != tensor.raw_length:
             raise PolicyError(
                 f"initializer {tensor.name!r}: raw_data is {tensor.raw_length} bytes, shape {list(tensor.dims)} "

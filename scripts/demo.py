@@ -1,9 +1,11 @@
-"""`make demo`: the whole story in a minute on a fresh machine, driven through the real CLI.
+"""`make demo`: the whole story in a few minutes on a fresh machine, driven through the real CLI.
 
-chain up -> train a PyTorch MLP on scikit-learn's bundled digits -> export ONNX -> publish with a
-provenance record -> verify (all green) -> flip one byte in a copy and verify (integrity, exit 10)
--> verify against a dead RPC (exit 15: never silently offline), then --offline (manifest + trusted
-publisher) -> pull to a device dir -> revoke -> verify (revoked, exit 12).
+chain up -> train a PyTorch MLP on scikit-learn's bundled digits -> `registry compress` it
+(structured pruning, static INT8, FGSM robustness, a report with plots and a provenance record)
+-> publish the compressed ONNX with that provenance, and pin the report and plots it lists
+-> verify (all green) -> flip one byte in a copy and verify (integrity, exit 10) -> verify against
+a dead RPC (exit 15: never silently offline), then --offline (manifest + trusted publisher) -> pull
+to a device dir -> revoke -> verify (revoked, exit 12).
 
 State lives in ``.registry-demo/`` in the repo (gitignored). Every run publishes a fresh version
 (1.0.<unix time>), so re-running just adds a release; nothing needs cleaning up.
@@ -11,7 +13,6 @@ State lives in ``.registry-demo/`` in the repo (gitignored). Every run publishes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -54,63 +55,18 @@ def demo_env() -> dict[str, str]:
     return env
 
 
-def train_and_export(model_path: Path, provenance_path: Path) -> float:
-    """A 64-64-10 MLP on the 8x8 digits, a few seconds of CPU; returns held-out accuracy."""
-    import numpy as np
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from torch import nn
-
-    from registry.provenance import statement, write_provenance
-
-    torch.manual_seed(0)
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for _epoch in range(60):
-        for i in range(0, len(xt), 128):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xt[i:i + 128]), yt[i:i + 128])
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
-    try:
-        from registry.compress.export import export_onnx
-
-        data = export_onnx(model, x_test)
-    except ImportError:  # the compress package is optional for the demo
-        import io
-
-        buf = io.BytesIO()
-        torch.onnx.export(model, (torch.from_numpy(x_test[:1]),), buf, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-        data = buf.getvalue()
-    model_path.write_bytes(data)
-    import onnx
-    import sklearn
-
-    digest = hashlib.sha256(data).hexdigest()
-    doc = statement(digest, model_path.name, {
-        "base_model": {"sha256": digest, "format": "onnx"},
-        "recipe": {"kind": "train-only", "epochs": 60, "optimizer": "adam", "lr": 0.01},
-        "steps": [{"name": "train", "params": {"epochs": 60, "hidden": 64},
-                   "metrics_before": {}, "metrics_after": {"accuracy": acc}}],
-        "data": {"evaluation_sha256": hashlib.sha256(x_test.tobytes() + y_test.tobytes()).hexdigest()},
-        "tools": {"python": sys.version.split()[0], "torch": torch.__version__, "onnx": onnx.__version__,
-                  "sklearn": sklearn.__version__},
-        "seeds": {"torch": 0, "split": 0},
-        "metrics": {"accuracy": acc},
-    })
-    write_provenance(doc, provenance_path)
-    return acc
+def compress(env: dict[str, str]) -> tuple[Path, Path, dict]:
+    """Trains the example MLP, then compresses it with `registry compress`; returns (model, provenance, summary)."""
+    data = WORK / "digits"
+    cli("digits-example", data, "--models", "mlp", "--epochs", "30", env=env, show=False)
+    out = WORK / "compressed"
+    summary = json.loads(cli(
+        "compress", "--model", "registry.compress.zoo:digits_mlp", "--weights", data / "mlp.pt",
+        "--finetune-data", data / "finetune.npz", "--calib-data", data / "calibration.npz",
+        "--eval-data", data / "evaluation.npz", "--structured", "0.5", "--epochs", "6", "--quantize", "static",
+        "--max-drop", "2.0", "--attack", "fgsm", "--epsilon", "0.1", "--latency-runs", "30",
+        "--out", out, "--force", "--json", env=env, show=False).stdout)
+    return out / "model.onnx", out / "provenance.json", summary
 
 
 def closed_port() -> int:
@@ -134,19 +90,32 @@ def main() -> None:
     info = ensure_running(load_settings())
     print(f"rpc {info.rpc_url}  chain id {info.chain_id}  contract {info.contract}")
 
-    header(2, "train a PyTorch MLP on scikit-learn's digits and export ONNX")
-    model = WORK / "digits-mlp.onnx"
-    provenance = WORK / "digits-mlp.provenance.json"
-    acc = train_and_export(model, provenance)
-    print(f"held-out accuracy {acc:.4f}; {model.relative_to(ROOT)} ({model.stat().st_size} bytes)")
+    header(2, "train a PyTorch MLP on scikit-learn's digits, then `registry compress` it")
+    model, provenance, summary = compress(env)
+    base, final = summary["baseline"], summary["metrics"]
+    print(f"FP32 ONNX {base['size_bytes']} bytes, accuracy {base['accuracy'] * 100:.2f}%  ->  {summary['variant']} "
+          f"{final['size_bytes']} bytes ({base['size_bytes'] / final['size_bytes']:.1f}x smaller), accuracy "
+          f"{final['accuracy'] * 100:.2f}% (target {'met' if summary['target']['met'] else 'missed'})")
+    rob = final.get("robustness")
+    if rob:
+        print(f"FGSM eps {rob['epsilon']:g}: accuracy under attack {rob['accuracy_under_attack'] * 100:.1f}%, "
+              f"attack success {rob['attack_success_rate'] * 100:.1f}%")
+    print(f"report {(model.parent / 'report.md').relative_to(ROOT)}")
 
-    header(3, f"publish {ref}")
+    header(3, f"publish {ref} (the compressed model + its provenance) and pin the report it lists")
     published = json.loads(cli("publish", model, "--name", NAME, "--version", version, "--provenance", provenance,
                                "--json", env=env, show=False).stdout)
     for key in ("ref", "release_id", "publisher", "transaction", "manifest"):
         print(f"  {key:<11} {published[key]}")
     manifest = Path(published["manifest"])
     publisher = published["publisher"]
+    listed = json.loads(provenance.read_text())["predicate"]["report"]
+    for entry in listed:
+        pinned = json.loads(cli("ipfs", "put", model.parent / entry["path"], "--json", env=env, show=False).stdout)
+        if pinned["sha256"] != entry["sha256"]:
+            print(f"\033[31mdemo: {entry['path']} does not match its digest in the provenance\033[0m")
+            sys.exit(1)
+        print(f"  pinned {entry['path']:<22} {pinned['cid']}  (sha256 bound by the signed provenance)")
 
     header(4, "verify (all nine checks)")
     cli("verify", ref, "--file", model, env=env)

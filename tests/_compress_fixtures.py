@@ -65,3 +65,27 @@ def cnn_weights(digits: Digits) -> Path:
     path = digits.root / "cnn.pt"
     torch.save(cnn.state_dict(), path)
     return path
+
+
+class TwoInputs:
+    """A factory model with two named, differently typed inputs (pixels: float, bucket: int64)."""
+
+    @staticmethod
+    def build():  # noqa: ANN205
+        import torch
+        from torch import nn
+
+        class Model(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bucket = nn.Embedding(4, 8)
+                self.body = nn.Linear(64 + 8, 10)
+
+            def forward(self, pixels: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
+                return self.body(torch.cat([pixels, self.bucket(bucket)], dim=1))
+
+        return Model()
+
+
+def two_inputs():  # noqa: ANN201
+    return TwoInputs.build()

@@ -11,7 +11,6 @@ from torch import nn
 
 from registry.compress import prune as P
 from registry.compress.zoo import digits_cnn, digits_mlp
-from registry.errors import InputError
 
 
 def _mlp() -> nn.Sequential:
@@ -74,61 +73,82 @@ def test_schedule_is_monotone_and_ends_at_final() -> None:
     assert P.schedule(0.5, 1) == [0.5]
 
 
+def _prune(model: nn.Module, x: torch.Tensor, ratio: float, **kw) -> P.StructuredPruner:
+    pruner = P.StructuredPruner.create(model, (x[:2],), ratio, **kw)
+    pruner.step()
+    return pruner
+
+
 def test_structured_removes_dead_neurons_without_changing_outputs() -> None:
     model = _mlp().eval()
     with torch.no_grad():
-        model[0].weight[::2] = 0.0   # half of layer 0 is dead (zero weight rows)...
-        model[0].bias[::2] = 0.0     # ...and outputs zero after ReLU
+        for layer in (model[0], model[2]):  # half of each hidden layer is dead (zero weight rows)...
+            layer.weight[::2] = 0.0
+            layer.bias[::2] = 0.0     # ...and outputs zero after ReLU
     x = torch.rand(20, 64)
     ref = model(x)
-    links = P.chain_links(model, x)
-    changed = P.remove_units(model, links, {0: 16, 2: 16})
-    assert changed == {0: (32, 16)}
-    assert model[0].out_features == 16 and model[2].in_features == 16
-    assert torch.allclose(model(x), ref, atol=1e-6)
+    _prune(model, x, 0.5)
+    assert model[0].out_features == 16 and model[2].in_features == 16 and model[2].out_features == 8
+    assert model[4].out_features == 10          # the output layer keeps its width
+    assert torch.allclose(model(x), ref, atol=1e-5)
 
 
 def test_structured_cnn_fixes_batchnorm_and_flatten() -> None:
     torch.manual_seed(0)
     model = digits_cnn(8, 16, 32).eval()
-    with torch.no_grad():  # make channels 1,3,5,7 of conv1 dead, including after BatchNorm
-        for c in (1, 3, 5, 7):
-            model[1].weight[c] = 0.0
-            model[1].bias[c] = 0.0
-            model[2].weight[c] = 0.0
-            model[2].bias[c] = 0.0
-        for c in range(0, 16, 2):  # and every other channel of conv2
-            model[4].weight[c] = 0.0
-            model[4].bias[c] = 0.0
-            model[5].weight[c] = 0.0
-            model[5].bias[c] = 0.0
-        model[2].running_mean.uniform_(-0.5, 0.5)
-        model[5].running_var.uniform_(0.5, 2.0)
     x = torch.rand(10, 64)
-    ref = model(x)
-    changed = P.remove_units(model, P.chain_links(model, x), {1: 4, 4: 8, 9: 32})
-    assert changed == {1: (8, 4), 4: (16, 8)}
-    assert model[2].num_features == 4 and model[5].num_features == 8
+    _prune(model, x, 0.5)
+    assert (model[1].out_channels, model[2].num_features, model[4].in_channels) == (4, 4, 4)
+    assert (model[4].out_channels, model[5].num_features) == (8, 8)
     assert model[9].in_features == 8 * 16   # flatten: 8 channels x 4x4 spatial
-    assert torch.allclose(model(x), ref, atol=1e-5)
+    assert model[11].out_features == 10 and model(x).shape == (10, 10)
 
 
-def test_structured_refuses_what_it_cannot_see_through() -> None:
-    model = nn.Sequential(nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10))
-    with pytest.raises(InputError, match="cannot see through LayerNorm"):
-        P.chain_links(model, torch.rand(1, 64))
+def test_structured_residual_cnn_prunes_coupled_channels_together() -> None:
+    from registry.compress.export import export_onnx
+    from registry.compress.evaluate import onnx_outputs
+    from registry.compress.zoo import digits_resnet
 
-    class NotSequential(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
+    torch.manual_seed(0)
+    model = digits_resnet(16, 2).eval()
+    x = torch.rand(6, 64)
+    before = sum(p.numel() for p in model.parameters())
+    _prune(model, x, 0.5)
+    stem = model.stem[0].out_channels
+    # the identity shortcut ties the stem, every block's second conv and the head together
+    assert stem == 8 and all(b.conv2.out_channels == stem and b.conv1.in_channels == stem for b in model.blocks)
+    assert model.head.in_features == stem and model.head.out_features == 10
+    assert sum(p.numel() for p in model.parameters()) < 0.4 * before
+    data = export_onnx(model, x.numpy())
+    assert np.allclose(onnx_outputs(data, x.numpy()), model(x).detach().numpy(), atol=1e-5)
 
-    with pytest.raises(InputError, match="nn.Sequential"):
-        P.chain_links(NotSequential(), torch.rand(1, 64))
+
+def test_structured_transformer_removes_heads_and_ffn_width(tmp_path) -> None:  # noqa: ANN001
+    from registry.compress.hf import load_hf, tiny_bert
+
+    hf = load_hf(tiny_bert(tmp_path / "tb"), "embedding")
+    model = hf.module
+    enc = hf.tokenizer(["the data set has one class", "a sample"], padding=True, return_tensors="pt")
+    example = tuple(enc[n] for n in hf.input_names)
+    before = model(*example)
+    pruner = P.StructuredPruner.create(model, example, 0.5)
+    pruner.step()
+    assert pruner.transformer
+    for layer in model.backbone.encoder.layer:
+        att = layer.attention.self
+        assert (att.num_attention_heads, att.query.out_features, att.all_head_size) == (2, 16, 16)
+        assert layer.attention.output.dense.in_features == 16 and layer.attention.output.dense.out_features == 32
+        assert layer.intermediate.dense.out_features == 32 and layer.output.dense.in_features == 32
+    after = model(*example)
+    assert after.shape == before.shape == (2, 32)  # the hidden size (the embedding width) is kept
+    assert P.widths(model)["backbone.encoder.layer.0.attention.self.heads"] == 2
 
 
 def test_structured_keeps_largest_norm_units_in_order() -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor(np.diag([1.0, 4.0, 2.0, 3.0]), dtype=torch.float32))
-    P.remove_units(model, P.chain_links(model, torch.rand(1, 4)), {0: 2})
+        model[0].bias.zero_()
+        model[2].weight.fill_(0.1)
+    _prune(model, torch.rand(2, 4), 0.5)
     assert torch.equal(model[0].weight, torch.tensor([[0.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0]]))

@@ -16,7 +16,7 @@ def test_defaults_are_filled_and_export_is_implicit() -> None:
     r = parse_recipe({"steps": [{"type": "prune", "amount": 0.5}, {"type": "quantize"}]})
     assert [s.type for s in r.steps] == ["prune", "export", "quantize"]
     assert r.steps[0].params["scope"] == "global" and r.steps[0].params["iterations"] == 1
-    assert r.steps[2].params["mode"] == "static" and r.steps[2].params["calibration"] == "minmax"
+    assert r.steps[2].params == {"mode": "static", "calibration": "minmax", "per_channel": True}
     # to_dict round-trips to the same recipe (reproduce relies on this)
     assert parse_recipe(r.to_dict()).to_dict() == r.to_dict()
 
@@ -31,7 +31,26 @@ def test_defaults_are_filled_and_export_is_implicit() -> None:
     ({"steps": [{"type": "structured_prune", "ratio": 1.0}]}, "out of range"),
     ({"steps": [{"type": "distill", "student": "nocolon"}]}, "out of range"),
     ({"steps": [{"type": "distill", "student": "a:b", "temperature": 0}]}, "temperature"),
-    ({"steps": [{"type": "quantize", "mode": "int4"}]}, "mode"),
+    ({"steps": [{"type": "quantize", "mode": "int3"}]}, "mode"),
+    ({"steps": [{"type": "quantize", "mode": "dynamic", "block_size": 32}]}, "do not apply to mode 'dynamic'"),
+    ({"steps": [{"type": "quantize", "mode": "int4", "block_size": 48}]}, "block_size"),
+    ({"steps": [{"type": "quantize", "mode": "int4", "method": "gptq"}]}, "needs symmetric = true"),
+    ({"steps": [{"type": "quantize", "mode": "mixed", "base": "fp16"}]}, "base"),
+    ({"steps": [{"type": "distill", "student": "a:b", "layers": 2}]}, "not both or neither"),
+    ({"steps": [{"type": "distill"}]}, "not both or neither"),
+    ({"steps": [{"type": "distill", "layers": 2}]}, "needs a Transformers model"),
+    ({"steps": [{"type": "finetune", "noise": "label"}]}, "noise"),
+    ({"steps": [], "task": "embedding", "target": {"max_drop": 1}}, "judged by cosine"),
+    ({"steps": [], "target": {"min_cosine": 0.99}}, "apply to task embedding"),
+    ({"steps": [], "task": "regression", "model": {"hf": "d"}}, "supports tasks embedding and sequence"),
+    ({"steps": [], "model": {"hf": "d", "onnx": "m.onnx"}}, "not onnx and hf"),
+    ({"steps": [], "model": {"onnx": "m.onnx", "pooling": "max"}}, "pooling"),
+    ({"steps": [], "evaluation": {"batch_sizes": [0]}}, "batch_sizes"),
+    ({"steps": [], "evaluation": {"batch_sizes": "1,32"}}, "batch_sizes"),
+    ({"steps": [], "robustness": {"attack": "cw"}}, "attack"),
+    ({"steps": [], "robustness": {"epsilon": 0}}, "epsilon"),
+    ({"steps": [], "data": {"evaluation": 3}}, "must be a path"),
+    ({"steps": [], "data": {"validation": "v.npz"}}, "unknown key(s) validation"),
     ({"steps": [{"type": "quantize", "calibration": "kl"}]}, "calibration"),
     ({"steps": [{"type": "prune", "amount": 0.5, "epochs": 2.5}]}, "epochs"),
     ({"steps": [{"type": "prune", "amount": True}]}, "amount"),
@@ -95,3 +114,12 @@ def test_shipped_example_recipe_is_valid() -> None:
     r = load_recipe(Path(registry.compress.__file__).parent / "recipes" / "digits.toml")
     assert [s.type for s in r.steps] == ["structured_prune", "export", "quantize"]
     assert r.target["max_drop"] == 1.0 and not r.model and not r.data
+
+
+def test_shipped_transformer_recipe_is_valid() -> None:
+    import registry.compress
+
+    r = load_recipe(Path(registry.compress.__file__).parent / "recipes" / "sentence-embedding.toml")
+    assert r.task == "embedding" and [s.type for s in r.steps] == ["export", "quantize"]
+    assert r.steps[1].params["base"] == "dynamic" and r.target["min_cosine"] == 0.995
+    assert r.evaluation["batch_sizes"] == [1, 32] and r.evaluation["sequence_length"] == 32

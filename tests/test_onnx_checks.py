@@ -335,3 +335,34 @@ def test_policy_file_takes_the_new_onnx_rules(tmp_path):
     check_onnx(small)
     with pytest.raises(PolicyError, match="limit 1000"):
         check_onnx(small, pol)
+
+
+def _packed_model(data_type: int, n: int, corrupt: int = 0) -> bytes:
+    """A DequantizeLinear over a large packed 4-bit initializer of ``n`` (odd) elements."""
+    rng = np.random.default_rng(0)
+    low = -8 if data_type == TensorProto.INT4 else 0
+    values = rng.integers(low, low + 16, size=n)
+    w = helper.make_tensor("W", data_type, [n], values.tolist())
+    raw = numpy_helper.from_array(numpy_helper.to_array(w), "W")  # the packed raw_data form
+    if corrupt:
+        raw.raw_data = raw.raw_data[:-corrupt]
+    scale = numpy_helper.from_array(np.array(0.5, np.float32), "s")
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n])
+    graph = helper.make_graph([helper.make_node("DequantizeLinear", ["W", "s"], ["Y"])], "g", [], [y], [raw, scale])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("data_type", [TensorProto.INT4, TensorProto.UINT4])
+def test_large_packed_4bit_initializer_is_sized_by_bits(data_type: int) -> None:
+    import onnxruntime
+
+    n = 2 * STRIP_THRESHOLD + 3           # odd: the last byte holds one value
+    data = _packed_model(data_type, n)
+    facts = check_onnx(data)
+    assert facts.large_initializers == 1
+    out = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {})[0]
+    assert out.shape == (n,)
+    with pytest.raises(PolicyError, match=r"raw_data is \d+ bytes, shape \[\d+\] of type \d+ needs \d+"):
+        check_onnx(_packed_model(data_type, n, corrupt=1))

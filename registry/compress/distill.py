@@ -27,13 +27,17 @@ class DistillConfig:
 
 
 def distill_loss(teacher: nn.Module, temperature: float, alpha: float, task: str):  # noqa: ANN201
+    from registry.compress.data import is_classification
+
     teacher.eval()
 
-    def loss(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(out: torch.Tensor, xs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            soft = teacher(x)
-        if task != "classification":  # regression/embedding: match the teacher's outputs directly
-            return alpha * F.mse_loss(out, soft) + (1 - alpha) * F.mse_loss(out, y.reshape(out.shape))
+            soft = teacher(*xs)
+        if not is_classification(task):  # regression/embedding: match the teacher's outputs directly
+            if task == "embedding" and alpha >= 1.0:
+                return F.mse_loss(out, soft)
+            return alpha * F.mse_loss(out, soft) + (1 - alpha) * F.mse_loss(out, y.reshape(out.shape).to(out.dtype))
         t = temperature
         kl = F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(soft / t, dim=1), reduction="batchmean",
                       log_target=True)
@@ -43,8 +47,49 @@ def distill_loss(teacher: nn.Module, temperature: float, alpha: float, task: str
 
 
 def distill(teacher: nn.Module, student: nn.Module, data: Dataset, task: str, train: TrainConfig,
-            cfg: DistillConfig, on_epoch: EpochHook | None = None) -> TrainResult:
+            cfg: DistillConfig, on_epoch: EpochHook | None = None, targets=None) -> TrainResult:  # noqa: ANN001
+    """``targets`` stand in for labels where the data has none (an embedding student learns the
+    teacher's own outputs: alpha then weighs nothing but the teacher)."""
     train_idx, val_idx = split_indices(len(data), cfg.val_fraction, train.seed)
+    alpha = 1.0 if targets is not None and task == "embedding" else cfg.alpha
     return fit(student, subset(data, train_idx), task, train,
-               loss=distill_loss(teacher, cfg.temperature, cfg.alpha, task),
-               validation=subset(data, val_idx), patience=cfg.patience, on_epoch=on_epoch)
+               loss=distill_loss(teacher, cfg.temperature, alpha, task),
+               validation=subset(data, val_idx), patience=cfg.patience, on_epoch=on_epoch,
+               targets=None if targets is None else targets[train_idx],
+               val_targets=None if targets is None else targets[val_idx])
+
+
+def fewer_layers(teacher: nn.Module, keep: int) -> nn.Module:
+    """A Transformers student with ``keep`` of the teacher's encoder layers, evenly spaced and copied
+    with their weights (DistilBERT's initialisation), embeddings and head shared by copy."""
+    import copy
+
+    from registry.errors import InputError
+
+    student = copy.deepcopy(teacher)
+    layers = _encoder_layers(student)
+    if layers is None:
+        raise InputError("distill layers = N needs a model with an encoder layer list (BERT-style encoder.layer)")
+    total = len(layers)
+    if not 1 <= keep < total:
+        raise InputError(f"distill layers = {keep}: the model has {total} layers (keep between 1 and {total - 1})")
+    picked = sorted({round(i * (total - 1) / max(1, keep - 1)) for i in range(keep)}) if keep > 1 else [total - 1]
+    kept = nn.ModuleList([layers[i] for i in picked])
+    parent = _encoder(student)
+    parent.layer = kept
+    config = getattr(getattr(student, "backbone", student), "config", None)
+    if config is not None:
+        config.num_hidden_layers = len(kept)
+    return student
+
+
+def _encoder(model: nn.Module) -> nn.Module | None:
+    for m in model.modules():
+        if isinstance(getattr(m, "layer", None), nn.ModuleList) and type(m).__name__.endswith("Encoder"):
+            return m
+    return None
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList | None:
+    enc = _encoder(model)
+    return None if enc is None else enc.layer

@@ -7,7 +7,8 @@ from typing import Any
 
 from registry.errors import InputError
 
-EXAMPLES = {"mlp": "registry.compress.zoo:digits_mlp", "cnn": "registry.compress.zoo:digits_cnn"}
+EXAMPLES = {"mlp": "registry.compress.zoo:digits_mlp", "cnn": "registry.compress.zoo:digits_cnn",
+            "resnet": "registry.compress.zoo:digits_resnet"}
 
 
 def prepare_digits(out: str | Path, seed: int = 0, epochs: int = 30, models: list[str] | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,18 +70,55 @@ def load_state(model: nn.Module, path: str | Path, spec: str) -> nn.Module:
     return model.eval()
 
 
-def probe(model: nn.Module, x: torch.Tensor, role: str) -> int:
+def probe(model: nn.Module, feeds: "dict[str, np.ndarray] | torch.Tensor", role: str) -> int:
     """Runs two samples through the model: returns its output width, or InputError if shapes clash."""
+    from registry.compress.export import names_of
+
+    names, _ = names_of(model)
+    if isinstance(feeds, torch.Tensor):
+        feeds = {names[0]: feeds.numpy()}
     try:
+        xs = [torch.from_numpy(np.ascontiguousarray(feeds[n][:2])) for n in names]
         with torch.no_grad():
-            out = model.eval()(x[:2])
+            out = model.eval()(*xs)
     except Exception as exc:
-        raise InputError(f"{role} data with sample shape {tuple(x.shape[1:])} does not fit the model: "
-                         f"{str(exc).splitlines()[0]}") from exc
+        shapes = ", ".join(f"{n} {tuple(feeds[n].shape[1:])}" for n in names if n in feeds)
+        raise InputError(f"{role} data with sample shape {shapes} does not fit the model: "
+                         f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}") from exc
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise InputError(f"model must return a (batch, outputs) tensor, got "
                          f"{getattr(out, 'shape', type(out).__name__)}")
     return int(out.shape[1])
+
+
+def forward_names(model: nn.Module, arrays: list[str]) -> list[str]:
+    """Input names for a factory model: its single input is ``input``; several inputs bind by the
+    names of ``forward``'s parameters, which the data's arrays must match."""
+    import inspect
+
+    if len(arrays) <= 1:
+        return ["input"]
+    params = [p.name for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    missing = [a for a in arrays if a not in params]
+    if missing:
+        raise InputError(f"the data has array(s) {', '.join(missing)} but {type(model).__name__}.forward takes "
+                         f"({', '.join(params)})")
+    return [p for p in params if p in arrays]
+
+
+def code_digest(spec: str) -> dict[str, str]:
+    """SHA-256 of the source file that defines the factory: the model's code, as provenance records it."""
+    import hashlib
+    import inspect
+
+    target = import_factory(spec)
+    try:
+        source = inspect.getsourcefile(target) or inspect.getfile(target)
+        data = Path(source).read_bytes()
+    except (OSError, TypeError):
+        return {"factory": spec}
+    return {"factory": spec, "file": Path(source).name, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -7,50 +7,26 @@ variants (FP32 baseline, export, quantized) are all measured against the FP32 ON
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import platform
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any
 
 import numpy as np
 
-from registry.compress.data import Dataset, check_targets, load_npz
-from registry.compress.recipe import Recipe, Step
+from registry.compress import targets as T
+from registry.compress.inputs import Inputs, load_inputs
+from registry.compress.recipe import PATH_KEYS, Recipe
+from registry.compress.runner import ProgressFactory, Runner, StepRecord, Variant, no_progress
 from registry.errors import CompressionError, InputError
 
-Advance = Callable[[int], None]
-ProgressFactory = Callable[[str, "int | None"], ContextManager[Advance]]
-
-
-@contextlib.contextmanager
-def _no_progress(_label: str, _total: int | None) -> Iterator[Advance]:
-    yield lambda _n: None
-
-
-@dataclass
-class StepRecord:
-    name: str
-    params: dict[str, Any]
-    metrics_before: dict[str, Any]
-    metrics_after: dict[str, Any]
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params, "metrics_before": self.metrics_before,
-                "metrics_after": self.metrics_after, "details": self.details}
-
-
-@dataclass
-class Variant:
-    name: str
-    model: bytes
-    metrics: dict[str, Any]
+QUALITY_KEYS = ("accuracy", "f1_macro", "agreement", "mse", "cosine_mean", "cosine_min", "cosine_p1", "cosine_p5")
+__all__ = ["RunResult", "StepRecord", "Variant", "compress_model", "run", "tool_versions"]
 
 
 @dataclass
@@ -65,333 +41,60 @@ class RunResult:
     chosen: str
     target: dict[str, Any]
     provenance_sha256: str
+    task: str = "classification"
 
     @property
     def target_met(self) -> bool:
-        return bool(self.target.get("met", True))
+        """False only when a target was set and missed (no target: nothing to miss)."""
+        return self.target.get("met") is not False
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "model": str(self.out_dir / "model.onnx"), "sha256": self.sha256,
                 "size_bytes": self.size, "provenance": str(self.out_dir / "provenance.json"),
-                "provenance_sha256": self.provenance_sha256, "metrics": self.metrics, "baseline": self.baseline,
-                "variant": self.chosen, "variants": self.variants, "target": self.target,
+                "provenance_sha256": self.provenance_sha256, "task": self.task, "metrics": self.metrics,
+                "baseline": self.baseline, "variant": self.chosen, "variants": self.variants, "target": self.target,
                 "steps": [{"name": s.name, "metrics_after": s.metrics_after} for s in self.steps]}
 
 
-# ---- inputs -------------------------------------------------------------------------------------
-
-@dataclass
-class Inputs:
-    evaluation: Dataset
-    finetune: Dataset | None
-    calibration: Dataset | None
-    base_sha256: str
-    base_format: str
-    torch_model: Any = None
-    onnx_model: bytes | None = None
-    outputs: int = 0
-
-
-def _needs(recipe: Recipe) -> tuple[bool, bool]:
-    finetune = any(s.type in ("prune", "structured_prune", "finetune", "distill") and s.params.get("epochs", 0) > 0
-                   for s in recipe.steps)
-    calibration = any(s.type == "quantize" and s.params["mode"] in ("static", "mixed") for s in recipe.steps)
-    return finetune, calibration
-
-
-def load_inputs(recipe: Recipe) -> Inputs:
-    """Reads and cross-checks model and data before any work, so bad input fails fast."""
-    from registry.compress.data import file_sha256
-
-    if "evaluation" not in recipe.data:
-        raise InputError("no evaluation data given (--eval-data or [data] evaluation)")
-    need_ft, need_cal = _needs(recipe)
-    for key, needed in (("finetune", need_ft), ("calibration", need_cal)):
-        if needed and key not in recipe.data:
-            raise InputError(f"the recipe needs {key} data (--{'finetune' if key == 'finetune' else 'calib'}-data "
-                             f"or [data] {key})")
-    sets = {k: load_npz(v, k) for k, v in recipe.data.items()}
-    model = recipe.model
-    if "onnx" in model:
-        p = Path(model["onnx"])
-        if not p.is_file():
-            raise InputError(f"ONNX model {p} does not exist")
-        data = p.read_bytes()
-        outputs = _probe_onnx(data, sets["evaluation"].x)
-        inputs = Inputs(sets["evaluation"], sets.get("finetune"), sets.get("calibration"),
-                        hashlib.sha256(data).hexdigest(), "onnx", onnx_model=data, outputs=outputs)
-    else:
-        if "factory" not in model or "weights" not in model:
-            raise InputError("a PyTorch model needs a factory ('module:factory') and a state-dict file")
-        import torch
-
-        from registry.compress.models import build_model, load_state, probe
-        from registry.compress.train import deterministic
-
-        with deterministic(recipe.seed):
-            net = build_model(model["factory"], model.get("kwargs"))
-        load_state(net, model["weights"], model["factory"])
-        outputs = 0
-        for role, ds in sets.items():
-            outputs = probe(net, torch.from_numpy(ds.x), role)
-        inputs = Inputs(sets["evaluation"], sets.get("finetune"), sets.get("calibration"),
-                        file_sha256(Path(model["weights"])), "pytorch-state-dict", torch_model=net, outputs=outputs)
-    for role, ds in sets.items():
-        if role == "calibration" or (role == "finetune" and not need_ft):
-            continue  # calibration needs inputs only; unused fine-tuning targets are never read
-        check_targets(ds, recipe.task, inputs.outputs, role)
-    return inputs
-
-
-def _probe_onnx(data: bytes, x: np.ndarray) -> int:
-    from registry.compress.evaluate import onnx_outputs
-
-    try:
-        out = onnx_outputs(data, x[:2])
-    except Exception as exc:  # onnxruntime raises its own types for bad graphs and shapes
-        raise InputError(f"ONNX model cannot run on the evaluation data: {str(exc).splitlines()[0][:200]}") from exc
-    if out.ndim != 2:
-        raise InputError(f"ONNX model must return (batch, outputs), got shape {out.shape}")
-    return int(out.shape[1])
-
-
-# ---- the run ------------------------------------------------------------------------------------
-
-def _drop(base: dict[str, Any], now: dict[str, Any], task: str, relative: bool) -> float:
-    """Accuracy points lost (classification) or cosine-to-reference points lost (otherwise)."""
-    key = "accuracy" if task == "classification" else "cosine"
-    b, n = float(base.get(key, 1.0)), float(now.get(key, 1.0))
-    if relative:
-        return (b - n) / b * 100.0 if b else 0.0
-    return (b - n) * 100.0
-
-
 def tool_versions() -> dict[str, str]:
+    """Versions of every tool that touched the model in this process (imported means used)."""
+    import sys
+
     import onnx
     import onnxruntime
-    import torch
 
     import registry
     from registry.compress.export import EXPORTER
 
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "registry": registry.__version__,
-                "exporter": EXPORTER}
-    with contextlib.suppress(ImportError):
-        import onnxconverter_common
-
-        versions["onnxconverter_common"] = onnxconverter_common.__version__
-    return versions
-
-
-class _Runner:
-    def __init__(self, recipe: Recipe, inputs: Inputs, progress: ProgressFactory, latency: bool) -> None:
-        self.recipe = recipe
-        self.inputs = inputs
-        self.progress = progress
-        ev = recipe.evaluation
-        self.threads = int(ev["threads"])
-        self.runs = int(ev["latency_runs"]) if latency else 0
-        self.warmup = int(ev["warmup"])
-        self.x, self.y = inputs.evaluation.x, inputs.evaluation.y
-        self.reference: np.ndarray | None = None
-        self.opset = next((s.params["opset"] for s in recipe.steps if s.type == "export"), 17)
-        self.histograms: list[tuple[str, np.ndarray, np.ndarray]] = []
-
-    def eval_onnx(self, data: bytes, with_latency: bool = True) -> dict[str, Any]:
-        from registry.compress.evaluate import evaluate_onnx
-
-        m, _ = evaluate_onnx(data, self.x, self.y, self.recipe.task, self.reference, self.threads,
-                             self.runs if with_latency else 0, self.warmup)
-        return m.to_dict()
-
-    def eval_torch(self, model: Any) -> dict[str, Any]:
-        from registry.compress.evaluate import evaluate_torch
-
-        m, _ = evaluate_torch(model, self.x, self.y, self.recipe.task, self.reference, self.opset)
-        return m.to_dict()
-
-    def run(self) -> tuple[dict[str, Any], list[StepRecord], list[Variant]]:
-        from registry.compress.evaluate import onnx_outputs
-
-        inputs = self.inputs
-        if inputs.onnx_model is not None:
-            baseline_bytes = inputs.onnx_model
-        else:
-            from registry.compress.export import export_onnx
-
-            baseline_bytes = export_onnx(inputs.torch_model, self.x, self.opset)
-        self.reference = onnx_outputs(baseline_bytes, self.x, self.threads)
-        baseline = self.eval_onnx(baseline_bytes)
-        variants = [Variant("fp32-onnx", baseline_bytes, baseline)]
-        current: Any = inputs.torch_model if inputs.onnx_model is None else inputs.onnx_model
-        metrics = self.eval_torch(current) if inputs.onnx_model is None else baseline
-        records: list[StepRecord] = []
-        for index, step in enumerate(self.recipe.steps):
-            before = metrics
-            current, details = getattr(self, "step_" + step.type)(current, step, index)
-            if isinstance(current, bytes):
-                metrics = self.eval_onnx(current)
-                variants.append(Variant(step.type if step.type == "export" else f"quantize-{step.params['mode']}",
-                                        current, metrics))
-            else:
-                metrics = self.eval_torch(current)
-            records.append(StepRecord(step.type, dict(step.params), before, metrics, details))
-        return baseline, records, variants
-
-    # -- torch steps --
-    def _train_cfg(self, step: Step, index: int) -> Any:
-        from registry.compress.train import TrainConfig
-
-        p = step.params
-        return TrainConfig(epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
-                           weight_decay=p["weight_decay"], seed=self.recipe.seed + index)
-
-    def _fit(self, model: Any, step: Step, index: int, label: str, **kwargs: Any) -> Any:
-        from registry.compress.train import fit
-
-        cfg = self._train_cfg(step, index)
-        if cfg.epochs == 0:
-            return None
-        assert self.inputs.finetune is not None
-        with self.progress(label, cfg.epochs) as advance:
-            return fit(model, self.inputs.finetune, self.recipe.task, cfg,
-                       on_epoch=lambda *_: advance(1), **kwargs)
-
-    def step_prune(self, model: Any, step: Step, index: int) -> tuple[Any, dict[str, Any]]:
-        from registry.compress import prune as P
-
-        p = step.params
-        before = P.weight_vector(model).numpy().copy()
-        masks: P.Masks | None = None
-        rounds = []
-        if p["method"] in ("sparsity", "percentile"):
-            amounts = P.schedule(p["amount"], p["iterations"], p["schedule"])
-        else:
-            amounts = [p["amount"]] * p["iterations"]
-        for i, amount in enumerate(amounts):
-            masks = P.magnitude_masks(model, method=p["method"], value=amount, scope=p["scope"], previous=masks)
-            P.apply_masks(model, masks)
-            self._fit(model, step, index, f"prune {i + 1}/{len(amounts)}: fine-tune", after_step=P.mask_hook(model, masks))
-            rounds.append({"amount": amount, "sparsity": P.sparsity(model)})
-        self.histograms.append((f"step {index + 1}: prune", before, P.weight_vector(model).numpy().copy()))
-        return model, {"rounds": rounds, "sparsity": P.sparsity(model)}
-
-    def step_structured_prune(self, model: Any, step: Step, index: int) -> tuple[Any, dict[str, Any]]:
-        import torch
-
-        from registry.compress import prune as P
-
-        p = step.params
-        before = P.weight_vector(model).numpy().copy()
-        links = P.chain_links(model, torch.from_numpy(self.x[:1]))
-        if not links:
-            raise InputError("structured pruning found no hidden Linear/Conv2d layer to narrow")
-        original = P.widths(model, links)
-        rounds = []
-        for i, ratio in enumerate(P.schedule(p["ratio"], p["iterations"], "linear")):
-            targets = {k: max(1, int(round(w * (1 - ratio)))) for k, w in original.items()}
-            changed = P.remove_units(model, P.chain_links(model, torch.from_numpy(self.x[:1])), targets,
-                                     p["criterion"])
-            self._fit(model, step, index, f"structured prune {i + 1}/{p['iterations']}: fine-tune",
-                      after_step=_keep_zeros(model))
-            rounds.append({"ratio": ratio, "widths": {str(k): v[1] for k, v in changed.items()}})
-        self.histograms.append((f"step {index + 1}: structured prune", before, P.weight_vector(model).numpy().copy()))
-        final = P.widths(model, P.chain_links(model, torch.from_numpy(self.x[:1])))
-        return model, {"rounds": rounds, "widths_before": {str(k): v for k, v in original.items()},
-                       "widths_after": {str(k): v for k, v in final.items()}}
-
-    def step_finetune(self, model: Any, step: Step, index: int) -> tuple[Any, dict[str, Any]]:
-        result = self._fit(model, step, index, "fine-tune", after_step=_keep_zeros(model))
-        return model, {"epochs_run": result.epochs_run if result else 0}
-
-    def step_distill(self, teacher: Any, step: Step, index: int) -> tuple[Any, dict[str, Any]]:
-        import torch
-
-        from registry.compress.distill import DistillConfig, distill
-        from registry.compress.models import build_model, probe
-        from registry.compress.train import deterministic
-
-        p = step.params
-        with deterministic(self.recipe.seed + index):
-            student = build_model(p["student"], p["student_kwargs"])
-        width = probe(student, torch.from_numpy(self.x), "evaluation")
-        if width != self.inputs.outputs:
-            raise InputError(f"student {p['student']} has {width} outputs, the teacher has {self.inputs.outputs}")
-        cfg = self._train_cfg(step, index)
-        assert self.inputs.finetune is not None
-        with self.progress("distill: epochs", cfg.epochs) as advance:
-            result = distill(teacher, student, self.inputs.finetune, self.recipe.task, cfg,
-                             DistillConfig(p["temperature"], p["alpha"], p["val_fraction"], p["patience"]),
-                             on_epoch=lambda *_: advance(1))
-        return student, {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-                         "best_validation": max(result.val_scores) if result.val_scores else None}
-
-    # -- ONNX steps --
-    def step_export(self, model: Any, step: Step, _index: int) -> tuple[bytes, dict[str, Any]]:
-        from registry.compress.export import EXPORTER, export_onnx, parity
-
-        data = export_onnx(model, self.x, step.params["opset"])
-        diff = parity(model, data, self.x, step.params["atol"], self.threads)
-        return data, {"exporter": EXPORTER, "max_abs_diff": diff}
-
-    def step_quantize(self, data: bytes, step: Step, _index: int) -> tuple[bytes, dict[str, Any]]:
-        from registry.compress import quantize as Q
-
-        p = step.params
-        cal = self.inputs.calibration.x if self.inputs.calibration is not None else None
-        if p["mode"] == "dynamic":
-            return Q.dynamic_int8(data, p["per_channel"]), {}
-        if p["mode"] == "fp16":
-            return Q.fp16(data), {}
-        assert cal is not None
-        if p["mode"] == "static":
-            with self.progress("calibrate", cal.shape[0]) as advance:
-                return Q.static_int8(data, cal, p["calibration"], p["per_channel"], progress=advance), \
-                    {"preprocessed": True}
-        reference = self.eval_onnx(data, with_latency=False)
-
-        def drop_of(candidate: bytes) -> float:
-            return _drop(reference, self.eval_onnx(candidate, with_latency=False), self.recipe.task, p["relative"])
-
-        nodes = len(Q.quantizable_nodes(Q.preprocess(data)))
-        with self.progress("mixed precision: calibrate", None) as advance:
-            res = Q.mixed_precision(data, cal, drop_of, p["max_drop"], p["calibration"], p["per_channel"],
-                                    progress=advance)
-        return res.model, {"preprocessed": True, "quantizable_nodes": nodes, "fp32_nodes": res.fp32_nodes,
-                           "sensitivity": res.sensitivity, "drop": res.drop, "met": res.met, "trials": res.trials}
-
-
-def _keep_zeros(model: Any) -> Callable[[], None] | None:
-    """Earlier unstructured pruning survives later fine-tuning: zeros are masked back after each
-    step (otherwise fine-tuning would silently regrow them)."""
-    from registry.compress import prune as P
-
-    zeros = {name: m.weight.detach() != 0 for name, m in P.prunable(model)}
-    if all(bool(z.all()) for z in zeros.values()):
-        return None
-    return P.mask_hook(model, zeros)
+    versions = {"python": platform.python_version(), "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "registry": registry.__version__}
+    optional = {"torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",
+                "torch_pruning": "torch_pruning", "onnxconverter_common": "onnxconverter_common",
+                "onnxscript": "onnxscript", "safetensors": "safetensors", "sklearn": "sklearn"}
+    for key, module in optional.items():
+        mod = sys.modules.get(module)
+        if mod is not None:
+            versions[key] = str(getattr(mod, "__version__", "unknown"))
+    if "torch" in versions:
+        versions["exporter"] = EXPORTER
+    return dict(sorted(versions.items()))
 
 
 def _choose(variants: list[Variant], baseline: dict[str, Any], recipe: Recipe) -> tuple[Variant, dict[str, Any]]:
-    """The last variant if it meets the target; else the smallest that does; else the most accurate."""
+    """The last variant if it meets the target (or none is set); else the smallest that does; else the
+    one closest to the baseline's quality."""
     final = variants[-1]
-    target = dict(recipe.target)
-    drops = {v.name: _drop(baseline, v.metrics, recipe.task, bool(target.get("relative"))) for v in variants}
-    target["drop"] = drops[final.name]
-    if "max_drop" not in target:
-        target["met"] = True
-        return final, target
-    ok = [v for v in variants[1:] if drops[v.name] <= target["max_drop"]]
-    if drops[final.name] <= target["max_drop"]:
-        target["met"] = True
-        return final, target
-    target["met"] = False
-    pool = ok or variants[1:] or variants
-    chosen = min(pool, key=lambda v: v.metrics["size_bytes"]) if ok else \
-        min(pool, key=lambda v: (drops[v.name], v.metrics["size_bytes"]))
-    target["drop"] = drops[chosen.name]
-    target["final_drop"] = drops[final.name]
+    task = recipe.task
+    judged = {v.name: T.evaluate(recipe.target, baseline, v.metrics, task) for v in variants}
+    if not T.is_set(recipe.target) or judged[final.name]["met"]:
+        return final, judged[final.name]
+    pool = variants[1:] or variants
+    ok = [v for v in pool if judged[v.name]["met"]]
+    chosen = min(ok, key=lambda v: v.metrics["size_bytes"]) if ok else \
+        max(pool, key=lambda v: (T.score(baseline, v.metrics, task), -v.metrics["size_bytes"]))
+    target = dict(judged[chosen.name])
+    target["final_variant"] = final.name
+    target["final_checks"] = judged[final.name]["checks"]
     return chosen, target
 
 
@@ -408,60 +111,137 @@ def _clean(value: Any) -> Any:
         return f
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
     return value
+
+
+def _recorded_recipe(recipe: Recipe, out: Path) -> dict[str, Any]:
+    doc = recipe.to_dict()
+    for table in (doc["model"], doc["data"]):
+        for key in PATH_KEYS:
+            if isinstance(table.get(key), str):
+                table[key] = os.path.relpath(Path(table[key]).resolve(), out.resolve())
+    doc["paths_relative_to"] = "the output directory"
+    return doc
+
+
+def _check_robustness(recipe: Recipe, inputs: Inputs) -> None:
+    if not recipe.robustness:
+        return
+    from registry.compress.data import is_classification
+
+    if not is_classification(recipe.task):
+        raise InputError(f"[robustness] applies to classification tasks, not {recipe.task}")
+    feeds = inputs.evaluation.inputs
+    if len(feeds) != 1 or not np.issubdtype(next(iter(feeds.values())).dtype, np.floating):
+        raise InputError("[robustness] perturbs one float input; this model takes "
+                         f"{', '.join(f'{k} ({v.dtype})' for k, v in feeds.items())}")
+    if inputs.torch_model is None:
+        raise InputError("[robustness] needs a PyTorch model to compute gradients (an ONNX input has none)")
+
+
+def _measure_latency(runner: Runner, variants: list[Variant], recipe: Recipe, signature: Any,
+                     progress: ProgressFactory) -> None:
+    from registry.compress.latency import interleaved
+
+    ev = recipe.evaluation
+    runs = int(ev["latency_runs"])
+    if runs <= 0:
+        return
+    unique: dict[str, bytes] = {}
+    alias: dict[str, str] = {}
+    for v in variants:
+        same = next((k for k, data in unique.items() if data == v.model), None)
+        if same is None:
+            unique[v.name] = v.model
+        alias[v.name] = same or v.name
+    per_round = min(5, runs)
+    rounds = -(-runs // per_round)
+    batches = tuple(ev["batch_sizes"])
+    with progress("latency (interleaved)", rounds * len(batches)) as advance:
+        result = interleaved(unique, runner.feeds, signature.inputs, batches, ev.get("sequence_length"),
+                             runner.threads, ev["warmup"], rounds, per_round, advance)
+    for v in variants:
+        v.metrics["latency"] = result[alias[v.name]]
 
 
 def run(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFactory | None = None, force: bool = False,
         measure_latency: bool = True, base_ref: str | None = None, reports: bool = True) -> RunResult:
     """Runs ``recipe`` and writes model.onnx, provenance.json, metrics.json, report.md (+ plots)."""
+    from registry.compress.signature import signature_of
     from registry.provenance import provenance_sha256, statement, write_provenance
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InputError(f"output directory {out} exists and is not empty (use --force to replace it)")
-    inputs = load_inputs(recipe)
-    runner = _Runner(recipe, inputs, progress or _no_progress, measure_latency)
+    progress = progress or no_progress
+    with progress("load model and data", None):
+        inputs = load_inputs(recipe)
+    _check_robustness(recipe, inputs)
+    runner = Runner(recipe, inputs, progress)
     baseline, records, variants = runner.run()
+    signature = inputs.signature or signature_of(variants[0].model)
+    if measure_latency:
+        _measure_latency(runner, variants, recipe, signature, progress)
+        baseline = variants[0].metrics
     chosen, target = _choose(variants, baseline, recipe)
     sha = hashlib.sha256(chosen.model).hexdigest()
+    unit = T.drop_unit(recipe.task, bool(recipe.target.get("relative")))
     variant_rows = [{"name": v.name, "size_bytes": v.metrics["size_bytes"],
                      "size_ratio": v.metrics["size_bytes"] / baseline["size_bytes"],
-                     "drop": _drop(baseline, v.metrics, recipe.task, bool(recipe.target.get("relative"))),
-                     **{k: v.metrics[k] for k in ("accuracy", "cosine", "mse") if k in v.metrics},
+                     "drop": T.drop(baseline, v.metrics, recipe.task, bool(recipe.target.get("relative"))),
+                     "drop_unit": unit,
+                     **{k: v.metrics[k] for k in QUALITY_KEYS if k in v.metrics},
                      "latency": v.metrics.get("latency", {})} for v in variants]
-    base_model: dict[str, Any] = {"sha256": inputs.base_sha256, "format": inputs.base_format}
+    base_model: dict[str, Any] = dict(inputs.base)
     if base_ref:
         base_model["ref"] = base_ref
-    if "factory" in recipe.model:
-        base_model["factory"] = recipe.model["factory"]
-    predicate = _clean({
+    for key in ("factory", "kwargs"):
+        if key in recipe.model:
+            base_model[key] = recipe.model[key]
+    out_abs = out.resolve()
+    data_record: dict[str, Any] = {f"{k}_sha256": ds.sha256 for k, ds in inputs.sets.items()}
+    data_record["files"] = {k: {"path": os.path.relpath(Path(ds.path).resolve(), out_abs), "sha256": ds.sha256,
+                                "rows": len(ds), "format": Path(ds.path).suffix.lstrip(".")}
+                            for k, ds in inputs.sets.items()}
+    if inputs.tokenizer:
+        data_record["tokenizer"] = inputs.tokenizer
+    if inputs.calibration is not None and inputs.calibration.sha256 == inputs.evaluation.sha256:
+        data_record["warning"] = "calibration and evaluation are the same file"
+    predicate_core = {
         "base_model": base_model,
-        "recipe": recipe.to_dict(),
+        "recipe": _recorded_recipe(recipe, out),
+        "signature": signature.to_dict(),
         "steps": [r.to_dict() for r in records],
-        "data": {f"{k}_sha256": ds.sha256 for k, ds in (("finetune", inputs.finetune),
-                                                         ("calibration", inputs.calibration),
-                                                         ("evaluation", inputs.evaluation)) if ds is not None},
+        "data": data_record,
         "tools": tool_versions(),
         "seeds": {"recipe": recipe.seed, "torch": recipe.seed, "steps": "recipe seed + step index"},
         "baseline": {k: v for k, v in baseline.items() if k != "latency"},
         "variant": chosen.name,
         "target": target,
         "metrics": chosen.metrics,
-    })
-    doc = statement(sha, "model.onnx", predicate)
-    metrics_doc = _clean({"model_sha256": sha, "variant": chosen.name, "metrics": chosen.metrics, "baseline": baseline,
-                          "target": target, "variants": variant_rows, "steps": [r.to_dict() for r in records]})
+    }
+    metrics_doc = _clean({"task": recipe.task, "model_sha256": sha, "variant": chosen.name,
+                          "metrics": chosen.metrics, "baseline": baseline, "target": target,
+                          "variants": variant_rows, "steps": [r.to_dict() for r in records],
+                          "signature": signature.to_dict()})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         (tmp / "model.onnx").write_bytes(chosen.model)
-        write_provenance(doc, tmp / "provenance.json")
         (tmp / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        report_files: list[dict[str, Any]] = []
         if reports:
             from registry.compress.report import write_report
 
-            write_report(tmp, metrics_doc, runner.histograms, sha)
+            names = write_report(tmp, metrics_doc, runner.histograms, runner.cosines, sha)
+            report_files = [{"path": n, "sha256": _file_sha(tmp / n), "size": (tmp / n).stat().st_size}
+                            for n in names]
+        predicate = _clean({**predicate_core, "report": report_files})
+        doc = statement(sha, "model.onnx", predicate)
+        write_provenance(doc, tmp / "provenance.json")
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~_umask())
         _replace_dir(tmp, out)
@@ -470,7 +250,11 @@ def run(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFactory | None
         raise
     return RunResult(out_dir=out, sha256=sha, size=len(chosen.model), metrics=chosen.metrics, baseline=baseline,
                      steps=records, variants=variant_rows, chosen=chosen.name, target=target,
-                     provenance_sha256=provenance_sha256(doc).hex())
+                     provenance_sha256=provenance_sha256(doc).hex(), task=recipe.task)
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _umask() -> int:

@@ -38,11 +38,18 @@ def _choice(*options: str) -> tuple[type, Check, str]:
     return (str, lambda v: v in options, "one of " + ", ".join(options))
 
 
+def _choice_int(*options: int) -> tuple[type, Check, str]:
+    return (int, lambda v: v in options, "one of " + ", ".join(map(str, options)))
+
+
 _BOOL = (bool, lambda v: True, "true or false")
 _FACTORY = (str, lambda v: ":" in v, "'package.module:factory'")
 _KWARGS = (dict, lambda v: True, "a table")
+_OPT_NUM01 = (float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 _TRAIN = {"epochs": (_int(0, 10_000), 5), "lr": (_num(0, 10, lo_open=True), 1e-3),
-          "batch_size": (_int(1, 1 << 16), 64), "weight_decay": (_num(0, 1), 0.0)}
+          "batch_size": (_int(1, 1 << 16), 64), "weight_decay": (_num(0, 1), 0.0),
+          "noise": (_choice("none", "input", "weight"), "none"), "noise_std": (_num(0, 10), 0.0)}
+QUANT_MODES = ("dynamic", "static", "fp16", "int4", "mixed")
 
 SCHEMAS: dict[str, dict[str, tuple[tuple[type, Check, str], Any]]] = {
     "prune": {"method": (_choice("sparsity", "threshold", "percentile", "std"), "sparsity"),
@@ -50,16 +57,38 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, Check, str], Any]]] = {
               "amount": (_num(0, 1e9), None),
               "iterations": (_int(1, 100), 1), "schedule": (_choice("cubic", "linear"), "cubic"), **_TRAIN},
     "structured_prune": {"ratio": (_num(0, 1, hi_open=True), None), "iterations": (_int(1, 100), 1),
-                         "criterion": (_choice("l1", "l2"), "l1"), **_TRAIN},
-    "distill": {"student": (_FACTORY, None), "student_kwargs": (_KWARGS, {}),
+                         "criterion": (_choice("l1", "l2"), "l1"), "heads": (_BOOL, True), "ffn": (_BOOL, True),
+                         **_TRAIN},
+    "distill": {"student": (_FACTORY, ""), "student_kwargs": (_KWARGS, {}), "layers": (_int(0, 1000), 0),
                 "temperature": (_num(0, 100, lo_open=True), 4.0), "alpha": (_num(0, 1), 0.7),
                 "val_fraction": (_num(0, 0.9, lo_open=True), 0.15), "patience": (_int(1, 1000), 5), **_TRAIN},
     "finetune": dict(_TRAIN),
     "export": {"opset": (_int(13, 21), 17), "atol": (_num(0, 1), 1e-4)},
-    "quantize": {"mode": (_choice("dynamic", "static", "fp16", "mixed"), "static"),
+    "quantize": {"mode": (_choice(*QUANT_MODES), "static"),
                  "calibration": (_choice("minmax", "entropy", "percentile"), "minmax"),
-                 "per_channel": (_BOOL, True), "max_drop": (_num(0, 100), 1.0), "relative": (_BOOL, False)},
+                 "per_channel": (_BOOL, True),
+                 "keep_io_types": (_BOOL, True),
+                 "block_size": (_choice_int(16, 32, 64, 128, 256), 32),
+                 "symmetric": (_BOOL, False),
+                 "method": (_choice("rtn", "hqq", "gptq"), "rtn"),
+                 "embeddings": (_BOOL, True),
+                 "accuracy_level": (_choice_int(0, 1, 2, 3, 4), 4),
+                 "base": (_choice("dynamic", "static", "int4"), "dynamic"),
+                 "fallback": (_choice("fp32", "int8-block"), "int8-block"),
+                 "max_drop": (_num(0, 100), None), "relative": (_BOOL, False),
+                 "min_cosine": (_num(-1, 1), None), "min_cosine_min": (_num(-1, 1), None),
+                 "rank_samples": (_int(1, 100_000), 32)},
 }
+# which quantize parameters each mode reads (the others are refused if given, and not recorded)
+QUANT_PARAMS = {
+    "dynamic": ("per_channel",),
+    "static": ("calibration", "per_channel"),
+    "fp16": ("keep_io_types",),
+    "int4": ("block_size", "symmetric", "method", "embeddings", "accuracy_level"),
+    "mixed": ("base", "fallback", "calibration", "per_channel", "block_size", "symmetric", "method", "embeddings",
+              "max_drop", "relative", "min_cosine", "min_cosine_min", "rank_samples"),
+}
+_OPTIONAL = {"quantize": ("max_drop", "min_cosine", "min_cosine_min")}
 _AMOUNT_RANGE = {"sparsity": (0.0, 1.0, False), "percentile": (0.0, 100.0, False), "threshold": (0.0, 1e9, False),
                  "std": (0.0, 100.0, False)}
 
@@ -78,15 +107,19 @@ class Recipe:
     steps: list[Step]
     seed: int = 0
     task: str = "classification"
-    model: dict[str, Any] = field(default_factory=dict)     # factory, kwargs, weights | onnx
-    data: dict[str, str] = field(default_factory=dict)      # finetune, calibration, evaluation
-    target: dict[str, Any] = field(default_factory=dict)    # max_drop, relative
-    evaluation: dict[str, Any] = field(default_factory=dict)  # threads, latency_runs, warmup
+    model: dict[str, Any] = field(default_factory=dict)     # factory, kwargs, weights | onnx | hf; tokenizer
+    data: dict[str, Any] = field(default_factory=dict)      # finetune, calibration, evaluation, max_length
+    target: dict[str, Any] = field(default_factory=dict)    # max_drop, relative, min_cosine, min_cosine_min
+    evaluation: dict[str, Any] = field(default_factory=dict)  # threads, latency_runs, warmup, batch_sizes, ...
+    robustness: dict[str, Any] = field(default_factory=dict)  # attack, epsilon, ... (empty: not measured)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "task": self.task, "model": copy.deepcopy(self.model), "data": dict(self.data),
-                "target": dict(self.target), "evaluation": dict(self.evaluation),
-                "steps": [s.to_dict() for s in self.steps]}
+        doc = {"seed": self.seed, "task": self.task, "model": copy.deepcopy(self.model), "data": dict(self.data),
+               "target": dict(self.target), "evaluation": copy.deepcopy(self.evaluation),
+               "steps": [s.to_dict() for s in self.steps]}
+        if self.robustness:
+            doc["robustness"] = dict(self.robustness)
+        return doc
 
 
 def _check_value(where: str, key: str, value: Any, spec: tuple[type, Check, str]) -> Any:
@@ -110,13 +143,26 @@ def parse_step(raw: Any, index: int) -> Step:
     if unknown:
         raise InputError(f"{where}: unknown parameter(s) {', '.join(unknown)}")
     params: dict[str, Any] = {}
+    optional = _OPTIONAL.get(kind, ())
     for key, (spec, default) in schema.items():
         if key in raw:
             params[key] = _check_value(where, key, raw[key], spec)
-        elif default is None:
+        elif default is None and key not in optional:
             raise InputError(f"{where}: missing required parameter {key!r}")
-        else:
+        elif default is not None:
             params[key] = copy.deepcopy(default)
+    if kind == "quantize":
+        used = QUANT_PARAMS[params["mode"]]
+        stray = sorted(k for k in raw if k not in ("type", "mode") and k not in used)
+        if stray:
+            raise InputError(f"{where}: parameter(s) {', '.join(stray)} do not apply to mode {params['mode']!r} "
+                             f"(it reads: {', '.join(used)})")
+        params = {k: v for k, v in params.items() if k == "mode" or k in used}
+        if params["mode"] in ("int4", "mixed") and params.get("method") == "gptq" and not params.get("symmetric"):
+            raise InputError(f"{where}: method 'gptq' needs symmetric = true (onnxruntime's GPTQ packs no zero points)")
+    if kind == "distill" and bool(params["student"]) == bool(params["layers"]):
+        raise InputError(f"{where}: give either student = 'module:factory' or layers = N (a Transformers model keeps "
+                         "N of its layers), not both or neither")
     if kind == "prune":
         lo, hi, _ = _AMOUNT_RANGE[params["method"]]
         if not lo <= params["amount"] <= hi or (params["method"] in ("sparsity", "percentile") and
@@ -151,47 +197,124 @@ def _order(steps: list[Step], onnx_input: bool) -> list[Step]:
     return steps
 
 
+MODEL_KEYS = ("factory", "kwargs", "weights", "onnx", "hf", "tokenizer", "pooling", "output")
+DATA_KEYS = ("finetune", "calibration", "evaluation", "max_length")
+PATH_KEYS = ("weights", "onnx", "hf", "tokenizer", "finetune", "calibration", "evaluation")
+EVALUATION_DEFAULTS: dict[str, Any] = {"threads": 1, "latency_runs": 50, "warmup": 10, "batch_sizes": [1, 64]}
+ROBUSTNESS_DEFAULTS: dict[str, Any] = {"attack": "fgsm", "epsilon": 0.1, "steps": 10, "step_size": 0.0,
+                                       "samples": 0}
+
+
+def _table(raw: dict[str, Any], key: str, known: tuple[str, ...]) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise InputError(f"recipe [{key}] must be a table")
+    bad = sorted(set(value) - set(known))
+    if bad:
+        raise InputError(f"recipe [{key}]: unknown key(s) {', '.join(map(str, bad))} (known: {', '.join(known)})")
+    return dict(value)
+
+
+def _model(raw: dict[str, Any], task: str) -> dict[str, Any]:
+    model = _table(raw, "model", MODEL_KEYS)
+    for key in MODEL_KEYS:
+        if key in model and key != "kwargs" and not isinstance(model[key], str):
+            raise InputError(f"recipe [model]: {key} must be a string")
+    sources = [k for k in ("factory", "onnx", "hf") if k in model]
+    if len(sources) > 1:
+        raise InputError(f"recipe [model]: give one of factory (+ weights), onnx or hf, not {' and '.join(sources)}")
+    if "hf" in model and "tokenizer" not in model:
+        model["tokenizer"] = model["hf"]
+    if "pooling" in model and model["pooling"] not in ("mean", "cls"):
+        raise InputError(f"recipe [model]: pooling = {model['pooling']!r} (must be mean or cls)")
+    if "pooling" in model and task != "embedding":
+        raise InputError("recipe [model]: pooling applies to task embedding only")
+    if "hf" in model and task not in ("embedding", "sequence-classification", "classification"):
+        raise InputError(f"a Hugging Face model (--hf) supports tasks embedding and sequence-classification, not {task}")
+    return model
+
+
+def _evaluation(raw: dict[str, Any]) -> dict[str, Any]:
+    ev = {**EVALUATION_DEFAULTS, **_table(raw, "evaluation", (*EVALUATION_DEFAULTS, "sequence_length"))}
+    where = "recipe [evaluation]"
+    ev["threads"] = _check_value(where, "threads", ev["threads"], _int(1, 256))
+    ev["latency_runs"] = _check_value(where, "latency_runs", ev["latency_runs"], _int(0, 100_000))
+    ev["warmup"] = _check_value(where, "warmup", ev["warmup"], _int(0, 10_000))
+    sizes = ev["batch_sizes"]
+    if (not isinstance(sizes, list) or not sizes or len(sizes) > 8 or
+            any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 4096 for b in sizes)):
+        raise InputError(f"{where}: batch_sizes = {sizes!r} (must be 1 to 8 integers in [1, 4096])")
+    ev["batch_sizes"] = sorted(set(sizes))
+    if "sequence_length" in ev:
+        ev["sequence_length"] = _check_value(where, "sequence_length", ev["sequence_length"], _int(1, 65_536))
+    return ev
+
+
+def _robustness(raw: dict[str, Any]) -> dict[str, Any]:
+    if "robustness" not in raw:
+        return {}
+    rob = {**ROBUSTNESS_DEFAULTS, **_table(raw, "robustness", (*ROBUSTNESS_DEFAULTS, "clip_min", "clip_max"))}
+    where = "recipe [robustness]"
+    rob["attack"] = _check_value(where, "attack", rob["attack"], _choice("fgsm", "pgd"))
+    rob["epsilon"] = _check_value(where, "epsilon", rob["epsilon"], _num(0, 1e6, lo_open=True))
+    rob["steps"] = _check_value(where, "steps", rob["steps"], _int(1, 1000))
+    rob["step_size"] = _check_value(where, "step_size", rob["step_size"], _num(0, 1e6))
+    rob["samples"] = _check_value(where, "samples", rob["samples"], _int(0, 1_000_000))
+    for key in ("clip_min", "clip_max"):
+        if key in rob:
+            rob[key] = _check_value(where, key, rob[key], _num(-1e9, 1e9))
+    if "clip_min" in rob and "clip_max" in rob and rob["clip_min"] >= rob["clip_max"]:
+        raise InputError(f"{where}: clip_min must be below clip_max")
+    return rob
+
+
+def _target(raw: dict[str, Any], task: str) -> dict[str, Any]:
+    from registry.compress import targets
+
+    target = _table(raw, "target", targets.TARGET_KEYS)
+    where = "recipe [target]"
+    if "max_drop" in target:
+        target["max_drop"] = _check_value(where, "max_drop", target["max_drop"], _num(0, 1e6))
+    for key in ("min_cosine", "min_cosine_min"):
+        if key in target:
+            target[key] = _check_value(where, key, target[key], _num(-1, 1))
+    target["relative"] = _check_value(where, "relative", target.get("relative", False), _BOOL)
+    targets.validate(target, task)
+    return target
+
+
 def parse_recipe(raw: dict[str, Any], base_dir: Path | None = None) -> Recipe:
     """Validates a recipe document; relative paths are resolved against ``base_dir``."""
-    known = {"seed", "task", "model", "data", "target", "evaluation", "steps"}
+    known = {"seed", "task", "model", "data", "target", "evaluation", "robustness", "steps"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise InputError(f"recipe: unknown key(s) {', '.join(unknown)}")
     seed = _check_value("recipe", "seed", raw.get("seed", 0), _int(0, 2**32 - 1))
     task = _check_value("recipe", "task", raw.get("task", "classification"), _choice(*TASKS))
-    model = dict(raw.get("model", {}))
-    bad = sorted(set(model) - {"factory", "kwargs", "weights", "onnx"})
-    if bad:
-        raise InputError(f"recipe [model]: unknown key(s) {', '.join(bad)}")
-    data = dict(raw.get("data", {}))
-    bad = sorted(set(data) - {"finetune", "calibration", "evaluation"})
-    if bad:
-        raise InputError(f"recipe [data]: unknown key(s) {', '.join(bad)}")
-    target = dict(raw.get("target", {}))
-    bad = sorted(set(target) - {"max_drop", "relative"})
-    if bad:
-        raise InputError(f"recipe [target]: unknown key(s) {', '.join(bad)}")
-    if "max_drop" in target:
-        target["max_drop"] = _check_value("recipe [target]", "max_drop", target["max_drop"], _num(0, 100))
-    target.setdefault("relative", False)
-    evaluation = {"threads": 1, "latency_runs": 50, "warmup": 10, **dict(raw.get("evaluation", {}))}
-    bad = sorted(set(evaluation) - {"threads", "latency_runs", "warmup"})
-    if bad:
-        raise InputError(f"recipe [evaluation]: unknown key(s) {', '.join(bad)}")
-    evaluation["threads"] = _check_value("recipe [evaluation]", "threads", evaluation["threads"], _int(1, 256))
-    evaluation["latency_runs"] = _check_value("recipe [evaluation]", "latency_runs", evaluation["latency_runs"],
-                                              _int(0, 100_000))
-    evaluation["warmup"] = _check_value("recipe [evaluation]", "warmup", evaluation["warmup"], _int(0, 10_000))
+    model = _model(raw, task)
+    data = _table(raw, "data", DATA_KEYS)
+    for key in ("finetune", "calibration", "evaluation"):
+        if key in data and not isinstance(data[key], str):
+            raise InputError(f"recipe [data]: {key} must be a path")
+    if "max_length" in data:
+        data["max_length"] = _check_value("recipe [data]", "max_length", data["max_length"], _int(2, 65_536))
+    target = _target(raw, task)
+    evaluation = _evaluation(raw)
+    robustness = _robustness(raw)
     if base_dir is not None:
         for table in (model, data):
-            for key in ("weights", "onnx", "finetune", "calibration", "evaluation"):
+            for key in PATH_KEYS:
                 if isinstance(table.get(key), str):
                     table[key] = str((base_dir / table[key]).resolve())
     raw_steps = raw.get("steps", [])
     if not isinstance(raw_steps, list):
         raise InputError("recipe: steps must be an array of tables ([[steps]])")
     steps = _order([parse_step(s, i) for i, s in enumerate(raw_steps)], onnx_input="onnx" in model)
-    return Recipe(steps=steps, seed=seed, task=task, model=model, data=data, target=target, evaluation=evaluation)
+    if any(s.type == "distill" and s.params.get("layers") for s in steps) and "hf" not in model:
+        raise InputError("distill with layers = N needs a Transformers model (--hf DIR); give student = "
+                         "'module:factory' for other models")
+    return Recipe(steps=steps, seed=seed, task=task, model=model, data=data, target=target, evaluation=evaluation,
+                  robustness=robustness)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -43,6 +43,7 @@ def reproduce(provenance: str | Path, *, weights: str | None = None, onnx: str |
     if not isinstance(raw, dict):
         raise ProvenanceError("provenance has no recipe to re-run")
     raw = dict(raw)
+    raw.pop("paths_relative_to", None)
     raw["model"] = dict(raw.get("model", {}))
     raw["data"] = dict(raw.get("data", {}))
     if weights:
@@ -51,12 +52,24 @@ def reproduce(provenance: str | Path, *, weights: str | None = None, onnx: str |
         raw["model"]["onnx"] = str(Path(onnx).resolve())
     if data_dir:
         for key, value in raw["data"].items():
-            raw["data"][key] = str((Path(data_dir) / Path(value).name).resolve())
-    # the implicit export step is recorded explicitly, so re-parsing gives the same step list
-    recipe = parse_recipe(raw)
-    _check_digest(recipe.model.get("weights") or recipe.model.get("onnx"), pred.get("base_model", {}).get("sha256"),
-                  "base model")
+            if isinstance(value, str):
+                raw["data"][key] = str((Path(data_dir) / Path(value).name).resolve())
+    # recorded paths are relative to the directory holding the provenance (the run's output directory)
+    recipe = parse_recipe(raw, Path(provenance).resolve().parent)
+    base = pred.get("base_model", {})
+    if "hf" in recipe.model:
+        from registry.compress.hf import files_digest, model_files
+
+        p = Path(recipe.model["hf"])
+        if not p.is_dir():
+            raise InputError(f"base model {p} (recorded in the provenance) does not exist; pass its location")
+        if base.get("sha256") and files_digest(model_files(p)) != base["sha256"]:
+            raise InputError(f"base model {p} is not the model the provenance records (file digests differ)")
+    else:
+        _check_digest(recipe.model.get("weights") or recipe.model.get("onnx"), base.get("sha256"), "base model")
     for key, path in recipe.data.items():
+        if key == "max_length":
+            continue
         _check_digest(path, pred.get("data", {}).get(f"{key}_sha256"), f"{key} data")
     scratch = Path(tempfile.mkdtemp(prefix="registry-reproduce-"))
     target = Path(out_dir) if out_dir else scratch / "out"

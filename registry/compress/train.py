@@ -9,17 +9,19 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from registry.compress.data import Dataset
+if TYPE_CHECKING:
+    from registry.compress.data import Dataset
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]
 EpochHook = Callable[[int, int, float], None]
+Feeds = dict[str, np.ndarray]
 
 
 @contextmanager
@@ -44,6 +46,8 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     seed: int = 0
+    noise: str = "none"          # "input": Gaussian noise on float inputs; "weight": on weights, per step
+    noise_std: float = 0.0
 
 
 @dataclass
@@ -55,67 +59,126 @@ class TrainResult:
 
 
 def task_loss(task: str) -> LossFn:
-    if task == "classification":
+    from registry.compress.data import is_classification
+
+    if is_classification(task):
         return lambda out, _x, y: F.cross_entropy(out, y)
     return lambda out, _x, y: F.mse_loss(out, y.reshape(out.shape).to(out.dtype))
 
 
-def tensors(data: Dataset, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(np.ascontiguousarray(data.x))
-    y = torch.from_numpy(np.ascontiguousarray(data.y))
-    y = y.long() if task == "classification" else y.float()
-    return x, y
+def input_names(model: nn.Module) -> list[str]:
+    from registry.compress.export import names_of
+
+    return names_of(model)[0]
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def as_feeds(model: nn.Module, data: "Dataset | Feeds | torch.Tensor | np.ndarray") -> Feeds:
+    """Named numpy inputs for ``model`` from a Dataset, a feed dict or one array."""
+    names = input_names(model)
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, torch.Tensor):
+        return {names[0]: data.numpy()}
+    if isinstance(data, np.ndarray):
+        return {names[0]: data}
+    if len(names) == 1 and len(data.inputs) == 1:
+        return {names[0]: next(iter(data.inputs.values()))}
+    return {n: data.inputs[n] for n in names}
+
+
+def tensors(data: "Dataset", task: str, model: nn.Module | None = None,
+            targets: np.ndarray | None = None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    from registry.compress.data import is_classification
+
+    feeds = as_feeds(model, data) if model is not None else data.inputs
+    names = input_names(model) if model is not None else list(feeds)
+    xs = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names)
+    y_np = targets if targets is not None else data.y
+    y = torch.from_numpy(np.ascontiguousarray(y_np))
+    y = y.long() if is_classification(task) and targets is None else y.float()
+    return xs, y
+
+
+def predict(model: nn.Module, data: "Feeds | torch.Tensor | np.ndarray", batch: int = 256) -> torch.Tensor:
+    feeds = as_feeds(model, data)
+    names = input_names(model)
+    xs = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names]
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+        n = xs[0].shape[0]
+        return torch.cat([model(*[x[i:i + batch] for x in xs]) for i in range(0, n, batch)])
 
 
-def score(model: nn.Module, data: Dataset, task: str) -> float:
+def score(model: nn.Module, data: "Dataset", task: str, targets: np.ndarray | None = None) -> float:
     """Higher is better: accuracy for classification, negative MSE otherwise (early stopping)."""
-    x, y = tensors(data, task)
-    out = predict(model, x)
-    if task == "classification":
+    from registry.compress.data import is_classification
+
+    xs, y = tensors(data, task, model, targets)
+    out = predict(model, {n: x.numpy() for n, x in zip(input_names(model), xs)})
+    if is_classification(task) and targets is None:
         return float((out.argmax(1) == y).float().mean())
     return -float(F.mse_loss(out, y.reshape(out.shape)))
 
 
-def fit(model: nn.Module, data: Dataset, task: str, cfg: TrainConfig, *, loss: LossFn | None = None,
-        after_step: Callable[[], None] | None = None, validation: Dataset | None = None,
-        patience: int | None = None, on_epoch: EpochHook | None = None) -> TrainResult:
+def _noisy_inputs(xs: tuple[torch.Tensor, ...], std: float, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Gaussian noise on float inputs only (token ids and masks stay exact)."""
+    return tuple(x + torch.randn(x.shape, generator=gen, dtype=x.dtype) * std if x.is_floating_point() else x
+                 for x in xs)
+
+
+def fit(model: nn.Module, data: "Dataset", task: str, cfg: TrainConfig, *, loss: LossFn | None = None,
+        after_step: Callable[[], None] | None = None, validation: "Dataset | None" = None,
+        patience: int | None = None, on_epoch: EpochHook | None = None,
+        targets: np.ndarray | None = None, val_targets: np.ndarray | None = None) -> TrainResult:
     """Adam over seeded mini-batches. ``after_step`` re-applies pruning masks after each update;
     with ``validation`` the best epoch's weights are kept and training stops after ``patience``
-    epochs without improvement."""
-    loss_fn = loss or task_loss(task)
-    x, y = tensors(data, task)
+    epochs without improvement. ``targets`` replace ``data.y`` (an embedding model learns its FP32
+    base's outputs). ``cfg.noise`` adds seeded Gaussian noise to float inputs or to the weights
+    (the weights are perturbed for the forward/backward pass and restored before the update)."""
+    loss_fn = loss or task_loss(task if targets is None else "regression")
+    xs, y = tensors(data, task, model, targets)
     result = TrainResult()
     if cfg.epochs <= 0:
         return result
     with deterministic(cfg.seed):
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
+        noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
         best_score, best_state, stale = -float("inf"), None, 0
+        n = xs[0].shape[0]
         for epoch in range(cfg.epochs):
             model.train()
-            order = torch.randperm(x.shape[0], generator=gen)
+            order = torch.randperm(n, generator=gen)
             total = 0.0
-            for i in range(0, x.shape[0], cfg.batch_size):
+            for i in range(0, n, cfg.batch_size):
                 idx = order[i:i + cfg.batch_size]
+                batch = tuple(x[idx] for x in xs)
+                if cfg.noise == "input" and cfg.noise_std > 0:
+                    batch = _noisy_inputs(batch, cfg.noise_std, noise_gen)
+                saved = None
+                if cfg.noise == "weight" and cfg.noise_std > 0:
+                    saved = [p.detach().clone() for p in params]
+                    with torch.no_grad():
+                        for p in params:
+                            p.add_(torch.randn(p.shape, generator=noise_gen, dtype=p.dtype) * cfg.noise_std)
                 opt.zero_grad(set_to_none=True)
-                value = loss_fn(model(x[idx]), x[idx], y[idx])
+                value = loss_fn(model(*batch), batch, y[idx])
                 value.backward()
+                if saved is not None:
+                    with torch.no_grad():
+                        for p, s in zip(params, saved):
+                            p.copy_(s)
                 opt.step()
                 if after_step is not None:
                     after_step()
                 total += float(value.detach()) * idx.shape[0]
-            result.losses.append(total / x.shape[0])
+            result.losses.append(total / n)
             result.epochs_run = epoch + 1
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs, result.losses[-1])
             if validation is not None:
-                current = score(model, validation, task)
+                current = score(model, validation, task, val_targets)
                 result.val_scores.append(current)
                 if current > best_score:
                     best_score, best_state, stale = current, copy.deepcopy(model.state_dict()), 0

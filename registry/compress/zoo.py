@@ -1,8 +1,8 @@
 """Small example models for the 8x8 digits (64 inputs, 10 classes), used by tests, bench and demo.
 
-Plain ``nn.Sequential`` stacks: structured pruning walks a Sequential to find which layer feeds
-which, so these are the shapes it handles (Linear/Conv2d chains with BatchNorm, pooling, Flatten).
-Factories take keyword widths so a distillation student is the same family, only narrower.
+MLP and CNN stacks plus a residual CNN (skip connections couple channels across layers, which
+dependency-aware structured pruning handles). Factories take keyword widths so a distillation
+student is the same family, only narrower.
 """
 
 from __future__ import annotations
@@ -39,3 +39,40 @@ def digits_cnn(channels1: int = 32, channels2: int = 64, hidden: int = 128) -> n
 
 def digits_cnn_small(channels1: int = 8, channels2: int = 16, hidden: int = 32) -> nn.Sequential:
     return digits_cnn(channels1, channels2, hidden)
+
+
+class _Residual(nn.Module):
+    """conv-bn-relu-conv-bn plus the input (identity shortcut), then relu: the channels of the
+    two convs' outputs and the block input are coupled, so pruning must remove them together."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + x)
+
+
+class DigitsResNet(nn.Module):
+    """A small residual CNN (stem, two residual blocks, global pooling, classifier) for 8x8 digits.
+
+    Not a Sequential: its skip connections are what dependency-aware structured pruning is for."""
+
+    def __init__(self, channels: int = 32, blocks: int = 2) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                                  nn.ReLU())
+        self.blocks = nn.Sequential(*[_Residual(channels) for _ in range(blocks)])
+        self.head = nn.Linear(channels, 10)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = self.blocks(self.stem(x.reshape(-1, 1, 8, 8)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def digits_resnet(channels: int = 32, blocks: int = 2) -> DigitsResNet:
+    return DigitsResNet(channels, blocks)

@@ -79,7 +79,7 @@ def build_release(out_dir: str | Path, epochs: int = 40, seed: int = 0, sparsity
         {"type": "export", "opset": 17, "atol": 1e-3},
     ]
     if quantize:
-        steps.append({"type": "quantize", "mode": "dynamic", "max_drop": 1.0})
+        steps.append({"type": "quantize", "mode": "dynamic"})
     recipe = parse_recipe({
         "seed": seed,
         "task": "regression",
