@@ -109,7 +109,7 @@ def test_catalog_model_release_lineage_diff_and_a_live_revocation(deployed, tmp_
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         browser.get(served.url + "/models/acme/digits/1.1.0")
-        assert "quantization broke class 7" in browser.page_source, browser.page_source[:3000]
+        assert wait_for(lambda: "quantization broke class 7" in browser.page_source), browser.page_source[:3000]
         assert "quantization broke class 7" in _text(browser, "#revoked-banner")
         assert _text(browser, "#verification h2 .badge") == "REVOKED"
         _shot(browser, "7-release-revoked")
@@ -126,19 +126,60 @@ def test_catalog_model_release_lineage_diff_and_a_live_revocation(deployed, tmp_
         _shot(browser, "8-catalog-after-revocation")
 
 
-def test_clicking_an_alias_opens_its_release(deployed, tmp_path, browser):  # noqa: F811
-    """PLAN D3: aliases are set on chain by the name's owner (the chain branch adds setAlias)."""
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from registry.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_clicking_an_alias_follows_the_chain_as_it_moves_and_refuses_a_revoked_target(deployed, tmp_path,
+                                                                                    browser):  # noqa: F811
+    """D3: the model page lists aliases; a click lands on the release the chain resolves the alias
+    to, follows a move made with `registry alias set` while the server runs (the rollback path), and
+    once the target is revoked the click ends on a page that says the alias resolves to an error."""
     from selenium.webdriver.common.by import By
 
-    if not hasattr(deployed.client, "set_alias"):
-        pytest.skip("the contract has no setAlias yet (chain area, PLAN D3)")
     data = populate(deployed, tmp_path)
     deployed.client.set_alias("acme/digits", "production", data.base.result.record.id, deployed.publisher)
     index_now(deployed)
     with ServedExplorer(data.explorer()) as served:
         browser.get(served.url + "/models/acme/digits")
         alias = browser.find_element(By.ID, "alias-production")
+        assert "1.0.0" in _text(browser, "#aliases")
         _shot(browser, "9-model-with-alias")
         alias.click()
         assert wait_for(lambda: browser.current_url.endswith("/models/acme/digits/1.0.0"))
         assert _text(browser, "#verification h2 .badge") == "VERIFIED"
+
+        moved = _cli("alias", "set", "acme/digits", "production", "1.1.0")
+        assert moved.returncode == 0, moved.stderr
+        browser.get(served.url + "/models/acme/digits")
+        browser.find_element(By.ID, "alias-production").click()  # the chain answers, not the index
+        assert wait_for(lambda: browser.current_url.endswith("/models/acme/digits/1.1.0"))
+
+        revoked = _cli("revoke", "acme/digits@1.1.0", "--reason", "int8 drift")
+        assert revoked.returncode == 0, revoked.stderr
+        browser.get(served.url + "/models/acme/digits")
+        browser.find_element(By.ID, "alias-production").click()
+        assert wait_for(lambda: "resolves to an error" in browser.page_source)
+        assert browser.current_url.endswith("/models/acme/digits/production")  # no redirect to the revoked bytes
+        assert "int8 drift" in _text(browser, ".error-message")
+        _shot(browser, "10-alias-resolves-to-an-error")
+
+        _click_link(browser, "What it points at, and its history")
+        assert browser.current_url.endswith("/models/acme/digits/@production")
+        assert "RESOLVES TO AN ERROR" in _text(browser, "#alias-answer")
+
+        def history_has_both_moves() -> bool:
+            browser.refresh()
+            rows = browser.find_elements(By.CSS_SELECTOR, "#alias-history tbody tr")
+            return [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows] == ["1.1.0", "1.0.0"]
+
+        assert wait_for(history_has_both_moves), _text(browser, "#alias-history")
+        assert "REVOKED" in _text(browser, "#alias-history tbody tr:first-child")
+        _shot(browser, "11-alias-history")
+
+        _click_link(browser, "acme")  # the crumbs lead to the namespace page
+        assert browser.current_url.endswith("/models/acme")
+        assert deployed.publisher.address[:8] in _text(browser, "#namespace-owner")
+        assert "acme/digits-small" in _text(browser, "#namespace-models")
+        _shot(browser, "12-namespace")

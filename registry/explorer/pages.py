@@ -32,6 +32,18 @@ class Redirect(Exception):
     url: str
 
 
+@dataclass
+class Unresolvable(Exception):
+    """A reference that exists but resolves to an error (an alias whose target was revoked or whose
+    publisher may no longer publish): a 409 page that says why and links to ``page``, never the bytes."""
+
+    message: str
+    page: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _int(params: Mapping[str, str], key: str) -> int | None:
     value = (params.get(key) or "").strip()
     if not value:
@@ -108,52 +120,9 @@ def model_page(ex: "Explorer", name: str) -> dict[str, Any]:
     return data
 
 
-def resolve_label(ex: "Explorer", name: str, label: str) -> str:
-    """``latest`` or an alias -> the version it points at (the page then redirects there).
-
-    The chain answers first (``NAME@latest``, and ``NAME@ALIAS`` once the contract resolves aliases,
-    PLAN D3), so a link never leads somewhere the chain would not; the index answers when the chain
-    is down or cannot resolve that kind of reference."""
-    _valid_name(name)
-    chain = _resolve_on_chain(ex, name, label)
-    if chain is not None:
-        return chain
-    conn = ex.db()
-    if label == "latest":
-        model = queries.model(conn, name)
-        if model is None or model["latest"] is None:
-            raise NotFound(f"{name} has no release that is not revoked")
-        return str(model["latest"])
-    rid = queries.resolve_alias(conn, name, label)
-    if rid is None:
-        raise NotFound(f"{name} has no alias {label!r}")
-    row = queries.release_row(conn, rid)
-    if row is None:
-        raise NotFound(f"{name}@{label} points at a release the index does not know")
-    return str(row["version"])
-
-
-def _resolve_on_chain(ex: "Explorer", name: str, label: str) -> str | None:
-    from registry.release import parse_ref
-
-    try:
-        ref = parse_ref(f"{name}@{label}")
-    except InputError:
-        return None  # a reference kind this client does not parse yet (aliases before PLAN D3)
-    client = ex.client()
-    if client is None:
-        return None
-    try:
-        return client.resolve(ref).version
-    except ChainError as exc:
-        # e.g. an alias whose release was revoked later: it resolves to an error, never to those bytes
-        raise NotFound(f"{name}@{label} does not resolve on chain: {exc}") from exc
-    except RegistryError:
-        return None
-
-
 def is_version_label(label: str) -> bool:
-    """PLAN D3: ``NAME@X`` is a version when X starts with a digit, else ``latest`` or an alias."""
+    """D3: ``NAME@X`` is a version when X starts with a digit, else ``latest`` or an alias
+    (``registry.explorer.labels`` resolves those)."""
     return bool(label) and label[0].isdigit()
 
 

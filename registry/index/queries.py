@@ -263,9 +263,9 @@ def model(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     summary = conn.execute("SELECT * FROM catalog WHERE name_key = ?", (key,)).fetchone()
     if summary is None:
         return None
-    owner, pending = db.owner_of(conn, key)
+    namespace = name.split("/", 1)[0]
+    ns_owner, pending = db.namespace_state(conn, namespace)
     publishers = db.publishers_of(conn, key)
-    ns_owner = db.namespace_owner(conn, name)
     releases = [_release_item(conn, r) for r in conn.execute(_RELEASE_SQL + "WHERE r.name_key = ? "
                                                                "ORDER BY r.block DESC, r.log_index DESC", (key,))]
     attested = {r["id"]: attestations(conn, bytes.fromhex(r["id"][2:])) for r in releases}
@@ -284,16 +284,23 @@ def model(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
         item["attestations"] = attested[item["id"]]
         item["publisher_authorised"] = db.authorised(item["publisher"], publishers, ns_owner)
     by_id = {r["id"]: r for r in releases}
-    aliases = [{"alias": alias, "id": hex0x(rid), "version": by_id.get(hex0x(rid), {}).get("version"),
-                "revoked": by_id.get(hex0x(rid), {}).get("revoked", False)}
-               for alias, rid in db.aliases_of(conn, key).items()]
+    aliases = []
+    for alias, rid in db.aliases_of(conn, key).items():
+        target = by_id.get(hex0x(rid), {})
+        aliases.append({"alias": alias, "id": hex0x(rid), "version": target.get("version"),
+                        "revoked": target.get("revoked", False),
+                        # D3/D4: NAME@ALIAS is an error once its target is revoked or stops counting
+                        "resolves": bool(target) and not target["revoked"] and target["publisher_authorised"]})
     card_release = next((r for r in releases if r["card_sha256"] and not r["revoked"]), None)
     return {
         "name": name,
-        "owner": owner,
+        "namespace": namespace,
+        "owner": ns_owner,
         "pending_owner": pending,
-        "namespace_owner": ns_owner,
-        "publishers": [{"address": a, "current": on} for a, on in sorted(publishers.items())],
+        # Who may publish (D2/D4): the namespace owner always, then every account ever added for the name.
+        "publishers": ([{"address": ns_owner, "current": True, "role": "namespace owner"}] if ns_owner else [])
+        + [{"address": a, "current": on, "role": "publisher"} for a, on in sorted(publishers.items())
+           if a != ns_owner],
         "latest": summary["latest_version"],
         "latest_id": hex0x(summary["latest_id"]),
         "license": summary["license"],
