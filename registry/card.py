@@ -26,8 +26,8 @@ from yaml.composer import Composer
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 from registry.errors import InputError
+from registry.release import MAX_CARD_BYTES  # one limit for publishers, verifiers and readers
 
-MAX_CARD_BYTES = 512 * 1024
 MAX_FRONT_MATTER_BYTES = 64 * 1024
 MAX_DEPTH = 16
 MAX_NODES = 10_000

@@ -149,12 +149,7 @@ def _chain_record(ex: "Explorer", rid: bytes) -> tuple["ReleaseRecord | None", s
 def _record_view(record: "ReleaseRecord") -> dict[str, Any]:
     from registry.chain.views import record_view
 
-    data = record_view(record)
-    card_sha = getattr(record, "card_sha256", None)  # PLAN D1 (ReleaseRecord.card_sha256/card_cid)
-    card_cid = getattr(record, "card_cid", None)
-    data["card_sha256"] = card_sha.hex() if card_sha and any(card_sha) else None
-    data["card_cid"] = queries.cid_text(card_cid) if card_cid else None
-    return data
+    return record_view(record)
 
 
 def release_page(ex: "Explorer", name: str, version: str) -> dict[str, Any]:
@@ -292,20 +287,27 @@ def _flat(value: Any) -> dict[str, Any]:
 
 
 def _card(ex: "Explorer", record: "ReleaseRecord | None", indexed: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The release's signed card (PLAN D1): the index's parsed copy, else read and checked from the store."""
+    """The release's signed card (D1). With the chain's record: the card whose digest the record
+    carries, parsed from the index's facts (keyed by that digest, so never stale) or read from the
+    store and checked against it. Without the chain: the index's copy, as the rest of the page."""
     from registry.card import MAX_CARD_BYTES, CardError, parse_card
     from registry.index.content import read_checked
 
-    if indexed and indexed.get("card") and indexed["card"].get("status") == "ok":
-        return {"status": "ok", **indexed["card"]["card"]}
-    sha = getattr(record, "card_sha256", None) if record else None
-    cid = getattr(record, "card_cid", None) if record else None
-    if not sha or not any(sha) or not cid:
-        if indexed and indexed.get("card"):
-            return {"status": indexed["card"]["status"], "error": indexed["card"].get("error")}
+    if record is None:
+        card = indexed.get("card") if indexed else None
+        if not card:
+            return None
+        if card.get("status") == "ok":
+            return {"status": "ok", **card["card"]}
+        return {"status": card["status"], "error": card.get("error")}
+    if not record.has_card:
         return None
+    known = queries.card(ex.db(), record.card_sha256)
+    if known and known["status"] == "ok":
+        return {"status": "ok", **known["card"]}
     try:
-        return {"status": "ok", **parse_card(read_checked(ex.store, cid, sha, MAX_CARD_BYTES)).to_json()}
+        return {"status": "ok", **parse_card(read_checked(ex.store, record.card_cid, record.card_sha256,
+                                                          MAX_CARD_BYTES)).to_json()}
     except CardError as exc:
         return {"status": "malformed", "error": str(exc)}
     except RegistryError as exc:
