@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from registry.index import queries
+from registry.index.lineage import lineage
 from registry.index.queries import CatalogQuery
 from tests._verify_fixtures import publish_tiny
 
@@ -67,7 +68,7 @@ def test_index_knows_names_releases_revocations_attestations_and_children(deploy
     revoked = queries.release(conn, "acme/base", "1.0.0")
     assert revoked["revoked"] and revoked["revocation"]["by"] == deployed.publisher.address
     assert queries.release(conn, "acme/base", "9.9.9") is None
-    assert c.result.record.id.hex() in queries.lineage(conn, a.result.record.id).to_json().__repr__()
+    assert c.result.record.id.hex() in lineage(conn, a.result.record.id).to_json().__repr__()
 
 
 def test_index_reads_ops_and_task_from_the_store(deployed, tmp_path):

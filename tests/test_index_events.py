@@ -13,6 +13,7 @@ from eth_utils import keccak
 
 from registry.errors import ChainError
 from registry.index import db, queries
+from registry.index.lineage import lineage
 from registry.index.events import FOLLOWED, Event, decode_log, signature, specs
 from registry.release import name_key, release_id
 
@@ -151,7 +152,7 @@ def test_base_model_links_from_cards_join_the_lineage(conn):
     conn.execute("UPDATE releases SET card_sha256 = ? WHERE id = ?", (card_sha, release_id("acme/int8", "1.0.0")))
     conn.execute("INSERT INTO card_facts (card_sha256, status, base_model, base_model_relation, checked_at) "
                  "VALUES (?, 'ok', ?, 'quantized', 0)", (card_sha, json.dumps(["acme/base@1.0.0", "hf/bert"])))
-    graph = queries.lineage(conn, release_id("acme/int8", "1.0.0")).to_json()
+    graph = lineage(conn, release_id("acme/int8", "1.0.0")).to_json()
     refs = {n["ref"]: n for n in graph["nodes"]}
     assert set(refs) == {"acme/int8@1.0.0", "acme/base@1.0.0", "hf/bert"} and refs["hf/bert"]["external"]
     kinds = {(e["kind"], e.get("relation")) for e in graph["edges"]}

@@ -343,7 +343,9 @@ def lineage_page(ex: "Explorer", name: str, version: str) -> dict[str, Any]:
     _valid_name(name)
     if not is_valid_version(version):
         raise NotFound(f"no release {name}@{version}")
-    graph = queries.lineage(ex.db(), release_id(name, version))
+    from registry.index.lineage import lineage
+
+    graph = lineage(ex.db(), release_id(name, version))
     if graph is None:
         raise NotFound(f"no release {name}@{version} in the index")
     data = graph.to_json()
