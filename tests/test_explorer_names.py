@@ -32,7 +32,7 @@ def test_an_alias_whose_target_was_revoked_is_an_error_never_the_release(web, re
     d.client.revoke(registry_data.child.result.record.id, "int8 drift", d.publisher)
     page = web.get("/models/acme/digits/production", follow_redirects=False)
     assert page.status_code == 409 and "location" not in page.headers
-    assert "resolves to an error" in page.text and "int8 drift" in page.text
+    assert "Resolves to an error" in page.text and "int8 drift" in page.text
     assert 'href="/models/acme/digits/@production"' in page.text
     api = web.get("/api/models/acme/digits/production", follow_redirects=False)
     assert api.status_code == 409 and "int8 drift" in api.json()["error"]

@@ -86,7 +86,8 @@ def resolve_label(ex: "Explorer", name: str, label: str) -> str:
     if answer.state == "unknown":
         raise NotFound(f"{name}@{label} does not resolve on chain: {answer.message}")
     if answer.state == "refused":
-        raise Unresolvable(f"{name}@{label} resolves to an error, not to a release: {answer.message}", page)
+        raise Unresolvable(f"{answer.message}. Verify, pull and oracle nodes refuse {name}@{label} too, until its "
+                           "owner points it at a release that counts.", page)
     return _from_index(ex, name, ref, page)
 
 
