@@ -56,9 +56,10 @@ def index(
     profile: Optional[str] = ProfileOpt,
     json_output: bool = JsonOpt,
 ) -> None:
-    """Follow ModelRegistry's events into an SQLite index in the data dir (names, releases, revocations,
-    attestations, aliases, children), past the profile's confirmation depth, undoing reorgs. The index
-    serves lists, search and lineage to `registry serve`; it is never trusted for a verdict."""
+    """Follow ModelRegistry's events into an SQLite index in the data dir (namespaces and their owners,
+    names, publishers, releases with their cards, revocations, attestations, aliases and their moves,
+    children), past the profile's confirmation depth, undoing reorgs. The index serves lists, search
+    and lineage to `registry serve`; it is never trusted for a verdict."""
     from registry.cli._render import progress, wants_progress
     from registry.config import load_settings
     from registry.index import update_index
