@@ -13,8 +13,8 @@ On a throw-away anvil with a fresh ModelRegistry:
              every view): p50 < 100 ms.
   first      the first view of a release with a 100 MiB artifact (a full verification from the
              store) vs `registry verify REF` of the same release from a fresh CLI: <= 1.5x.
-  gas        setAlias and the extra gas of a card digest in publish, when the contract has them
-             (PLAN D1/D3, from the chain area); otherwise reported as waiting.
+  gas        setAlias (a new alias and a move, the rollback path) and the extra gas a card's digest
+             and CID add to a publish, measured by bench/gas.py's code on this anvil.
 
 Usage: ``python bench/explorer.py [--releases 10000 --names 500 --artifact-mib 100 --clients 20]``
 (``--quick`` runs a small version that proves the script works). Writes ``bench/out/explorer.json``.
@@ -116,6 +116,8 @@ class Bench:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         self.env.update(REGISTRY_HOME=str(self.home), REGISTRY_RPC_URL=self.rpc_url, REGISTRY_CHAIN_ID="31337",
                         REGISTRY_CONTRACT=self.contract_address,
+                        # anvil mines on demand: a remote profile's default depth would hide the newest blocks
+                        REGISTRY_CONFIRMATIONS="0",
                         REGISTRY_PRIVATE_KEY="0x" + bytes(self.publisher.key).hex())
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("REGISTRY_")})
         from registry.chain.client import RegistryClient
@@ -177,6 +179,8 @@ class Bench:
         args = self.args
         pinned = self.pin_artifacts()
         names = [f"bench{i % 10}/model-{i:03d}" for i in range(args.names)]
+        for namespace in sorted({n.split("/")[0] for n in names}):  # publishing needs a claimed namespace (D2)
+            self.client.claim_namespace(namespace, self.publisher)
         counts = {n: 0 for n in names}
         last: dict[str, bytes] = {}
         self.rpc("evm_setAutomine", [False])
@@ -250,12 +254,15 @@ class Bench:
               flush=True)
 
         # 100 new blocks, one release each, then an incremental catch-up
+        self.rpc("evm_setAutomine", [False])  # automine may pack concurrent transactions into one block
         for i in range(100):
             name = self.names[i]
             version = f"2.{i}.0"
             art, prov = self.pinned[i % len(self.pinned)]
-            # automine: one block each; no parent (the newest release of a name may have been revoked)
+            # no parent (the newest release of a name may have been revoked)
             self.publish_calls([(name, version, art, prov, b"\0" * 32)])
+            self.rpc("evm_mine")
+        self.rpc("evm_setAutomine", [True])
         deadline = time.monotonic() + 60
         while self.client.block_number < head + 100 and time.monotonic() < deadline:
             time.sleep(0.05)  # automine answers before the block is sealed under load
@@ -457,51 +464,17 @@ class Bench:
               f"(x{ratio:.2f}, target <= 1.5: {'met' if ratio <= 1.5 else 'MISSED'})", flush=True)
 
     def measure_gas(self) -> None:
-        fns = {f["name"] for f in self.client.contract.abi if f.get("type") == "function"}
-        release_inputs = next(f for f in self.client.contract.abi if f.get("name") == "publish")["inputs"][0]
-        has_card = any(c["name"] == "cardSha256" for c in release_inputs.get("components", []))
-        out: dict[str, Any] = {}
-        if "setAlias" in fns and hasattr(self.client, "set_alias"):
-            from registry.release import release_id
+        """setAlias (new and moved) and the extra gas a card's digest and CID add to a publish, measured
+        by bench/gas.py's own code (a fresh ModelRegistry on this anvil), so both reports agree."""
+        from bench.gas import measure_registry
 
-            rid = release_id(self.names[2], "1.0.0")
-            owner = self.publisher
-            tx = self.client.set_alias(self.names[2], "production", rid, owner)
-            out["setAlias"] = tx.gas_used
-            tx = self.client.set_alias(self.names[2], "production", release_id(self.names[2], "1.1.0"), owner)
-            out["setAlias_repoint"] = tx.gas_used
-        else:
-            out["setAlias"] = "waits for the chain area's contract (PLAN D3)"
-        if not has_card:
-            out["card_digest_extra"] = "waits for the chain area's contract (PLAN D1)"
-        else:
-            out["card_digest_extra"] = self._card_gas()
+        _, figures, _ = measure_registry(self.w3)
+        out = {key: figures[key] for key in ("set_alias_new", "set_alias_move", "publish_full",
+                                             "publish_full_with_card", "card_extra")}
         self.results["gas"] = out
-        print(f"gas: setAlias {out['setAlias']}; card digest extra {out['card_digest_extra']}", flush=True)
-
-    def _card_gas(self) -> Any:
-        """Gas of two otherwise identical publishes, without and with a card (fresh names, same shape)."""
-        import dataclasses
-
-        from registry.content.cids import cid_bytes_v1
-        from registry.release import Release
-
-        art, prov = self.pinned[0]
-        card = hashlib.sha256(b"card").digest()
-        gas = []
-        for index, with_card in enumerate((False, True)):
-            extra = {"card_sha256": card, "card_cid": bytes([1, 0x55, 0x12, 0x20]) + card} if with_card else {}
-            release = Release(name="bench9/card-gas", version=f"9.{index}.0", artifact_sha256=art.sha256,
-                              artifact_cid=cid_bytes_v1(art.cid), artifact_size=art.size,
-                              provenance_sha256=prov.sha256, provenance_cid=cid_bytes_v1(prov.cid), **extra)
-            prepared = dataclasses.replace(release, nonce=self.client.next_nonce(self.publisher.address),
-                                           deadline=2**40)
-            signature = self.client.sign(prepared, self.publisher)
-            before = self.client.block_number
-            self.client.publish(prepared, signature, self.publisher.address, self.publisher)
-            receipt_block = self.w3.eth.get_block(before + 1, full_transactions=True)
-            gas.append(int(self.w3.eth.get_transaction_receipt(receipt_block["transactions"][-1]["hash"])["gasUsed"]))
-        return {"without_card": gas[0], "with_card": gas[1], "extra": gas[1] - gas[0]}
+        print(f"gas: setAlias new {out['set_alias_new']:,}, move {out['set_alias_move']:,}; card digest + CID add "
+              f"{out['card_extra']:,} to a publish ({out['publish_full']:,} -> {out['publish_full_with_card']:,}; "
+              "bench/gas.py's measurement)", flush=True)
 
     def close(self) -> None:
         if self.anvil is not None:
@@ -545,10 +518,14 @@ def main() -> None:
     r = bench.results
     (OUT / "explorer.json").write_text(json.dumps(r, indent=2) + "\n")
     misses = [k for k in ("catch_up", "search", "release_page", "first_verification") if not r.get(k, {}).get("met")]
+    gas = r["gas"]
     print(f"summary: index {r['index']['releases']} releases in {r['index']['seconds']} s "
-          f"({r['index']['sqlite_bytes'] / 2**20:.1f} MiB); catch-up 100 blocks {r['catch_up']['seconds']} s; "
+          f"({r['index']['sqlite_bytes'] / 2**20:.1f} MiB); catch-up {r['catch_up']['blocks']} blocks "
+          f"({r['catch_up']['releases']} releases) {r['catch_up']['seconds']} s; "
           f"search p50/p99 {r['search']['p50_ms']}/{r['search']['p99_ms']} ms; release page p50 "
-          f"{r['release_page']['p50_ms']} ms; first 100 MiB verification x{r['first_verification']['ratio']} of the CLI; "
+          f"{r['release_page']['p50_ms']} ms; first {r['first_verification']['artifact_bytes'] / 2**20:.0f} MiB "
+          f"verification x{r['first_verification']['ratio']} of the CLI; setAlias new/move "
+          f"{gas['set_alias_new'] / 1000:.1f}k/{gas['set_alias_move'] / 1000:.1f}k gas, card +{gas['card_extra'] / 1000:.1f}k; "
           + ("all targets met" if not misses else "MISSED: " + ", ".join(misses)), flush=True)
 
 

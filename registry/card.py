@@ -26,8 +26,8 @@ from yaml.composer import Composer
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 from registry.errors import InputError
+from registry.release import MAX_CARD_BYTES  # one limit for publishers, verifiers and readers
 
-MAX_CARD_BYTES = 512 * 1024
 MAX_FRONT_MATTER_BYTES = 64 * 1024
 MAX_DEPTH = 16
 MAX_NODES = 10_000
@@ -461,3 +461,40 @@ def _kv(value: Any) -> str:
 def _cell(value: Any) -> str:
     """Text safe inside a Markdown table cell and on one line."""
     return str(value).replace("\n", " ").replace("|", "\\|").replace("`", "'")
+
+
+def write_draft(out: str | Path, text: str, force: bool = False) -> ModelCard:
+    """Writes a drafted card atomically, after parsing it with the limits every reader applies (a
+    draft must be publishable as written). An existing file is an edited card: refused unless ``force``."""
+    from registry.fsutil import atomic_write
+
+    target = Path(out)
+    if target.exists() and not force:
+        raise InputError(f"{target} exists (use --force to overwrite it)")
+    parsed = parse_card(text)
+    atomic_write(target, text.encode("utf-8"))
+    return parsed
+
+
+def draft_for_release(out: str | Path, artifact: str | Path, name: str, version: str,
+                      provenance: str | Path | None = None) -> ModelCard:
+    """``registry publish --card PATH`` when PATH does not exist yet: a draft of the card for
+    ``name@version`` from the provenance that publish would anchor (the given statement, or the minimal
+    one publish generates without it), written to PATH for the publisher to edit before publishing."""
+    import hashlib
+
+    from registry.provenance import load_provenance, statement
+
+    if provenance is not None:
+        doc = load_provenance(provenance)
+    else:
+        model = Path(artifact)
+        if not model.is_file():
+            raise InputError(f"cannot read {model}: not a file")
+        digest = hashlib.sha256()
+        with model.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        doc = statement(digest.hexdigest(), model.name, {"note": "published without a compression record"})
+    return write_draft(out, draft_card(doc, name=name, version=version))
+

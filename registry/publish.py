@@ -198,16 +198,16 @@ def publish_model(
 
 
 def _card_bytes(card: Any) -> bytes:
-    """The card's bytes, at most MAX_CARD_BYTES, from a regular file or given directly."""
-    from registry.release import MAX_CARD_BYTES
-    from registry.verify.card_check import read_card
+    """The card's exact bytes (a regular file of at most MAX_CARD_BYTES, or given directly), parsed
+    with the limits every reader applies (``registry.card``): a card the explorer or a verifier would
+    refuse is never anchored."""
+    from registry.card import parse_card, read_card
 
     if isinstance(card, (bytes, bytearray)):
-        if len(card) > MAX_CARD_BYTES:
-            raise InputError(f"model card is larger than {MAX_CARD_BYTES} bytes")
         data = bytes(card)
+        parse_card(data)
     else:
-        data = read_card(card)
+        data, _ = read_card(card)
     if not data:
         raise InputError("model card is empty")
     return data

@@ -82,7 +82,11 @@ def test_oversized_empty_or_odd_cards_are_refused_before_any_transaction(deploye
 
     model = tmp_path / "m.onnx"
     model.write_bytes(tiny_onnx(5))
-    for card in (b"x" * (MAX_CARD_BYTES + 1), b"", tmp_path, tmp_path / "missing.md"):
+    # ... and so are cards every reader would refuse (registry.card's limits): an anchor bomb, a
+    # Python tag, a relation without a base model, bytes that are not UTF-8
+    unreadable = (b"---\na: &x [1]\nb: *x\n---\n", b"---\na: !!python/object:os.system x\n---\n",
+                  b"---\nbase_model_relation: quantized\n---\n", b"\xff\xfe# card")
+    for card in (b"x" * (MAX_CARD_BYTES + 1), b"", tmp_path, tmp_path / "missing.md", *unreadable):
         with pytest.raises(InputError):
             publish_model(model, "acme/cards", "1.0.0", signer=deployed.publisher, client=deployed.client, card=card)
     assert deployed.client.release_count("acme/cards") == 0

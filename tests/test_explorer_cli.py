@@ -185,3 +185,58 @@ def test_serve_command_serves_the_catalog(registry_data):  # noqa: F811
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_publish_with_a_missing_card_writes_a_draft_then_publishes_the_edited_card(deployed, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """`registry publish --card CARD.md` before CARD.md exists: the draft is written from the
+    provenance, nothing is signed or sent (exit 3); the publisher edits it and the same command
+    publishes exactly the edited bytes, which the index and the explorer then show."""
+    import hashlib
+
+    from registry.card import parse_card
+    from registry.provenance import statement, write_provenance
+    from tests._verify_fixtures import tiny_onnx
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(tiny_onnx(40))
+    prov = tmp_path / "provenance.json"
+    write_provenance(statement(hashlib.sha256(model.read_bytes()).hexdigest(), "model.onnx", {
+        "base_model": {"sha256": "cd" * 32, "ref": "acme/digits@1.0.0"},
+        "recipe": {"task": "classification"},
+        "steps": [{"name": "quantize", "params": {"mode": "static"}, "metrics_before": {"accuracy": 0.97},
+                   "metrics_after": {"accuracy": 0.962}}],
+        "metrics": {"accuracy": 0.962}}), prov)
+    card = tmp_path / "CARD.md"
+    args = ["publish", str(model), "--name", "acme/digits-int8", "--version", "1.0.0", "--provenance", str(prov),
+            "--card", str(card)]
+    code, _, err = run(args, capsys, monkeypatch)
+    assert code == 3 and "nothing published" in err and "edit it" in err
+    assert deployed.client.release_count("acme/digits-int8") == 0
+    assert deployed.client.namespace_owner("acme") == (None, None)  # not even the namespace claim ran
+    drafted = parse_card(card.read_bytes())
+    assert drafted.base_model == ("acme/digits@1.0.0",) and drafted.base_model_relation == "quantized"
+    assert "| 1 | quantize | mode=static | accuracy=0.97 | accuracy=0.962 |" in drafted.body
+    assert drafted.title == "acme/digits-int8 1.0.0"
+
+    edited = card.read_text().replace("license: other", "license: apache-2.0")
+    card.write_text(edited)
+    code, out, err = run([*args, "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    published = json.loads(out)
+    assert published["card_sha256"] == hashlib.sha256(edited.encode()).hexdigest()
+
+    code, out, err = run(["index", "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["content"]["cards"] == 1
+    from registry.config import load_settings
+    from registry.index import connect, index_path, queries
+
+    conn = connect(index_path(load_settings()))
+    model_page = queries.model(conn, "acme/digits-int8")
+    assert model_page["license"] == "apache-2.0" and model_page["card"]["card"]["base_model_relation"] == "quantized"
+
+    # without --provenance the draft comes from the minimal statement publish would anchor
+    other = tmp_path / "OTHER.md"
+    code, _, err = run(["publish", str(model), "--name", "acme/plain", "--version", "1.0.0", "--card", str(other)],
+                       capsys, monkeypatch)
+    assert code == 3 and "no --provenance" in err and parse_card(other.read_bytes()).base_model == ()

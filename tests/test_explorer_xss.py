@@ -124,34 +124,32 @@ def test_the_json_api_carries_the_text_verbatim(client):
 
 
 def test_hostile_card_fields_are_text(hostile, client, tmp_path):
-    """A card as PLAN D1 will deliver it (digest and CID from ReleasePublished): here placed into the
-    index by hand, since the contract does not carry cards yet; the rendering path is the same."""
-    from registry.config import load_settings
-    from registry.content.cids import cid_bytes_v1
-    from registry.content.stores import open_store
-    from registry.index import connect, index_path
-    from registry.index.content import enrich
-    from registry.release import release_id
-
+    """A card published for real (`registry publish --card`): pinned, its digest signed and carried in
+    ReleasePublished, read back by the index from the store. Every field and the body hold the payload."""
     import yaml
 
     front = yaml.safe_dump({"license": PAYLOAD, "tags": [PAYLOAD], "base_model": PAYLOAD,
-                            "base_model_relation": "quantized", "pipeline_tag": PAYLOAD})
+                            "base_model_relation": "quantized", "pipeline_tag": PAYLOAD, "datasets": [PAYLOAD],
+                            "model-index": [{"name": PAYLOAD, "results": [{"task": {"type": PAYLOAD},
+                                             "dataset": {"name": PAYLOAD},
+                                             "metrics": [{"type": PAYLOAD, "value": PAYLOAD}]}]}]})
     card = (f"---\n{front}---\n# {PAYLOAD}\n\n{PAYLOAD}\n\n[click](javascript:alert(3))\n\n"
             f"![x](https://tracker.example/p.png)\n\n<iframe src=x></iframe>\n").encode()
-    stored = open_store(load_settings()).put_bytes(card)
-    conn = connect(index_path(load_settings()))
-    conn.execute("UPDATE releases SET card_sha256 = ?, card_cid = ? WHERE id = ?",
-                 (stored.sha256, cid_bytes_v1(stored.cid), release_id("evil/model", "1.1.0")))
-    enrich(conn, open_store(load_settings()))
-    from registry.index import db
-
-    db.refresh_catalog(conn)
-    for url in ("/models/evil/model", "/models/evil/model/1.1.0", "/", "/models/evil/model/1.1.0/lineage"):
+    pub = publish_tiny(hostile, tmp_path, "evil/carded", "1.0.0", seed=9, card=card)
+    assert pub.result.record.has_card
+    index_now(hostile)
+    for url in ("/models/evil/carded", "/models/evil/carded/1.0.0", "/", "/models/evil/carded/1.0.0/lineage",
+                "/models/evil", "/?q=" + PAYLOAD):
         html = client.get(url).text
         _assert_text_only(html, url)
         assert "<iframe" not in html and 'href="javascript:' not in html, url
         assert 'src="https://tracker.example' not in html, url
-    assert client.get("/api/models/evil/model/1.1.0").json()["card"]["status"] == "ok"
-    page = client.get("/models/evil/model/1.1.0").text
-    assert page.count(ESCAPED) >= 5  # title, body, license, tags, base model, task
+    api = client.get("/api/models/evil/carded/1.0.0").json()
+    assert api["card"]["status"] == "ok" and api["card"]["license"] == PAYLOAD
+    assert api["verification"]["state"] == "verified"  # the card is part of check 7, and it matches
+    page = client.get("/models/evil/carded/1.0.0").text
+    assert page.count(ESCAPED) >= 6  # title, body, license, tags, base model, task, metric...
+    assert ESCAPED in client.get("/models/evil/carded").text
+    lineage = client.get("/models/evil/carded/1.0.0/lineage.svg").text  # the card's base_model is a node
+    _assert_text_only(lineage, "lineage svg")
+    assert "&lt;script&gt;" in lineage

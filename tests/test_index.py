@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from registry.index import queries
+from registry.index.lineage import lineage
 from registry.index.queries import CatalogQuery
 from tests._verify_fixtures import publish_tiny
 
@@ -52,8 +53,9 @@ def test_index_knows_names_releases_revocations_attestations_and_children(deploy
     model = queries.model(conn, "acme/base")
     assert [r["version"] for r in model["releases"]] == ["1.1.0", "1.0.0"]
     assert model["revocations"][0]["version"] == "1.0.0" and model["revocations"][0]["reason"] == "bad calibration"
-    current = {p["address"]: p["current"] for p in model["publishers"]}
-    assert current == {deployed.publisher.address: True, deployed.accounts[5].address: True}
+    current = {p["address"]: (p["role"], p["current"]) for p in model["publishers"]}
+    assert current == {deployed.publisher.address: ("namespace owner", True),
+                       deployed.accounts[5].address: ("publisher", True)}
 
     release = queries.release(conn, "acme/base", "1.1.0")
     assert release["parent_ref"] == "acme/base@1.0.0"
@@ -66,7 +68,7 @@ def test_index_knows_names_releases_revocations_attestations_and_children(deploy
     revoked = queries.release(conn, "acme/base", "1.0.0")
     assert revoked["revoked"] and revoked["revocation"]["by"] == deployed.publisher.address
     assert queries.release(conn, "acme/base", "9.9.9") is None
-    assert c.result.record.id.hex() in queries.lineage(conn, a.result.record.id).to_json().__repr__()
+    assert c.result.record.id.hex() in lineage(conn, a.result.record.id).to_json().__repr__()
 
 
 def test_index_reads_ops_and_task_from_the_store(deployed, tmp_path):
@@ -229,13 +231,22 @@ def test_a_corrupt_index_file_is_a_clear_error(registry_home, bad):
         connect(path)
 
 
-def test_an_index_of_an_older_schema_rebuilds_its_derived_catalog(deployed, tmp_path):
+def test_an_index_of_an_older_schema_is_read_again_from_the_chain(deployed, tmp_path):
+    """Schema 2 followed the planned per-name ownership events; its rows are a cache, so an upgrade
+    forgets them and the next sync reads everything back (content facts, keyed by digest, stay)."""
     publish_tiny(deployed, tmp_path, "acme/old", "1.0.0")
     _update(deployed)
     conn = _conn()
-    conn.execute("DROP TABLE catalog")
-    conn.execute("CREATE TABLE catalog (name_key BLOB PRIMARY KEY, name TEXT NOT NULL)")  # a v1-era shape
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute("CREATE TABLE name_events (block INTEGER, log_index INTEGER, name_key BLOB, name TEXT, kind TEXT, "
+                 "account TEXT)")
+    conn.execute("PRAGMA user_version = 2")
     conn.close()
+    conn = _conn()
+    assert queries.catalog(conn, CatalogQuery())["total"] == 0 and queries.status(conn)["cursor"] is None
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'name_events'").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM artifact_facts").fetchone()[0] == 1
+    update = _update(deployed)
+    assert update.sync.releases == 1 and update.content.artifacts == 0  # facts were kept
     listing = queries.catalog(_conn(), CatalogQuery())
     assert [m["name"] for m in listing["models"]] == ["acme/old"] and listing["models"][0]["latest"] == "1.0.0"
+    assert listing["models"][0]["owner"] == deployed.publisher.address

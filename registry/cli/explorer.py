@@ -56,9 +56,10 @@ def index(
     profile: Optional[str] = ProfileOpt,
     json_output: bool = JsonOpt,
 ) -> None:
-    """Follow ModelRegistry's events into an SQLite index in the data dir (names, releases, revocations,
-    attestations, aliases, children), past the profile's confirmation depth, undoing reorgs. The index
-    serves lists, search and lineage to `registry serve`; it is never trusted for a verdict."""
+    """Follow ModelRegistry's events into an SQLite index in the data dir (namespaces and their owners,
+    names, publishers, releases with their cards, revocations, attestations, aliases and their moves,
+    children), past the profile's confirmation depth, undoing reorgs. The index serves lists, search
+    and lineage to `registry serve`; it is never trusted for a verdict."""
     from registry.cli._render import progress, wants_progress
     from registry.config import load_settings
     from registry.index import update_index
@@ -221,9 +222,8 @@ def card_draft(
 ) -> None:
     """Write a model card draft from a provenance record (steps, metrics before/after, data digests,
     tools), for you to edit and then publish with `registry publish --card CARD.md`."""
-    from registry.card import draft_card, parse_card
+    from registry.card import draft_card, write_draft
     from registry.errors import InputError
-    from registry.fsutil import atomic_write
     from registry.provenance import load_provenance
 
     if out.exists() and not force:
@@ -231,8 +231,7 @@ def card_draft(
     doc = load_provenance(provenance)
     plots = _pin_plots(report, profile) if report is not None else []
     text = draft_card(doc, name=name, version=version, base_model=base_model, license=license, plots=plots)
-    parsed = parse_card(text)  # a draft must parse with the same limits a reader applies
-    atomic_write(out, text.encode("utf-8"))
+    parsed = write_draft(out, text, force=force)
     if json_output:
         print_json({"path": str(out), "plots": plots, "card": parsed.to_json()})
         return

@@ -41,7 +41,10 @@ def publish(
     provenance: Optional[Path] = typer.Option(None, "--provenance", help="Provenance statement (JSON)."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Parent release NAME@VERSION."),
     card: Optional[Path] = typer.Option(None, "--card", help="Model card (Markdown with YAML front matter): "
-                                        "pinned in the store, its SHA-256 and CID signed in the release."),
+                                        "pinned in the store, its SHA-256 and CID signed in the release. If "
+                                        "the file does not exist, a draft is written there from the provenance "
+                                        "(steps, metrics before/after) and nothing is published: edit it, then "
+                                        "run the same command again."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     account: Optional[str] = typer.Option(None, "--account", "-a", help="Keystore address to sign with."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -56,6 +59,8 @@ def publish(
     from registry.gc import quick_sweep
     from registry.interrupted import publish_interrupted
 
+    if card is not None and not card.exists():
+        _draft_card(card, model, name, version, provenance)
     settings = load_settings(profile)
     signer = command_signer(settings, account)
     say = (lambda _m: None) if json_output else (lambda m: console().print(m, markup=False, soft_wrap=True))
@@ -90,6 +95,21 @@ def publish(
     if result.provenance_generated:
         out.print("  [yellow]no --provenance given: anchored a minimal statement without compression steps[/yellow]")
     out.print(f"  manifest  {result.manifest_path}")
+
+
+def _draft_card(card: Path, model: Path, name: str, version: str, provenance: Optional[Path]) -> None:
+    """``publish --card PATH`` with no file at PATH: write the draft there and stop (exit 3) so the
+    publisher edits it before anything is signed; the same command then publishes it."""
+    from registry.card import draft_for_release
+    from registry.errors import InputError
+    from registry.release import validate_name, validate_version
+
+    validate_name(name)
+    validate_version(version)
+    draft_for_release(card, model, name, version, provenance)
+    source = f"the provenance in {provenance}" if provenance else "the artifact (no --provenance given)"
+    raise InputError(f"nothing published: {card} did not exist, so a model card draft was written there from "
+                     f"{source}; edit it (license, intended use, limitations), then run the same command again")
 
 
 def verify(

@@ -27,7 +27,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from registry.errors import InputError, RegistryError
-from registry.explorer import pages
+from registry.explorer import labels, pages
+from registry.explorer.labels import alias_url, model_url, namespace_url
 from registry.explorer.pages import NotFound
 
 if TYPE_CHECKING:
@@ -97,10 +98,6 @@ def release_url(name: str, version: str, suffix: str = "") -> str:
     return f"/models/{quote(name, safe='/')}/{quote(version, safe='')}{suffix}"
 
 
-def model_url(name: str) -> str:
-    return f"/models/{quote(name, safe='/')}"
-
-
 def render_card(card: dict[str, Any], ref: str) -> Any:
     """A signed card's body as safe HTML; its ``ipfs://`` images load from the release's plot route."""
     from registry.explorer.markdown import image_cids, render_card_body
@@ -119,7 +116,8 @@ def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(env=env)
     env.filters.update(time=_time, bytes=_bytes, num=_num, signed=_signed, plain=_plain,
                        short=lambda s, n=18: (s[:n] + "…") if isinstance(s, str) and len(s) > n + 1 else s)
-    env.globals.update(release_url=release_url, model_url=model_url, urlencode=urlencode, render_card=render_card,
+    env.globals.update(release_url=release_url, model_url=model_url, alias_url=alias_url, namespace_url=namespace_url,
+                       urlencode=urlencode, render_card=render_card,
                        diff_url=lambda a, b: "/diff?" + urlencode({"a": a, "b": b}))
     return templates
 
@@ -187,7 +185,7 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
         label = request.path_params["label"]
         if pages.is_version_label(label):
             return label
-        version = pages.resolve_label(ex, _name(request), label)
+        version = labels.resolve_label(ex, _name(request), label)
         raise pages.Redirect(api_prefix + release_url(_name(request), version, suffix))
 
     def build_release(request: Request) -> dict[str, Any]:
@@ -203,8 +201,16 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
         return pages.diff_page(ex, (params.get("a") or "").strip()[:200] or None,
                                (params.get("b") or "").strip()[:200] or None)
 
+    def build_alias(request: Request) -> dict[str, Any]:
+        return labels.alias_page(ex, _name(request), request.path_params["alias"])
+
+    def build_namespace(request: Request) -> dict[str, Any]:
+        return labels.namespace_page(ex, request.path_params["owner"])
+
     catalog_html, catalog_json = both("catalog.html", build_catalog, index_only=True)
+    namespace_html, namespace_json = both("namespace.html", build_namespace, index_only=True)
     model_html, model_json = both("model.html", build_model, index_only=True)
+    alias_html, alias_json = both("alias.html", build_alias)
     release_html, release_json = both("release.html", build_release)
     lineage_html, lineage_json = both("lineage.html", build_lineage, index_only=True)
     diff_html, diff_json = both("diff.html", build_diff)
@@ -249,8 +255,12 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
         Route("/api/status", status_json),
         Route("/diff", diff_html),
         Route("/api/diff", diff_json),
+        Route("/models/{owner}", namespace_html),
+        Route("/api/models/{owner}", namespace_json),
         Route("/models/{owner}/{model}", model_html),
         Route("/api/models/{owner}/{model}", model_json),
+        Route("/models/{owner}/{model}/@{alias}", alias_html),
+        Route("/api/models/{owner}/{model}/@{alias}", alias_json),
         Route("/models/{owner}/{model}/{label}", release_html),
         Route("/api/models/{owner}/{model}/{label}", release_json),
         Route("/models/{owner}/{model}/{label}/lineage", lineage_html),
@@ -277,6 +287,13 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
         assert isinstance(exc, pages.Redirect)
         query = ("?" + request.url.query) if request.url.query else ""
         return RedirectResponse(exc.url + query, status_code=307 if is_api(request) else 302)
+
+    async def unresolvable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, pages.Unresolvable)
+        if is_api(request):
+            return api({"error": exc.message, "status": 409, "page": "/api" + exc.page}, 409)
+        return html(request, "error.html", {"title": "Resolves to an error", "message": exc.message, "status": 409,
+                                            "link": exc.page, "index": _safe_status(ex)}, 409)
 
     async def bad_input(request: Request, exc: Exception) -> Response:
         return error(request, 400, "Bad request", str(exc))
@@ -323,7 +340,8 @@ def create_app(ex: "Explorer", allowed_hosts: list[str] | None = None) -> Starle
     app = Starlette(
         routes=routes,
         middleware=[Middleware(Guard), Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"])],
-        exception_handlers={NotFound: not_found, pages.Redirect: redirect, InputError: bad_input,
+        exception_handlers={NotFound: not_found, pages.Redirect: redirect, pages.Unresolvable: unresolvable,
+                            InputError: bad_input,
                             RegistryError: registry_error, HTTPException: http_error, 500: server_error},
     )
     app.state.explorer = ex

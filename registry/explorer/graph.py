@@ -53,7 +53,7 @@ def release_href(name: str, version: str) -> str:
 
 
 def layout(graph: dict[str, Any]) -> dict[str, Any]:
-    """Positions for ``queries.lineage(...).to_json()``: boxes, lines and the picture's size."""
+    """Positions for ``registry.index.lineage.lineage(...).to_json()``: boxes, lines and the picture's size."""
     nodes = {n["id"]: n for n in graph["nodes"]}
     parents: dict[str, list[str]] = {n: [] for n in nodes}
     for edge in graph["edges"]:

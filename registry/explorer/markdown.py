@@ -47,7 +47,26 @@ def render_card_body(body: str, image_url: Callable[[str], str | None]) -> Marku
 
     md.add_render_rule("image", image)
     md.add_render_rule("link_open", link_open)
-    return Markup(md.render(body[:MAX_RENDER_CHARS]))
+    return Markup(md.render(strip_comments(body[:MAX_RENDER_CHARS])))
+
+
+def strip_comments(text: str) -> str:
+    """``text`` without HTML comments (``<!-- ... -->``), which Hub card templates use for notes to the
+    author: raw HTML is off, so they would otherwise show as literal text. One left-to-right pass (a
+    regex with a lazy ``.*?`` turns quadratic on many unclosed ``<!--``); an unclosed one is kept."""
+    out: list[str] = []
+    position = 0
+    while True:
+        start = text.find("<!--", position)
+        if start < 0:
+            break
+        end = text.find("-->", start + 4)
+        if end < 0:
+            break
+        out.append(text[position:start])
+        position = end + 3
+    out.append(text[position:])
+    return "".join(out)
 
 
 def image_cids(body: str) -> list[str]:

@@ -32,6 +32,18 @@ class Redirect(Exception):
     url: str
 
 
+@dataclass
+class Unresolvable(Exception):
+    """A reference that exists but resolves to an error (an alias whose target was revoked or whose
+    publisher may no longer publish): a 409 page that says why and links to ``page``, never the bytes."""
+
+    message: str
+    page: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _int(params: Mapping[str, str], key: str) -> int | None:
     value = (params.get(key) or "").strip()
     if not value:
@@ -108,52 +120,9 @@ def model_page(ex: "Explorer", name: str) -> dict[str, Any]:
     return data
 
 
-def resolve_label(ex: "Explorer", name: str, label: str) -> str:
-    """``latest`` or an alias -> the version it points at (the page then redirects there).
-
-    The chain answers first (``NAME@latest``, and ``NAME@ALIAS`` once the contract resolves aliases,
-    PLAN D3), so a link never leads somewhere the chain would not; the index answers when the chain
-    is down or cannot resolve that kind of reference."""
-    _valid_name(name)
-    chain = _resolve_on_chain(ex, name, label)
-    if chain is not None:
-        return chain
-    conn = ex.db()
-    if label == "latest":
-        model = queries.model(conn, name)
-        if model is None or model["latest"] is None:
-            raise NotFound(f"{name} has no release that is not revoked")
-        return str(model["latest"])
-    rid = queries.resolve_alias(conn, name, label)
-    if rid is None:
-        raise NotFound(f"{name} has no alias {label!r}")
-    row = queries.release_row(conn, rid)
-    if row is None:
-        raise NotFound(f"{name}@{label} points at a release the index does not know")
-    return str(row["version"])
-
-
-def _resolve_on_chain(ex: "Explorer", name: str, label: str) -> str | None:
-    from registry.release import parse_ref
-
-    try:
-        ref = parse_ref(f"{name}@{label}")
-    except InputError:
-        return None  # a reference kind this client does not parse yet (aliases before PLAN D3)
-    client = ex.client()
-    if client is None:
-        return None
-    try:
-        return client.resolve(ref).version
-    except ChainError as exc:
-        # e.g. an alias whose release was revoked later: it resolves to an error, never to those bytes
-        raise NotFound(f"{name}@{label} does not resolve on chain: {exc}") from exc
-    except RegistryError:
-        return None
-
-
 def is_version_label(label: str) -> bool:
-    """PLAN D3: ``NAME@X`` is a version when X starts with a digit, else ``latest`` or an alias."""
+    """D3: ``NAME@X`` is a version when X starts with a digit, else ``latest`` or an alias
+    (``registry.explorer.labels`` resolves those)."""
     return bool(label) and label[0].isdigit()
 
 
@@ -180,12 +149,7 @@ def _chain_record(ex: "Explorer", rid: bytes) -> tuple["ReleaseRecord | None", s
 def _record_view(record: "ReleaseRecord") -> dict[str, Any]:
     from registry.chain.views import record_view
 
-    data = record_view(record)
-    card_sha = getattr(record, "card_sha256", None)  # PLAN D1 (ReleaseRecord.card_sha256/card_cid)
-    card_cid = getattr(record, "card_cid", None)
-    data["card_sha256"] = card_sha.hex() if card_sha and any(card_sha) else None
-    data["card_cid"] = queries.cid_text(card_cid) if card_cid else None
-    return data
+    return record_view(record)
 
 
 def release_page(ex: "Explorer", name: str, version: str) -> dict[str, Any]:
@@ -323,20 +287,27 @@ def _flat(value: Any) -> dict[str, Any]:
 
 
 def _card(ex: "Explorer", record: "ReleaseRecord | None", indexed: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The release's signed card (PLAN D1): the index's parsed copy, else read and checked from the store."""
+    """The release's signed card (D1). With the chain's record: the card whose digest the record
+    carries, parsed from the index's facts (keyed by that digest, so never stale) or read from the
+    store and checked against it. Without the chain: the index's copy, as the rest of the page."""
     from registry.card import MAX_CARD_BYTES, CardError, parse_card
     from registry.index.content import read_checked
 
-    if indexed and indexed.get("card") and indexed["card"].get("status") == "ok":
-        return {"status": "ok", **indexed["card"]["card"]}
-    sha = getattr(record, "card_sha256", None) if record else None
-    cid = getattr(record, "card_cid", None) if record else None
-    if not sha or not any(sha) or not cid:
-        if indexed and indexed.get("card"):
-            return {"status": indexed["card"]["status"], "error": indexed["card"].get("error")}
+    if record is None:
+        card = indexed.get("card") if indexed else None
+        if not card:
+            return None
+        if card.get("status") == "ok":
+            return {"status": "ok", **card["card"]}
+        return {"status": card["status"], "error": card.get("error")}
+    if not record.has_card:
         return None
+    known = queries.card(ex.db(), record.card_sha256)
+    if known and known["status"] == "ok":
+        return {"status": "ok", **known["card"]}
     try:
-        return {"status": "ok", **parse_card(read_checked(ex.store, cid, sha, MAX_CARD_BYTES)).to_json()}
+        return {"status": "ok", **parse_card(read_checked(ex.store, record.card_cid, record.card_sha256,
+                                                          MAX_CARD_BYTES)).to_json()}
     except CardError as exc:
         return {"status": "malformed", "error": str(exc)}
     except RegistryError as exc:
@@ -372,7 +343,9 @@ def lineage_page(ex: "Explorer", name: str, version: str) -> dict[str, Any]:
     _valid_name(name)
     if not is_valid_version(version):
         raise NotFound(f"no release {name}@{version}")
-    graph = queries.lineage(ex.db(), release_id(name, version))
+    from registry.index.lineage import lineage
+
+    graph = lineage(ex.db(), release_id(name, version))
     if graph is None:
         raise NotFound(f"no release {name}@{version} in the index")
     data = graph.to_json()

@@ -60,7 +60,8 @@ def verdict_state(report: dict[str, Any]) -> str:
 
 def chain_facts(client: "RegistryClient", record: "ReleaseRecord") -> tuple[Any, ...]:
     """Everything checks 1-4 read from the chain: the record (revocation included), each ancestor's
-    revocation, and whether the publisher may still publish the name."""
+    revocation, and whether the publisher may still publish the name (D4: an added publisher or the
+    namespace's owner, so a namespace changing hands is seen as well as a publisher removed)."""
     facts: list[Any] = [record.id, record.revoked_at, record.revocation_reason, record.publisher]
     current = record
     for _ in range(MAX_ANCESTORS):
@@ -68,7 +69,7 @@ def chain_facts(client: "RegistryClient", record: "ReleaseRecord") -> tuple[Any,
             break
         current = client.get_by_id(current.parent)
         facts.append((current.id, current.revoked_at))
-    facts.append(client.is_publisher(record.name, record.publisher))
+    facts.append(client.may_publish(record.name, record.publisher))
     return tuple(facts)
 
 
@@ -95,8 +96,8 @@ class VerificationCache:
 
     @staticmethod
     def key(record: "ReleaseRecord") -> tuple[bytes, ...]:
-        card = getattr(record, "card_sha256", None) or b""  # PLAN D1: a card is part of what is verified
-        return (record.id, record.artifact_sha256, record.artifact_cid, record.provenance_sha256, bytes(card))
+        # D1: the card is part of what is verified (check 7), so its digest is part of the key
+        return (record.id, record.artifact_sha256, record.artifact_cid, record.provenance_sha256, record.card_sha256)
 
     def peek(self, record: "ReleaseRecord") -> dict[str, Any] | None:
         """The cached report, if any, without touching the chain (the diff page shows it as a hint)."""

@@ -2,8 +2,9 @@
 
 One writer (``registry index`` or the explorer's follower thread) and any number of readers: the
 file is in WAL mode, so readers never wait for a sync and always see a consistent batch (each batch
-of blocks is one transaction that also moves the cursor). Handlers for the events PLAN D1-D3 add
-(aliases, namespaces, card digests) are the small functions at the end of the apply section.
+of blocks is one transaction that also moves the cursor). Names are owned through their namespace
+(D2): the namespace's events say who owns every name under it, and a namespace changing hands
+refreshes the catalog rows of its names (their "latest" may change under D4).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 from registry.errors import InputError
 from registry.index.events import Event
-from registry.index.schema import EVENT_TABLES, SCHEMA, SCHEMA_VERSION
+from registry.index.schema import EVENT_TABLES, RETIRED_TABLES, SCHEMA, SCHEMA_VERSION
 
 ZERO32 = b"\x00" * 32
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 MAX_ANCESTORS = 64  # as registry.verify's MAX_PARENT_DEPTH
 
 
@@ -56,12 +58,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise InputError(f"index schema {version} is newer than this registry ({SCHEMA_VERSION}); upgrade it")
     if version < SCHEMA_VERSION:
-        if version >= 1:
-            conn.execute("DROP TABLE IF EXISTS catalog")  # derived: rebuilt below from the event tables
+        if 1 <= version < 3:
+            # Schema 2 followed the planned name-ownership events; contracts v2 own names through
+            # namespaces. Event rows are a cache of the chain: forget them (and the cursor) and let
+            # the next sync read them again. Content facts are keyed by digest and stay.
+            for table in (*RETIRED_TABLES, *EVENT_TABLES, "blocks", "catalog", "meta"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+        elif version >= 3:  # pragma: no cover - the next schema's upgrade path
+            conn.execute("DROP TABLE IF EXISTS catalog")
         conn.executescript(SCHEMA)
-        if version >= 1:
-            with transaction(conn):
-                refresh_catalog(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -136,27 +141,6 @@ def _where(event: Event) -> tuple[int, int]:
     return event.block, event.log_index
 
 
-def _name_claimed(conn: sqlite3.Connection, e: Event) -> bytes:
-    a = e.args
-    conn.execute("INSERT OR REPLACE INTO name_events VALUES (?, ?, ?, ?, 'claimed', ?)",
-                 (*_where(e), bytes(a["nameKey"]), a["name"], a["owner"]))
-    return bytes(a["nameKey"])
-
-
-def _name_proposed(conn: sqlite3.Connection, e: Event) -> bytes:
-    a = e.args
-    conn.execute("INSERT OR REPLACE INTO name_events VALUES (?, ?, ?, ?, 'proposed', ?)",
-                 (*_where(e), bytes(a["nameKey"]), a["name"], a["to"]))
-    return bytes(a["nameKey"])
-
-
-def _name_transferred(conn: sqlite3.Connection, e: Event) -> bytes:
-    a = e.args
-    conn.execute("INSERT OR REPLACE INTO name_events VALUES (?, ?, ?, ?, 'transferred', ?)",
-                 (*_where(e), bytes(a["nameKey"]), a["name"], a["to"]))
-    return bytes(a["nameKey"])
-
-
 def _publisher(added: bool) -> Callable[[sqlite3.Connection, Event], bytes]:
     def handle(conn: sqlite3.Connection, e: Event) -> bytes:
         a = e.args
@@ -221,12 +205,12 @@ def _release_attested(conn: sqlite3.Connection, e: Event) -> bytes | None:
     return bytes(row["name_key"]) if row else None
 
 
-# -- PLAN D1: the card digest and CID travel in ReleasePublished ----------------------------------
+# -- D1: the card digest and CID travel in ReleasePublished --------------------------------------
 
 
 def _card_fields(args: Any) -> tuple[bytes | None, bytes | None]:
-    """(card sha256, card CID) from a v2 ReleasePublished; (None, None) without a card (v1 events,
-    or a zero digest and empty CID)."""
+    """(card sha256, card CID) from ReleasePublished; (None, None) without a card (a zero digest and
+    an empty CID: a publish without a card writes no card word, and the index stores none either)."""
     sha = bytes(args.get("cardSha256") or b"")
     cid = bytes(args.get("cardCid") or b"")
     if not sha or sha == ZERO32:
@@ -234,45 +218,50 @@ def _card_fields(args: Any) -> tuple[bytes | None, bytes | None]:
     return sha, cid or None
 
 
-# -- PLAN D3: aliases ----------------------------------------------------------------------------
+# -- D3: aliases ---------------------------------------------------------------------------------
 
 
 def _alias_set(conn: sqlite3.Connection, e: Event) -> bytes:
     a = e.args
     conn.execute("INSERT OR REPLACE INTO alias_events VALUES (?, ?, ?, ?, ?, ?)",
-                 (*_where(e), bytes(a["nameKey"]), a["name"], a["alias"], bytes(a["releaseId"])))
+                 (*_where(e), bytes(a["nameKey"]), a["name"], a["aliasName"], bytes(a["releaseId"])))
     return bytes(a["nameKey"])
 
 
 def _alias_removed(conn: sqlite3.Connection, e: Event) -> bytes:
     a = e.args
     conn.execute("INSERT OR REPLACE INTO alias_events VALUES (?, ?, ?, ?, ?, NULL)",
-                 (*_where(e), bytes(a["nameKey"]), a["name"], a["alias"]))
+                 (*_where(e), bytes(a["nameKey"]), a["name"], a["aliasName"]))
     return bytes(a["nameKey"])
 
 
-# -- PLAN D2: namespaces -------------------------------------------------------------------------
+# -- D2: namespaces (the namespace owner owns every name under it) -------------------------------
 
 
 def _namespace(kind: str) -> Callable[[sqlite3.Connection, Event], set[bytes]]:
-    """A namespace's owner changed: every name under it may get a different "latest" (PLAN D4)."""
+    """A namespace's owner changed: every name under it may get a different owner and "latest" (D4)."""
 
     def handle(conn: sqlite3.Connection, e: Event) -> set[bytes]:
         a = e.args
         account = a["owner"] if kind == "claimed" else a["to"]
-        conn.execute("INSERT OR REPLACE INTO namespace_events VALUES (?, ?, ?, ?, ?, ?)",
-                     (*_where(e), bytes(a["nsKey"]), a["namespace"], kind, account))
-        return {bytes(r["name_key"]) for r in conn.execute(
-            "SELECT name_key FROM catalog WHERE name LIKE ? ESCAPE '\\'", (_like_prefix(a["namespace"] + "/"),))}
+        previous = None if kind == "claimed" else a["from"]
+        conn.execute("INSERT OR REPLACE INTO namespace_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (*_where(e), bytes(a["namespaceKey"]), a["namespace"], kind, account, previous))
+        return names_in_namespace(conn, a["namespace"])
 
     return handle
 
 
+def names_in_namespace(conn: sqlite3.Connection, namespace: str) -> set[bytes]:
+    """Keys of the names under ``namespace`` that the index knows (from releases or publishers)."""
+    prefix = _like_prefix(namespace + "/")
+    return {bytes(r[0]) for r in conn.execute(
+        "SELECT name_key FROM releases WHERE name LIKE ? ESCAPE '\\' UNION "
+        "SELECT name_key FROM publisher_events WHERE name LIKE ? ESCAPE '\\'", (prefix, prefix))}
+
+
 Handler = Callable[[sqlite3.Connection, Event], "bytes | set[bytes] | None"]
 HANDLERS: dict[str, Handler] = {
-    "NameClaimed": _name_claimed,
-    "NameTransferProposed": _name_proposed,
-    "NameTransferred": _name_transferred,
     "PublisherAdded": _publisher(True),
     "PublisherRemoved": _publisher(False),
     "ReleasePublished": _release_published,
@@ -299,7 +288,7 @@ def undo_above(conn: sqlite3.Connection, fork: int) -> tuple[set[bytes], int]:
     """Deletes every row from blocks after ``fork``; returns (names touched, rows removed)."""
     touched: set[bytes] = set()
     removed = 0
-    for table in ("name_events", "publisher_events", "releases", "revocations", "alias_events"):
+    for table in ("publisher_events", "releases", "revocations", "alias_events"):
         touched.update(bytes(r[0]) for r in conn.execute(
             f"SELECT DISTINCT name_key FROM {table} WHERE block > ?", (fork,)))
     touched.update(bytes(r[0]) for r in conn.execute(
@@ -307,8 +296,9 @@ def undo_above(conn: sqlite3.Connection, fork: int) -> tuple[set[bytes], int]:
         "WHERE a.block > ?", (fork,)))
     for (rid,) in conn.execute("SELECT release_id FROM revocations WHERE block > ?", (fork,)).fetchall():
         touched.update(descendant_names(conn, bytes(rid)))
-    if conn.execute("SELECT 1 FROM namespace_events WHERE block > ? LIMIT 1", (fork,)).fetchone():
-        touched.update(bytes(r[0]) for r in conn.execute("SELECT name_key FROM catalog"))
+    for (namespace,) in conn.execute("SELECT DISTINCT namespace FROM namespace_events WHERE block > ?",
+                                     (fork,)).fetchall():
+        touched.update(names_in_namespace(conn, namespace))
     for table in EVENT_TABLES:
         removed += conn.execute(f"DELETE FROM {table} WHERE block > ?", (fork,)).rowcount
     conn.execute("DELETE FROM blocks WHERE number > ?", (fork,))
@@ -320,17 +310,22 @@ def undo_above(conn: sqlite3.Connection, fork: int) -> tuple[set[bytes], int]:
 # --------------------------------------------------------------------------------------------
 
 
-def owner_of(conn: sqlite3.Connection, name_key: bytes) -> tuple[str | None, str | None]:
-    """(owner, pending owner) from the name's ownership events."""
+def namespace_state(conn: sqlite3.Connection, namespace: str) -> tuple[str | None, str | None]:
+    """(owner, pending owner) of ``namespace`` from its events (D2); None when unclaimed or none pending."""
     owner: str | None = None
     pending: str | None = None
-    for row in conn.execute("SELECT kind, account FROM name_events WHERE name_key = ? ORDER BY block, log_index",
-                            (name_key,)):
+    for row in conn.execute("SELECT kind, account FROM namespace_events WHERE namespace = ? "
+                            "ORDER BY block, log_index", (namespace,)):
         if row["kind"] in ("claimed", "transferred"):
             owner, pending = row["account"], None
         else:
-            pending = None if row["account"] in (None, "0x0000000000000000000000000000000000000000") else row["account"]
+            pending = None if row["account"] in (None, ZERO_ADDRESS) else row["account"]
     return owner, pending
+
+
+def namespace_owner(conn: sqlite3.Connection, name: str) -> str | None:
+    """The owner of ``name``: the owner of its namespace (D2), None while unclaimed."""
+    return namespace_state(conn, name.split("/", 1)[0])[0]
 
 
 def publishers_of(conn: sqlite3.Connection, name_key: bytes) -> dict[str, bool]:
@@ -342,19 +337,8 @@ def publishers_of(conn: sqlite3.Connection, name_key: bytes) -> dict[str, bool]:
     return state
 
 
-def namespace_owner(conn: sqlite3.Connection, name: str) -> str | None:
-    """The owner of ``name``'s namespace (PLAN D2), or None while namespaces are not on chain."""
-    namespace = name.split("/", 1)[0]
-    owner: str | None = None
-    for row in conn.execute("SELECT kind, account FROM namespace_events WHERE namespace = ? "
-                            "ORDER BY block, log_index", (namespace,)):
-        if row["kind"] in ("claimed", "transferred"):
-            owner = row["account"]
-    return owner
-
-
 def aliases_of(conn: sqlite3.Connection, name_key: bytes) -> dict[str, bytes]:
-    """alias -> release id, for the aliases currently set (PLAN D3)."""
+    """alias -> release id, for the aliases currently set (D3)."""
     state: dict[str, bytes | None] = {}
     for row in conn.execute("SELECT alias, release_id FROM alias_events WHERE name_key = ? ORDER BY block, log_index",
                             (name_key,)):
@@ -363,7 +347,8 @@ def aliases_of(conn: sqlite3.Connection, name_key: bytes) -> dict[str, bytes]:
 
 
 def authorised(publisher: str, publishers: dict[str, bool], ns_owner: str | None) -> bool:
-    """PLAN D4: a release counts only while its publisher may still publish the name."""
+    """D4: a release counts only while its publisher may still publish the name (an added publisher
+    or the namespace owner)."""
     return publishers.get(publisher, False) or (ns_owner is not None and publisher == ns_owner)
 
 
@@ -376,7 +361,7 @@ def refresh_catalog(conn: sqlite3.Connection, name_keys: Iterable[bytes] | None 
     """Recomputes the catalog rows of ``name_keys`` (every name when None); returns rows written."""
     if name_keys is None:
         keys = {bytes(r[0]) for r in conn.execute(
-            "SELECT name_key FROM name_events UNION SELECT name_key FROM releases")}
+            "SELECT name_key FROM publisher_events UNION SELECT name_key FROM releases")}
         conn.execute("DELETE FROM catalog")
     else:
         keys = set(name_keys)
@@ -396,11 +381,10 @@ def _catalog_row(conn: sqlite3.Connection, key: bytes) -> dict[str, Any] | None:
     releases = conn.execute(
         "SELECT r.*, v.release_id IS NOT NULL AS revoked FROM releases r LEFT JOIN revocations v ON v.release_id = r.id "
         "WHERE r.name_key = ? ORDER BY r.block, r.log_index", (key,)).fetchall()
-    name_row = conn.execute("SELECT name FROM name_events WHERE name_key = ? LIMIT 1", (key,)).fetchone()
+    name_row = conn.execute("SELECT name FROM publisher_events WHERE name_key = ? LIMIT 1", (key,)).fetchone()
     if not releases and name_row is None:
         return None
     name = releases[0]["name"] if releases else name_row["name"]
-    owner, _ = owner_of(conn, key)
     publishers = publishers_of(conn, key)
     ns_owner = namespace_owner(conn, name)
     latest = next((r for r in reversed(releases) if not r["revoked"] and authorised(r["publisher"], publishers,
@@ -427,7 +411,7 @@ def _catalog_row(conn: sqlite3.Connection, key: bytes) -> dict[str, Any] | None:
     return {
         "name_key": key,
         "name": name,
-        "owner": owner,
+        "owner": ns_owner,
         "release_count": len(releases),
         "revoked_count": sum(1 for r in releases if r["revoked"]),
         "latest_id": latest["id"] if latest else None,

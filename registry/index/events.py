@@ -1,10 +1,10 @@
 """The contract's events as typed values: which ones the index follows, and how a raw log decodes.
 
 The event ABIs come from the committed ModelRegistry artifact, so a rebuilt contract reaches the
-index without edits. Events the shared decisions (PLAN D1-D3) add but the artifact may not have yet
-(aliases, namespaces) are described here in the agreed shapes, and used only when the artifact has
-no event of that name. Handlers read arguments by *name*, so a ReleasePublished that gains
-``cardSha256``/``cardCid`` (D1) decodes with the artifact's own field order.
+index without edits to the decoder. Handlers read arguments by *name* (``aliasName``,
+``namespaceKey``, ``cardSha256``...), so an event whose fields are reordered still decodes; one that
+is renamed or loses a followed event fails ``specs()`` at once instead of leaving the index silently
+incomplete.
 
 Logs are decoded with eth_abi directly (no web3 contract objects on the hot path): indexing 10,000
 releases spends its time in SQLite, not in decoding.
@@ -19,32 +19,22 @@ from typing import Any, Mapping
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
-# Events this index applies (anything else from the contract is counted and ignored).
-FOLLOWED = (
-    "NameClaimed", "NameTransferProposed", "NameTransferred", "PublisherAdded", "PublisherRemoved",
-    "ReleasePublished", "ReleaseRevoked", "ReleaseAttested",
-    "AliasSet", "AliasRemoved",
-    "NamespaceClaimed", "NamespaceTransferProposed", "NamespaceTransferred",
-)
-
-
-def _event(name: str, *inputs: tuple[str, str, bool]) -> dict[str, Any]:
-    return {"type": "event", "name": name, "anonymous": False,
-            "inputs": [{"name": n, "type": t, "indexed": i} for n, t, i in inputs]}
-
-
-# PLAN D2/D3 shapes, used until the artifact carries the real events.
-PLANNED_EVENTS: tuple[dict[str, Any], ...] = (
-    _event("AliasSet", ("nameKey", "bytes32", True), ("name", "string", False), ("alias", "string", False),
-           ("releaseId", "bytes32", True)),
-    _event("AliasRemoved", ("nameKey", "bytes32", True), ("name", "string", False), ("alias", "string", False)),
-    _event("NamespaceClaimed", ("nsKey", "bytes32", True), ("namespace", "string", False),
-           ("owner", "address", True)),
-    _event("NamespaceTransferProposed", ("nsKey", "bytes32", True), ("namespace", "string", False),
-           ("from", "address", True), ("to", "address", True)),
-    _event("NamespaceTransferred", ("nsKey", "bytes32", True), ("namespace", "string", False),
-           ("from", "address", True), ("to", "address", True)),
-)
+# Events this index applies, with the arguments its handlers read (anything else from the contract
+# is counted and ignored). Names own nothing on their own: their namespace's owner owns them (D2).
+FOLLOWED: dict[str, tuple[str, ...]] = {
+    "NamespaceClaimed": ("namespaceKey", "namespace", "owner"),
+    "NamespaceTransferProposed": ("namespaceKey", "namespace", "from", "to"),
+    "NamespaceTransferred": ("namespaceKey", "namespace", "from", "to"),
+    "PublisherAdded": ("nameKey", "name", "publisher"),
+    "PublisherRemoved": ("nameKey", "name", "publisher"),
+    "ReleasePublished": ("releaseId", "nameKey", "artifactSha256", "name", "version", "artifactCid", "artifactSize",
+                         "provenanceSha256", "provenanceCid", "cardSha256", "cardCid", "parent", "publisher",
+                         "submitter"),
+    "ReleaseRevoked": ("releaseId", "nameKey", "by", "reason"),
+    "ReleaseAttested": ("releaseId", "attester", "passed", "reportSha256"),
+    "AliasSet": ("nameKey", "name", "aliasName", "releaseId"),
+    "AliasRemoved": ("nameKey", "name", "aliasName"),
+}
 
 
 @dataclass(frozen=True)
@@ -86,20 +76,19 @@ def _spec(abi: Mapping[str, Any]) -> EventSpec:
 
 @lru_cache(maxsize=1)
 def specs() -> dict[bytes, EventSpec]:
-    """topic0 -> spec for every followed event: the artifact's, then the planned shapes it lacks."""
+    """topic0 -> spec for every followed event, from the committed artifact. A followed event the
+    artifact lacks, or one without an argument a handler reads, is a RuntimeError: the contract and
+    the index disagree, and indexing on would silently drop state."""
     from registry.chain.artifacts import load_artifact
 
-    events = [e for e in load_artifact().abi if e.get("type") == "event" and e.get("name") in FOLLOWED]
-    have = {e["name"] for e in events}
-    events += [e for e in PLANNED_EVENTS if e["name"] not in have]
-    return {spec.topic0: spec for spec in map(_spec, events)}
-
-
-def artifact_has(name: str) -> bool:
-    """Whether the committed contract emits ``name`` (e.g. AliasSet once the chain area lands D3)."""
-    from registry.chain.artifacts import load_artifact
-
-    return any(e.get("type") == "event" and e.get("name") == name for e in load_artifact().abi)
+    events = {e["name"]: e for e in load_artifact().abi if e.get("type") == "event" and e.get("name") in FOLLOWED}
+    for name, wanted in FOLLOWED.items():
+        if name not in events:
+            raise RuntimeError(f"the ModelRegistry artifact has no {name} event; the index cannot follow it")
+        have = {i["name"] for i in events[name]["inputs"]}
+        if missing := [w for w in wanted if w not in have]:
+            raise RuntimeError(f"the ModelRegistry artifact's {name} event lacks {', '.join(missing)}")
+    return {spec.topic0: spec for spec in map(_spec, events.values())}
 
 
 def _topic_value(kind: str, topic: bytes) -> Any:

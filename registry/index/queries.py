@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from registry.index import db
 
 MAX_PAGE = 200
-MAX_LINEAGE_NODES = 200
-MAX_LINEAGE_DEPTH = 64
 
 
 def hex0x(value: bytes | None) -> str | None:
@@ -263,9 +261,9 @@ def model(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     summary = conn.execute("SELECT * FROM catalog WHERE name_key = ?", (key,)).fetchone()
     if summary is None:
         return None
-    owner, pending = db.owner_of(conn, key)
+    namespace = name.split("/", 1)[0]
+    ns_owner, pending = db.namespace_state(conn, namespace)
     publishers = db.publishers_of(conn, key)
-    ns_owner = db.namespace_owner(conn, name)
     releases = [_release_item(conn, r) for r in conn.execute(_RELEASE_SQL + "WHERE r.name_key = ? "
                                                                "ORDER BY r.block DESC, r.log_index DESC", (key,))]
     attested = {r["id"]: attestations(conn, bytes.fromhex(r["id"][2:])) for r in releases}
@@ -284,16 +282,23 @@ def model(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
         item["attestations"] = attested[item["id"]]
         item["publisher_authorised"] = db.authorised(item["publisher"], publishers, ns_owner)
     by_id = {r["id"]: r for r in releases}
-    aliases = [{"alias": alias, "id": hex0x(rid), "version": by_id.get(hex0x(rid), {}).get("version"),
-                "revoked": by_id.get(hex0x(rid), {}).get("revoked", False)}
-               for alias, rid in db.aliases_of(conn, key).items()]
+    aliases = []
+    for alias, rid in db.aliases_of(conn, key).items():
+        target = by_id.get(hex0x(rid), {})
+        aliases.append({"alias": alias, "id": hex0x(rid), "version": target.get("version"),
+                        "revoked": target.get("revoked", False),
+                        # D3/D4: NAME@ALIAS is an error once its target is revoked or stops counting
+                        "resolves": bool(target) and not target["revoked"] and target["publisher_authorised"]})
     card_release = next((r for r in releases if r["card_sha256"] and not r["revoked"]), None)
     return {
         "name": name,
-        "owner": owner,
+        "namespace": namespace,
+        "owner": ns_owner,
         "pending_owner": pending,
-        "namespace_owner": ns_owner,
-        "publishers": [{"address": a, "current": on} for a, on in sorted(publishers.items())],
+        # Who may publish (D2/D4): the namespace owner always, then every account ever added for the name.
+        "publishers": ([{"address": ns_owner, "current": True, "role": "namespace owner"}] if ns_owner else [])
+        + [{"address": a, "current": on, "role": "publisher"} for a, on in sorted(publishers.items())
+           if a != ns_owner],
         "latest": summary["latest_version"],
         "latest_id": hex0x(summary["latest_id"]),
         "license": summary["license"],
@@ -311,142 +316,6 @@ def resolve_alias(conn: sqlite3.Connection, name: str, alias: str) -> bytes | No
     from registry.release import name_key
 
     return db.aliases_of(conn, name_key(name)).get(alias)
-
-
-# --------------------------------------------------------------------------------------------
-# Lineage
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Lineage:
-    focus: str
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    edges: list[dict[str, Any]] = field(default_factory=list)
-    truncated: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"focus": self.focus, "nodes": list(self.nodes.values()), "edges": self.edges,
-                "truncated": self.truncated}
-
-
-def lineage(conn: sqlite3.Connection, rid: bytes) -> Lineage | None:
-    """The release's ancestors (parent field, across names), the family of every name on that path
-    (all releases of the name with their parents), descendants, and ``base_model`` links from cards."""
-    focus = release_row(conn, rid)
-    if focus is None:
-        return None
-    graph = Lineage(focus=hex0x(rid) or "")
-
-    def add(row: sqlite3.Row) -> bool:
-        key = hex0x(row["id"]) or ""
-        if key in graph.nodes:
-            return False
-        if len(graph.nodes) >= MAX_LINEAGE_NODES:
-            graph.truncated = True
-            return False
-        revoked = conn.execute("SELECT reason FROM revocations WHERE release_id = ?", (row["id"],)).fetchone()
-        graph.nodes[key] = {"id": key, "name": row["name"], "version": row["version"],
-                            "ref": f"{row['name']}@{row['version']}", "revoked": revoked is not None,
-                            "revocation_reason": revoked["reason"] if revoked else None,
-                            "focus": bytes(row["id"]) == rid, "external": False}
-        return True
-
-    add(focus)
-    current = focus
-    names = {bytes(focus["name_key"])}
-    for _ in range(MAX_LINEAGE_DEPTH):  # ancestors
-        if current["parent"] is None:
-            break
-        parent = release_row(conn, bytes(current["parent"]))
-        if parent is None:
-            break
-        add(parent)
-        names.add(bytes(parent["name_key"]))
-        current = parent
-    for key in list(names):  # the family of each name on the path
-        for row in conn.execute("SELECT * FROM releases WHERE name_key = ? ORDER BY block, log_index LIMIT ?",
-                                (key, MAX_LINEAGE_NODES)):
-            add(row)
-    frontier = [bytes(rid)]
-    visited = {bytes(rid)}
-    for _ in range(MAX_LINEAGE_DEPTH):  # descendants (in any name)
-        if not frontier:
-            break
-        nxt: list[bytes] = []
-        for parent_id in frontier:
-            for row in conn.execute("SELECT * FROM releases WHERE parent = ? ORDER BY block, log_index LIMIT ?",
-                                    (parent_id, MAX_LINEAGE_NODES)):
-                add(row)
-                if bytes(row["id"]) not in visited and hex0x(row["id"]) in graph.nodes:
-                    visited.add(bytes(row["id"]))
-                    nxt.append(bytes(row["id"]))
-        frontier = nxt
-    for node_id in list(graph.nodes):
-        row = release_row(conn, bytes.fromhex(node_id[2:]))
-        if row is not None and row["parent"] is not None and hex0x(row["parent"]) in graph.nodes:
-            graph.edges.append({"from": hex0x(row["parent"]), "to": node_id, "kind": "parent"})
-    _card_links(conn, graph)
-    return graph
-
-
-def _card_links(conn: sqlite3.Connection, graph: Lineage) -> None:
-    """``base_model`` in a node's signed card: an edge to that release (or to the name's latest)."""
-    from registry.release import parse_ref
-
-    for node_id in list(graph.nodes):
-        row = conn.execute("SELECT c.base_model, c.base_model_relation FROM releases r JOIN card_facts c "
-                           "ON c.card_sha256 = r.card_sha256 AND c.status = 'ok' WHERE r.id = ?",
-                           (bytes.fromhex(node_id[2:]),)).fetchone()
-        if row is None or not row["base_model"]:
-            continue
-        for base in json.loads(row["base_model"])[:8]:
-            target = _resolve_base(conn, base, parse_ref)
-            if target is None:
-                key = f"ext:{base}"
-                if key not in graph.nodes and len(graph.nodes) < MAX_LINEAGE_NODES:
-                    graph.nodes[key] = {"id": key, "name": base, "version": None, "ref": base, "revoked": False,
-                                        "revocation_reason": None, "focus": False, "external": True}
-            else:
-                key = hex0x(bytes(target["id"])) or ""
-                add_ok = key in graph.nodes or len(graph.nodes) < MAX_LINEAGE_NODES
-                if add_ok and key not in graph.nodes:
-                    revoked = conn.execute("SELECT reason FROM revocations WHERE release_id = ?",
-                                           (target["id"],)).fetchone()
-                    graph.nodes[key] = {"id": key, "name": target["name"], "version": target["version"],
-                                        "ref": f"{target['name']}@{target['version']}", "revoked": revoked is not None,
-                                        "revocation_reason": revoked["reason"] if revoked else None, "focus": False,
-                                        "external": False}
-                if not add_ok:
-                    graph.truncated = True
-                    continue
-            if key in graph.nodes:
-                graph.edges.append({"from": key, "to": node_id, "kind": "base_model",
-                                    "relation": row["base_model_relation"]})
-
-
-def _resolve_base(conn: sqlite3.Connection, base: str, parse_ref: Any) -> sqlite3.Row | None:
-    """A card's ``base_model`` as a release in this registry: ``owner/model@version`` or ``owner/model``
-    (its newest release); anything else (a Hub id) stays an external node."""
-    from registry.errors import InputError
-    from registry.release import is_valid_name, release_id
-
-    try:
-        if "@" in base:
-            ref = parse_ref(base)
-            if ref.kind == "version":
-                return release_row(conn, release_id(ref.name, ref.version))
-            name = ref.name
-        else:
-            name = base
-        if not is_valid_name(name):
-            return None
-        found = conn.execute("SELECT latest_id FROM catalog WHERE name = ?", (name,)).fetchone()
-        if found is None or found["latest_id"] is None:
-            return None
-        return release_row(conn, bytes(found["latest_id"]))
-    except InputError:
-        return None
 
 
 def ids(values: Iterable[str]) -> list[bytes]:

@@ -9,11 +9,14 @@ content (ONNX ops, provenance metrics, card fields) are keyed by digest, so they
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Tables whose rows come from logs: undone by block number on a reorg.
-EVENT_TABLES = ("name_events", "publisher_events", "releases", "revocations", "attestation_events",
-                "alias_events", "namespace_events")
+EVENT_TABLES = ("publisher_events", "releases", "revocations", "attestation_events", "alias_events",
+                "namespace_events")
+# Tables of schema 2 and earlier that the contract no longer has events for (names are owned
+# through their namespace since contracts v2).
+RETIRED_TABLES = ("name_events",)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,15 +27,6 @@ CREATE TABLE IF NOT EXISTS blocks (
     timestamp INTEGER,
     has_events INTEGER NOT NULL DEFAULT 0
 );
-
-CREATE TABLE IF NOT EXISTS name_events (
-    block INTEGER NOT NULL, log_index INTEGER NOT NULL,
-    name_key BLOB NOT NULL, name TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- claimed | proposed | transferred
-    account TEXT,                    -- the owner (claimed, transferred) or the proposed owner
-    PRIMARY KEY (block, log_index)
-);
-CREATE INDEX IF NOT EXISTS name_events_by_key ON name_events (name_key, block, log_index);
 
 CREATE TABLE IF NOT EXISTS publisher_events (
     block INTEGER NOT NULL, log_index INTEGER NOT NULL,
@@ -81,7 +75,8 @@ CREATE TABLE IF NOT EXISTS namespace_events (
     block INTEGER NOT NULL, log_index INTEGER NOT NULL,
     ns_key BLOB NOT NULL, namespace TEXT NOT NULL,
     kind TEXT NOT NULL,              -- claimed | proposed | transferred
-    account TEXT,
+    account TEXT,                    -- the owner (claimed, transferred) or the proposed owner (zero: cancelled)
+    previous TEXT,                   -- the owner before (proposed, transferred)
     PRIMARY KEY (block, log_index)
 );
 CREATE INDEX IF NOT EXISTS namespace_events_by_key ON namespace_events (namespace, block, log_index);
@@ -115,7 +110,7 @@ CREATE TABLE IF NOT EXISTS card_facts (
 CREATE TABLE IF NOT EXISTS catalog (
     name_key BLOB PRIMARY KEY,
     name TEXT NOT NULL,
-    owner TEXT,
+    owner TEXT,                      -- the namespace's owner
     release_count INTEGER NOT NULL,
     revoked_count INTEGER NOT NULL,
     latest_id BLOB, latest_version TEXT, latest_size INTEGER, latest_publisher TEXT, latest_block INTEGER,
