@@ -7,26 +7,19 @@ and without control characters, since any of it may come from a hostile publishe
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from registry.cli._render import console, print_json
+from registry.cli._render import clean, console, plain, print_json
 
 ProfileOpt = typer.Option(None, "--profile", "-p", help="Profile to use (default: REGISTRY_PROFILE or local).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout.")
 
 card_app = typer.Typer(help="Model cards: Markdown with Hugging Face-style YAML front matter.", no_args_is_help=True)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def plain(value: Any) -> str:
-    """Untrusted text for a terminal: no control characters, no bidi overrides."""
-    return _CONTROL.sub("?", str(value))
 
 
 def _human_bytes(n: int | None) -> str:
@@ -125,7 +118,7 @@ def serve(
 
     settings = load_settings(profile)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        console().print(f"[yellow]warning:[/] listening on {plain(host)}: anyone who can reach it can browse "
+        console().print(f"[yellow]warning:[/] listening on {clean(host)}: anyone who can reach it can browse "
                         "this registry (it is read-only)")
     run(settings, host=host, port=port, follow=follow, interval=interval)
 
