@@ -311,6 +311,26 @@ class RegistryClient(OwnershipMixin):
     def max_lineage_depth(self) -> int:
         return self._read(lambda: int(self.contract.functions.MAX_LINEAGE_DEPTH().call()))
 
+    # The rest of ``registry.chain.reads.ChainReader`` (the verifier's read-only interface).
+
+    def get_code(self, address: str) -> bytes:
+        account = _address(address)
+        return self._read(lambda: bytes(self.w3.eth.get_code(account)))
+
+    def eth_call(self, to: str, data: bytes) -> bytes:
+        target = _address(to)
+        return self._read(lambda: bytes(self.w3.eth.call({"to": target, "data": bytes(data)})))
+
+    def published_in(self, release_id: bytes) -> tuple[int, bytes] | None:
+        """(block number, transaction hash) of the release's latest ReleasePublished event, if any."""
+        rid = _bytes32(release_id, "release id")
+        logs = self._read(lambda: self.contract.events.ReleasePublished().get_logs(
+            from_block=0, argument_filters={"releaseId": rid}))
+        return (int(logs[-1]["blockNumber"]), bytes(logs[-1]["transactionHash"])) if logs else None
+
+    def transaction_input(self, tx_hash: bytes) -> bytes:
+        return self._read(lambda: bytes(self.w3.eth.get_transaction(bytes(tx_hash))["input"]))
+
     def revoke(self, release_id: bytes, reason: str, sender: LocalAccount) -> TxResult:
         rid = _bytes32(release_id, "release id")
         return self._write(self.contract.functions.revoke(rid, reason), sender)

@@ -11,8 +11,11 @@ by the signed size plus one byte, so an endless or extended stream is cut off), 
 that buffer goes to onnxruntime. No path is opened again after the check, so swapping the file
 between check and load has no effect.
 
-Importing this module is cheap and never imports torch; web3, eth-account, onnx and onnxruntime are
-imported inside the functions that need them, because a device's first verify must be fast.
+Importing this module is cheap and never imports torch; onnx and onnxruntime are imported inside
+the functions that need them, because a device's first verify must be fast. The chain is read
+through ``registry.chain.reads.ChainReader``: connected here, that is the lean reader (JSON-RPC over
+``http.client``, recovery with coincurve), so a verify never imports web3, eth-account or py_ecc; a
+caller may pass any reader, e.g. a ``RegistryClient`` it already holds.
 
 The checks themselves live in one module per group (chain_checks, artifact, provenance_check,
 card_check, rules); this module orders them, feeds them their inputs and decides what reaches a loader.
@@ -53,7 +56,7 @@ from registry.verify.rules import check_onnx, check_policy
 if TYPE_CHECKING:
     import onnxruntime
 
-    from registry.chain.client import RegistryClient
+    from registry.chain.reads import ChainReader
     from registry.chain.records import ReleaseRecord
     from registry.config import Settings
     from registry.content.base import ContentStore
@@ -74,7 +77,7 @@ def verify(
     provenance: str | os.PathLike[str] | bytes | None = None,
     offline: bool = False,
     installed_version: str | None = None,
-    client: "RegistryClient | None" = None,
+    client: "ChainReader | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
     card: str | os.PathLike[str] | bytes | None = None,
@@ -164,7 +167,7 @@ def _run(
     provenance: str | os.PathLike[str] | bytes | None = None,
     offline: bool = False,
     installed_version: str | None = None,
-    client: "RegistryClient | None" = None,
+    client: "ChainReader | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
     card: str | os.PathLike[str] | bytes | None = None,
@@ -297,7 +300,7 @@ def _run(
 
 
 def _trusted(trust: Iterable[str], pol: "Policy") -> frozenset[str]:
-    from eth_utils import is_address, to_checksum_address
+    from registry.chain.lean import is_address, to_checksum_address
 
     out = set(pol.trusted_publishers)
     for item in trust:
@@ -329,11 +332,11 @@ def _manifest_matches_ref(man: "Manifest", parsed: Any) -> bool:
     return man.release.artifact_sha256 == parsed.sha256
 
 
-def _connect(settings: "Settings") -> "RegistryClient":
-    """The profile's registry (retries and timeouts as the profile says)."""
-    from registry.chain.client import RegistryClient
+def _connect(settings: "Settings") -> "ChainReader":
+    """The profile's registry, read-only and without web3 (retries and timeouts as the profile says)."""
+    from registry.chain.reads import connect_reader
 
-    return RegistryClient.connect(settings)
+    return connect_reader(settings)
 
 
 def _record_from_manifest(man: "Manifest") -> "ReleaseRecord":
