@@ -1,8 +1,9 @@
 """Building an onnxruntime session from a verified artifact, and from nothing else.
 
-* A single file: the verified in-memory buffer, written into a fresh private directory that
-  holds nothing else (``registry.runtime.session_from_bytes``): a model given as bytes would
-  resolve any external reference against the current directory.
+* A single file: the private copy written while it was hashed, in a fresh 0700 directory that
+  holds nothing else (``registry.runtime.session_from_private_dir``): a model given as bytes would
+  resolve any external reference against the current directory, and holding the model in memory
+  beside the runtime's own copy would double the peak memory.
 * A tree held in memory: the entry model and the external-data files it names, written the same
   way (``registry.runtime.session_from_tree``), so the runtime can read verified bytes and nothing
   else.
@@ -35,6 +36,12 @@ def session_from_artifact(artifact: "ArtifactBytes", session_options: Any = None
     try:
         if artifact.tree is None:
             assert artifact.data is not None
+            if artifact.staged is not None and artifact.staged_name is not None:
+                from registry.runtime import session_from_private_dir
+
+                artifact.data = None  # the map the ONNX check read; the runtime reads the file itself
+                return session_from_private_dir(artifact.staged.path, artifact.staged_name, session_options,
+                                                providers)
             from registry.runtime import session_from_bytes
 
             return session_from_bytes(artifact.data, session_options, providers)
