@@ -60,10 +60,9 @@ def test_publish_verify_pull_and_load_a_directory(deployed, tmp_path):
     assert np.allclose(session.run(None, {"X": x})[0], expected)
 
 
-def test_load_verified_of_a_large_tree_uses_a_private_copy_and_removes_it(deployed, tmp_path, monkeypatch):
+def test_load_verified_of_a_tree_uses_a_private_copy_and_removes_it(deployed, tmp_path, monkeypatch):
     import registry.verify.artifact as artifact
 
-    monkeypatch.setattr(artifact, "MAX_IN_MEMORY_TREE", 1000)
     folder = _tree(tmp_path)
     pub = _publish(deployed, folder)
     seen = []
