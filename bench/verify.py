@@ -326,10 +326,10 @@ def small_verify(work: Path, client: object, settings: object, version: str,
     onnx_s = statistics.median(_import_seconds("import onnx.checker", env) for _ in range(5))
     base_s = statistics.median(_import_seconds("pass", env) for _ in range(5))
     med = statistics.median(times)
-    lines = [f"{"small model: fresh-process online verify":<50} {med:7.3f} s (whole process, median of 5, < 0.7)  "
+    lines = [f"{'small model: fresh-process online verify':<50} {med:7.3f} s (whole process, median of 5, < 0.7)  "
              f"imported: {', '.join(heavy) or 'none of them'} (of {', '.join(HEAVY)}; torch, web3, py_ecc must "
              "stay out)",
-             f"{"  of which: python start-up / import onnx.checker":<50} {base_s:7.3f} s / {onnx_s:.3f} s "
+             f"{'  of which: python start-up / import onnx.checker':<50} {base_s:7.3f} s / {onnx_s:.3f} s "
              "(onnx is what check 8 runs; nothing else of it is imported)"]
     ok = med < 0.7 and not {"torch", "web3", "py_ecc"} & set(heavy)
     return lines, f"cold verify: {med:.2f} s, imported {heavy} [{_v(ok)}]"
