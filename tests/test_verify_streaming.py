@@ -151,21 +151,12 @@ def test_a_single_file_that_fails_leaves_no_private_copy(tmp_path):
 def test_disk_that_fills_during_a_single_file_pull_leaves_nothing(deployed, tmp_path):
     """The staging file is written by the hashing worker: its write error still ends the pull in one
     line, with nothing at the target (RLIMIT_FSIZE plays the full disk)."""
-    from tests._verify_fixtures import publish_tiny
+    from tests._verify_fixtures import publish_tiny, pull_with_a_full_disk
 
     pub = publish_tiny(deployed, tmp_path)
     dest = tmp_path / "device"
     dest.mkdir()
-    script = (
-        "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
-        "from registry.cli import main\n"
-        f"sys.argv = ['registry', 'pull', {pub.ref!r}, '-o', {str(dest)!r}]\n"
-        "main()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ))
+    out = pull_with_a_full_disk(pub.ref, dest, 100)
     assert out.returncode not in (0, 1), out.stderr[-2000:]
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
     assert list(dest.iterdir()) == []

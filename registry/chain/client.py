@@ -31,7 +31,7 @@ from registry.chain.records import AttestationRecord, ReleaseRecord
 from registry.chain.rpc import make_web3, with_retries
 from registry.chain.tx import revert_from, send_call
 from registry.config import Settings
-from registry.errors import ChainError, InputError
+from registry.errors import ChainError
 from registry.release import (
     Ref,
     Release,
@@ -93,21 +93,12 @@ class RegistryClient(OwnershipMixin):
     @classmethod
     def connect(cls, settings: Settings) -> "RegistryClient":
         """The profile's registry; on the local profile this starts anvil and deploys once."""
-        profile = settings.profile
-        if profile.is_local:
-            from registry.chain.devnet import ensure_running
+        from registry.chain.devnet import ensure_running
+        from registry.chain.reads import profile_target
 
-            info = ensure_running(settings)
-            return cls.at(info.rpc_url, info.contract, info.chain_id, profile.confirmations, profile.timeout_s,
-                          profile.retries)
-        if not profile.contract:
-            raise InputError(
-                f"profile {profile.name!r} has no contract address: set it with "
-                f"`registry profile add {profile.name} --contract ADDR` or REGISTRY_CONTRACT"
-            )
-        assert profile.rpc_url is not None
-        return cls.at(profile.rpc_url, profile.contract, profile.chain_id, profile.confirmations, profile.timeout_s,
-                      profile.retries)
+        rpc_url, contract, chain_id = profile_target(settings, ensure_running)
+        profile = settings.profile
+        return cls.at(rpc_url, contract, chain_id, profile.confirmations, profile.timeout_s, profile.retries)
 
     @classmethod
     def at(

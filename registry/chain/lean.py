@@ -68,6 +68,19 @@ def to_checksum_address(value: Any) -> str:
     return checksum(bytes(value) if isinstance(value, (bytes, bytearray)) else value.lower())
 
 
+def require_address(value: str, what: str = "address") -> str:
+    """An address argument, checksummed; InputError for anything else (both clients' argument check)."""
+    if not isinstance(value, str) or not is_address(value):
+        raise InputError(f"invalid {what} {value!r}: expected a 0x-prefixed 20-byte hex address")
+    return to_checksum_address(value)
+
+
+def require_bytes32(value: bytes, what: str) -> bytes:
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+        raise InputError(f"{what} must be 32 bytes")
+    return bytes(value)
+
+
 # ---------------------------------------------------------------------------------------------
 # ABI codec (the subset the registry's views use)
 

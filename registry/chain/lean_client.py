@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from registry.chain.lean import LeanRegistry, artifact_json, hex_data, is_address, keccak, quantity, \
-    to_checksum_address
+    require_address, require_bytes32, to_checksum_address
 from registry.chain.records import AttestationRecord, ReleaseRecord
 from registry.errors import ChainError, InputError, RevokedError, SignatureError, UnreachableError
 
@@ -31,16 +31,8 @@ _RELEASE_PUBLISHED = "ReleasePublished(bytes32,bytes32,bytes32,string,string,byt
                      "bytes32,address,address)"
 
 
-def _address(value: str, what: str = "address") -> str:
-    if not isinstance(value, str) or not is_address(value):
-        raise InputError(f"invalid {what} {value!r}: expected a 0x-prefixed 20-byte hex address")
-    return to_checksum_address(value)
-
-
-def _bytes32(value: bytes, what: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
-        raise InputError(f"{what} must be 32 bytes")
-    return bytes(value)
+_address = require_address
+_bytes32 = require_bytes32
 
 
 class LeanClient:
@@ -63,23 +55,11 @@ class LeanClient:
 
     @classmethod
     def connect(cls, settings: "Settings") -> "LeanClient":
-        profile = settings.profile
-        if profile.is_local:
-            info = _running_devnet(settings)
-            if info is None:
-                from registry.chain.devnet import ensure_running
+        from registry.chain.reads import profile_target
 
-                info = ensure_running(settings)
-            return cls.at(info.rpc_url, info.contract, info.chain_id, profile.confirmations, profile.timeout_s,
-                          profile.retries)
-        if not profile.contract:
-            raise InputError(
-                f"profile {profile.name!r} has no contract address: set it with "
-                f"`registry profile add {profile.name} --contract ADDR` or REGISTRY_CONTRACT"
-            )
-        assert profile.rpc_url is not None
-        return cls.at(profile.rpc_url, profile.contract, profile.chain_id, profile.confirmations, profile.timeout_s,
-                      profile.retries)
+        rpc_url, contract, chain_id = profile_target(settings, _local_devnet)
+        profile = settings.profile
+        return cls.at(rpc_url, contract, chain_id, profile.confirmations, profile.timeout_s, profile.retries)
 
     @classmethod
     def at(cls, rpc_url: str, contract: str, chain_id: int | None = None, confirmations: int = 0,
@@ -217,6 +197,15 @@ class LeanClient:
         if not isinstance(data, str):
             raise ChainError("eth_getTransactionByHash answered a transaction without input")
         return hex_data(data, "eth_getTransactionByHash")
+
+
+def _local_devnet(settings: "Settings") -> "DevnetInfo":
+    info = _running_devnet(settings)
+    if info is None:
+        from registry.chain.devnet import ensure_running
+
+        info = ensure_running(settings)
+    return info
 
 
 def _running_devnet(settings: "Settings") -> "DevnetInfo | None":

@@ -14,9 +14,9 @@ release, and the signed Release read back from its publishing transaction.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, runtime_checkable
 
-from registry.errors import ChainError
+from registry.errors import ChainError, InputError
 
 if TYPE_CHECKING:
     from registry.chain.records import AttestationRecord, ReleaseRecord
@@ -64,6 +64,22 @@ class ChainReader(Protocol):
     def published_in(self, release_id: bytes) -> tuple[int, bytes] | None: ...
 
     def transaction_input(self, tx_hash: bytes) -> bytes: ...
+
+
+def profile_target(settings: "Settings", local: "Callable[[Settings], Any]") -> tuple[str, str, int | None]:
+    """(RPC URL, contract, expected chain id) of the profile. ``local(settings)`` returns the embedded
+    devnet's ``DevnetInfo`` (starting it if it must); another profile must name its contract."""
+    profile = settings.profile
+    if profile.is_local:
+        info = local(settings)
+        return info.rpc_url, info.contract, info.chain_id
+    if not profile.contract:
+        raise InputError(
+            f"profile {profile.name!r} has no contract address: set it with "
+            f"`registry profile add {profile.name} --contract ADDR` or REGISTRY_CONTRACT"
+        )
+    assert profile.rpc_url is not None
+    return profile.rpc_url, profile.contract, profile.chain_id
 
 
 def connect_reader(settings: "Settings") -> ChainReader:
