@@ -350,6 +350,9 @@ class _Keeper:
         self.staged: DiskSink | None = None
         self.filled = 0
         self._write: Callable[[memoryview], None] | None = None
+        self._step = 0
+        self._ready: set[int] = set()  # batches of the arena already backed with pages
+        self._hashed = 0  # batches the worker has hashed
         if not capture.file_on_disk():
             self.arena = _anonymous(limit)
         else:
@@ -366,11 +369,13 @@ class _Keeper:
         if self.arena is None:
             return read_batches(_Capped(reader, self.limit), step)
 
+        self._step = step
+
         def batches() -> Any:
             assert self.arena is not None
             while self.filled < self.limit:
                 target = self.arena[self.filled:self.filled + step]
-                _populate(self.arena, self.filled, len(target))
+                self._back(self.filled // step)
                 n = _fill(reader, target)
                 self.filled += n
                 if n:
@@ -381,8 +386,20 @@ class _Keeper:
 
     @property
     def keep(self) -> Callable[[memoryview], None] | None:
-        """What the worker does with a batch after hashing it (nothing when it was read into memory)."""
-        return self._write
+        """What the worker does with a batch after hashing it: write it out, or (read into memory) back
+        the arena two batches ahead with pages, so that the reading thread, which also computes the
+        whole-file digest, copies into ready memory instead of taking the page faults itself."""
+        return self._write if self.arena is None else self._back_ahead
+
+    def _back_ahead(self, _view: memoryview) -> None:
+        self._hashed += 1
+        self._back(self._hashed + 1)
+
+    def _back(self, batch: int) -> None:
+        if self._step and batch not in self._ready and batch * self._step < self.limit:
+            self._ready.add(batch)  # a region backed twice costs nothing more than once
+            assert self.arena is not None
+            _populate(self.arena, batch * self._step, min(self._step, self.limit - batch * self._step))
 
     def append(self, view: memoryview) -> None:
         """Keeps bytes that arrived elsewhere (verified blocks): copied into memory, or written out."""
