@@ -160,3 +160,43 @@ def test_disk_that_fills_during_a_single_file_pull_leaves_nothing(deployed, tmp_
     assert out.returncode not in (0, 1), out.stderr[-2000:]
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
     assert list(dest.iterdir()) == []
+
+
+def test_chain_facts_are_read_while_the_bytes_are_hashed(tmp_path, monkeypatch):
+    """Checks 2-4 wait on the RPC; they run beside the hashing instead of before it (the slow node's
+    answer and the slow read overlap in time)."""
+    import time
+
+    from registry.verify import procedure
+
+    rel = offline_release(tmp_path)
+    record = procedure._record_from_manifest(rel.manifest)
+
+    class SlowNode:
+        chain_id, address, rpc_url = rel.manifest.chain_id, rel.manifest.contract, "http://slow.invalid"
+
+        def get_by_id(self, release_id: bytes):
+            assert release_id == record.id
+            return record
+
+        def may_publish(self, name: str, account: str) -> bool:
+            spans["node"] = (time.monotonic(), time.monotonic() + 0.5)
+            time.sleep(0.5)
+            return account == record.publisher
+
+    real = procedure.check_bytes
+
+    def slow_read(*args, **kwargs):
+        spans["read"] = (time.monotonic(), time.monotonic() + 0.5)
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    spans: dict[str, tuple[float, float]] = {}
+    monkeypatch.setattr(procedure, "check_bytes", slow_read)
+    report = procedure.verify(rel.ref, data=rel.data, manifest=rel.manifest, client=SlowNode(),
+                              provenance=rel.provenance, settings=rel.settings)
+    assert report.ok, report.to_json()
+    assert [c.name for c in report.checks][:6] == ["resolve", "not_revoked", "publisher_authorised", "signature",
+                                                   "sha256", "cid"]
+    (node_start, node_end), (read_start, read_end) = spans["node"], spans["read"]
+    assert max(node_start, read_start) < min(node_end, read_end), f"no overlap: {spans}"

@@ -253,19 +253,27 @@ def _run(
         return skip_rest("resolve failed")
     report.release = record
 
-    # -- 2.-4. chain facts and the signature ----------------------------------------------------
-    checks.append(guarded("not_revoked", lambda: check_not_revoked(record, client)))
-    checks.append(guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)))
-    checks.append(guarded("signature", lambda: check_signature(record, man, client, pol, settings, chain_id)))
+    # -- 2.-4. chain facts and the signature, read while 5./6. hash the bytes --------------------
+    # They wait on the RPC (one round trip per ancestor, publisher and wallet call) while the bytes
+    # are hashed on the other threads: on a remote node that is most of a small model's verify.
+    def chain_facts() -> list[Check]:
+        return [guarded("not_revoked", lambda: check_not_revoked(record, client)),
+                guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)),
+                guarded("signature", lambda: check_signature(record, man, client, pol, settings, chain_id))]
 
-    # -- 5./6. sha256 and cid over one in-memory copy ------------------------------------------
-    try:
-        sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress, pol,
-                                           capture, file_progress)
-    except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
-        artifact.release()
-        artifact.ok = False
-        sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-checks") as pool:
+        facts = pool.submit(chain_facts)
+        # -- 5./6. sha256 and cid in one pass over the bytes --------------------------------------
+        try:
+            sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress, pol,
+                                               capture, file_progress)
+        except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
+            artifact.release()
+            artifact.ok = False
+            sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
+        checks.extend(facts.result())
     checks.extend([sha_check, cid_check])
 
     # -- 7. provenance -------------------------------------------------------------------------
