@@ -312,11 +312,13 @@ _OBJECT_RESULT = frozenset({"eth_getTransactionByHash"})
 
 
 class _Transient(Exception):
-    """A failure worth another attempt; ``short`` says what it was."""
+    """A failure worth another attempt; ``short`` says what it was. ``connection`` marks a failure of
+    the connection itself, which on a kept-alive connection usually means the node closed it while idle."""
 
-    def __init__(self, short: str) -> None:
+    def __init__(self, short: str, connection: bool = False) -> None:
         super().__init__(short)
         self.short = short
+        self.connection = connection
 
 
 class LeanRpc:
@@ -355,7 +357,7 @@ class LeanRpc:
                 raw = self._post(body, method)
                 break
             except _Transient as exc:
-                if reused and exc.short != "timed out":
+                if reused and exc.connection:
                     continue  # the node closed an idle keep-alive connection: reconnect at once
                 if attempt == attempts:
                     raise UnreachableError(f"RPC node at {self.url} did not answer after {attempts} attempts "
@@ -390,10 +392,13 @@ class LeanRpc:
         except _TooSlow as exc:
             self.close()
             raise _Transient("timed out") from exc
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        except TimeoutError as exc:
             self.close()
-            raise _Transient("timed out" if isinstance(exc, TimeoutError) else
-                             "connection refused or reset" if isinstance(exc, OSError) else type(exc).__name__) from exc
+            raise _Transient("timed out") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _Transient("connection refused or reset" if isinstance(exc, OSError) else type(exc).__name__,
+                             connection=True) from exc
         except BaseException:
             self.close()
             raise
