@@ -206,19 +206,34 @@ def batch_size(profile: str | Profile) -> int:
 
 
 def read_batches(reader: _Readable, batch: int) -> Iterator[memoryview]:
-    """``reader``'s bytes in views of ``batch`` bytes (the last one shorter), through two reused
-    buffers: a view stays valid until the second next one is asked for, which is how long the
-    importer needs it (its worker hashes one batch while this thread reads the next)."""
-    buffers = [memoryview(bytearray(batch)), memoryview(bytearray(batch))]
-    index = 0
-    while True:
-        buf = buffers[index & 1]
-        n = _fill(reader, buf)
+    """``reader``'s bytes in views of ``batch`` bytes (the last one shorter), through three reused
+    buffers. A view stays valid until the second next one is asked for, which is how long the importer
+    needs it (its worker hashes the leaves of one batch while this thread hashes the next one whole).
+
+    Past the first full batch, the next batch is read on a helper thread while the current one is
+    hashed: the copy out of the page cache then no longer adds to the whole-file digest's thread,
+    which is the longer of the two hashing threads."""
+    buffers = [memoryview(bytearray(batch)) for _ in range(3)]
+    n = _fill(reader, buffers[0])
+    if n < batch:
         if n:
-            yield buf[:n]
-        if n < batch:
-            return
-        index += 1
+            yield buffers[0][:n]
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unixfs-read") as ahead:
+        pending = ahead.submit(_fill, reader, buffers[1])
+        yield buffers[0]
+        index = 1
+        while True:
+            n = pending.result()
+            current = buffers[index % 3]
+            if n < batch:
+                if n:
+                    yield current[:n]
+                return
+            # the buffer two batches back is free again: the consumer has asked for this one
+            pending = ahead.submit(_fill, reader, buffers[(index + 1) % 3])
+            yield current
+            index += 1
 
 
 def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
