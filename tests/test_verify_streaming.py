@@ -200,3 +200,26 @@ def test_chain_facts_are_read_while_the_bytes_are_hashed(tmp_path, monkeypatch):
                                                    "sha256", "cid"]
     (node_start, node_end), (read_start, read_end) = spans["node"], spans["read"]
     assert max(node_start, read_start) < min(node_end, read_end), f"no overlap: {spans}"
+
+
+def test_a_read_that_fails_ahead_reaches_the_caller(monkeypatch):
+    """The next batch is read on a helper thread: its OSError still comes out of the import, and the
+    helper is gone afterwards."""
+    import threading
+
+    monkeypatch.setattr(unixfs, "READ_BATCH", 1024 * 1024)
+
+    class Failing:
+        def __init__(self) -> None:
+            self.served = 0
+
+        def readinto(self, buf: memoryview) -> int:
+            if self.served >= 3 * 1024 * 1024:
+                raise OSError(5, "Input/output error")
+            buf[:] = bytes(len(buf))
+            self.served += len(buf)
+            return len(buf)
+
+    with pytest.raises(OSError, match="Input/output error"):
+        unixfs.import_stream(Failing(), "kubo-v1")
+    assert not [t for t in threading.enumerate() if t.name.startswith("unixfs-read")]
