@@ -269,12 +269,12 @@ def _uint(value: Any, field: str, fail: Any, maximum: int, minimum: int = 0) -> 
 
 
 def _address(value: Any, field: str, fail: Any) -> str:
-    from eth_utils import is_checksum_address, to_checksum_address
+    from registry.chain.lean import to_checksum_address  # eth_utils' rules, without its import time
 
     if not isinstance(value, str) or not _ADDRESS.match(value):
         raise fail(f"{field} must be a 0x-prefixed 20-byte address")
     lowered = value[2:]
-    if lowered != lowered.lower() and lowered != lowered.upper() and not is_checksum_address(value):
+    if lowered != lowered.lower() and lowered != lowered.upper() and to_checksum_address(value) != value:
         raise fail(f"{field} has a bad EIP-55 checksum")
     return to_checksum_address(value)
 

@@ -150,7 +150,7 @@ def _int(value: Any, key: str, fail: Any) -> int:
 
 
 def _addresses(value: Any, key: str, fail: Any) -> tuple[str, ...]:
-    from eth_utils import to_checksum_address
+    from registry.chain.lean import to_checksum_address  # eth_utils' rules, without its import time
 
     if not isinstance(value, list) or not all(isinstance(v, str) and _ADDRESS.match(v) for v in value):
         raise fail(f"{key} must be a list of 0x-prefixed 20-byte addresses")

@@ -387,31 +387,8 @@ def _publishing_tx(client: "RegistryClient", release_id: bytes) -> str | None:
 
 
 def _signed_from_chain(client: "RegistryClient", record: "ReleaseRecord") -> tuple[Any, bytes, str]:
-    """The exact signed Release and signature, read back from the publishing transaction's calldata.
+    """The exact signed Release and signature, read back from the publishing transaction's calldata
+    (``registry.chain.reads.signed_from_chain``), so an interrupted publish can rebuild its manifest."""
+    from registry.chain.reads import signed_from_chain
 
-    The chain stores neither nonce, deadline nor signature, but the transaction that published the
-    release carries all three, so an interrupted publish can always rebuild its manifest.
-    """
-    from registry.release import Release
-
-    log = _publish_log(client, record.id)
-    if log is None:
-        raise ChainError(f"no ReleasePublished event for {record.ref}")
-    tx_hash = bytes(log["transactionHash"])
-    tx = client.w3.eth.get_transaction(tx_hash)
-    try:
-        function, args = client.contract.decode_function_input(tx["input"])
-    except Exception as exc:
-        raise ChainError(f"{record.ref} was published through another contract; its signature cannot be "
-                         "recovered from the transaction") from exc
-    if function.fn_name != "publish":
-        raise ChainError(f"transaction 0x{tx_hash.hex()} is not a publish call")
-    raw = args["release"]
-    values = list(raw.values()) if isinstance(raw, dict) else list(raw)
-    release = Release(
-        name=values[0], version=values[1], artifact_sha256=bytes(values[2]), artifact_cid=bytes(values[3]),
-        artifact_size=int(values[4]), provenance_sha256=bytes(values[5]), provenance_cid=bytes(values[6]),
-        card_sha256=bytes(values[7]), card_cid=bytes(values[8]), parent=bytes(values[9]), nonce=int(values[10]),
-        deadline=int(values[11]),
-    )
-    return release, bytes(args["signature"]), "0x" + tx_hash.hex()
+    return signed_from_chain(client, record)

@@ -114,9 +114,9 @@ def pull(ref: str, dest: str | os.PathLike[str], **verify_kwargs: Any) -> PullRe
     client = verify_kwargs.get("client")
     if client is None and not verify_kwargs.get("offline"):
         try:
-            from registry.chain.client import RegistryClient
+            from registry.chain.reads import connect_reader
 
-            client = RegistryClient.connect(settings)
+            client = connect_reader(settings)
             verify_kwargs["client"] = client
         except Exception:  # verify reports the chain problem itself (or goes offline with a manifest)
             client = None
@@ -226,12 +226,12 @@ def _stage(folder: Path, name: str, payload: bytes | bytearray) -> Path:
 
 
 def _manifest_from_chain(client: Any, record: Any, cid_profile: str, file_list_cid: bytes | None = None) -> bytes:
+    from registry.chain.reads import signed_from_chain
     from registry.manifest import Manifest, dumps
-    from registry.publish import _signed_from_chain
 
     if client is None:
         raise InputError("pulling without a manifest needs the chain (to recover the signed release)")
-    release, signature, tx = _signed_from_chain(client, record)
+    release, signature, tx = signed_from_chain(client, record)
     manifest = Manifest(release=release, signature=signature, publisher=record.publisher, chain_id=client.chain_id,
                         contract=client.address, cid_profile=cid_profile, transaction=tx,
                         file_list_cid=file_list_cid)

@@ -10,20 +10,24 @@ Release v2 carries an optional model card (``card_sha256``/``card_cid``; zero an
 one). References add aliases (``NAME@production``), and recovery accepts only the low-s, v in
 {27, 28} signatures that OpenZeppelin's ECDSA accepts on chain, so a malleated copy of a valid
 signature is refused off chain as it is on chain.
+
+Recovery is the lean path (``registry.chain.lean_sig``: the typed-data hash from the ABI, libsecp256k1
+through coincurve), so a device that only verifies never imports eth-account, whose import pulls
+eth-keyfile and py_ecc (half a second); signing and ``signing_digest`` still use eth-account, imported
+where they are called, and the test suite checks that both paths agree with the contract.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
-
+from registry.chain.lean import keccak, to_checksum_address
 from registry.errors import InputError, SignatureError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 DOMAIN_NAME = "ModelRegistry"
 DOMAIN_VERSION = "1"
@@ -332,12 +336,15 @@ def typed_data(release: Release, chain_id: int, contract: str) -> dict[str, Any]
 
 
 def signing_digest(release: Release, chain_id: int, contract: str) -> bytes:
-    """keccak256(0x1901 || domainSeparator || structHash): what ``hashRelease`` returns."""
+    """keccak256(0x1901 || domainSeparator || structHash): what ``hashRelease`` returns (eth-account's
+    encoding; ``registry.chain.lean_sig.signing_digest`` is the import-light twin recovery uses)."""
+    from eth_account.messages import encode_typed_data
+
     signable = encode_typed_data(full_message=typed_data(release, chain_id, contract))
     return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
-def sign_release(release: Release, account: LocalAccount, chain_id: int, contract: str) -> bytes:
+def sign_release(release: Release, account: "LocalAccount", chain_id: int, contract: str) -> bytes:
     """A 65-byte (r, s, v) signature by ``account`` over the release's typed data."""
     signed = account.sign_typed_data(full_message=typed_data(release, chain_id, contract))
     return bytes(signed.signature)
@@ -363,9 +370,8 @@ def check_signature_form(signature: bytes) -> None:
 def recover_publisher(release: Release, signature: bytes, chain_id: int, contract: str) -> str:
     """The checksummed address that signed; SignatureError if the signature is malformed or not in
     the canonical low-s form the contract accepts."""
+    from registry.chain.lean_sig import recover, signing_digest as lean_digest
+
     check_signature_form(signature)
-    signable = encode_typed_data(full_message=typed_data(release, chain_id, contract))
-    try:
-        return to_checksum_address(Account.recover_message(signable, signature=bytes(signature)))
-    except Exception as exc:  # eth-keys raises several unrelated types for bad signatures
-        raise SignatureError(f"malformed release signature: {exc}") from exc
+    digest = lean_digest(release.message(), DOMAIN_NAME, DOMAIN_VERSION, int(chain_id), to_checksum_address(contract))
+    return recover(digest, bytes(signature))

@@ -11,7 +11,9 @@ reads everything at start-up).
 
 Everything that builds a session for a verified model calls ``session_from_bytes`` (one file) or
 ``session_from_tree`` (a model with its external-data files, all verified): ``load_verified``, the
-oracle node, and the directory loader.
+oracle node, and the directory loader. ``load_verified`` of a single file writes the verified bytes
+into such a directory while it hashes them and hands that file over (``session_from_private_dir``),
+so no in-memory copy of the model is held beside the runtime's own.
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ def session_from_tree(files: Mapping[str, bytes | bytearray | memoryview], model
     The files are written, and only they, into a fresh 0700 directory; paths that are absolute,
     contain ``..`` or empty parts are refused. ``PolicyError`` when onnxruntime refuses the model.
     """
-    import onnxruntime
-
     if model not in files:
         raise InputError(f"{model!r} is not among the files to load")
     with tempfile.TemporaryDirectory(prefix="registry-ort-") as directory:
@@ -53,13 +53,22 @@ def session_from_tree(files: Mapping[str, bytes | bytearray | memoryview], model
         os.chmod(root, 0o700)
         for name, data in files.items():
             _write_private(root, _safe_relative(name), data)
-        try:
-            return onnxruntime.InferenceSession(str(root / _safe_relative(model)), sess_options=options,
-                                                providers=list(providers or DEFAULT_PROVIDERS))
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            first = first.replace(str(root), "<model dir>")
-            raise PolicyError(f"onnxruntime refused the verified model: {first[:300]}") from exc
+        return session_from_private_dir(root, model, options, providers)
+
+
+def session_from_private_dir(root: Path, model: str, options: "onnxruntime.SessionOptions | None" = None,
+                             providers: Sequence[Any] | None = None) -> "onnxruntime.InferenceSession":
+    """An InferenceSession for ``root/model``, where ``root`` is a 0700 directory this process created
+    and filled with verified files only (the caller removes it afterwards)."""
+    import onnxruntime
+
+    try:
+        return onnxruntime.InferenceSession(str(root / _safe_relative(model)), sess_options=options,
+                                            providers=list(providers or DEFAULT_PROVIDERS))
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.replace(str(root), "<model dir>")
+        raise PolicyError(f"onnxruntime refused the verified model: {first[:300]}") from exc
 
 
 def _safe_relative(name: str) -> PurePosixPath:

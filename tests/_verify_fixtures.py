@@ -137,3 +137,22 @@ def offline_release(home: Path, data: bytes | None = None, *, signer: Any = None
                         chain_id=chain_id, contract=contract, cid_profile="kubo-v1")
     settings = load_settings(env={"REGISTRY_HOME": str(home)})
     return Offline(data=data, provenance=provenance_bytes, manifest=manifest, publisher=signer, settings=settings)
+
+
+def pull_with_a_full_disk(ref: str, dest: Path, limit: int) -> Any:
+    """``registry pull REF -o DEST`` in a subprocess whose writes fail past ``limit`` bytes, as a
+    full disk would (RLIMIT_FSIZE, with SIGXFSZ ignored so the write returns EFBIG)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "from registry.cli import main\n"
+        f"sys.argv = ['registry', 'pull', {ref!r}, '-o', {str(dest)!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))

@@ -157,8 +157,8 @@ def test_memory_stays_bounded_and_each_byte_is_read_once():
     finally:
         tracemalloc.stop()
     assert result.size == size == reader.read_total
-    # two read buffers plus link lists; the file itself is 5x bigger than this bound
-    assert peak < 2 * unixfs.READ_BATCH + 4 * 1024 * 1024, peak
+    # three read buffers (one being read ahead) plus link lists; the file is 4x bigger than this bound
+    assert peak < 3 * unixfs.READ_BATCH + 4 * 1024 * 1024, peak
     expected = hashlib.sha256()
     for _ in range(size // len(_ZEROS)):
         expected.update(_ZEROS)

@@ -60,10 +60,9 @@ def test_publish_verify_pull_and_load_a_directory(deployed, tmp_path):
     assert np.allclose(session.run(None, {"X": x})[0], expected)
 
 
-def test_load_verified_of_a_large_tree_uses_a_private_copy_and_removes_it(deployed, tmp_path, monkeypatch):
+def test_load_verified_of_a_tree_uses_a_private_copy_and_removes_it(deployed, tmp_path, monkeypatch):
     import registry.verify.artifact as artifact
 
-    monkeypatch.setattr(artifact, "MAX_IN_MEMORY_TREE", 1000)
     folder = _tree(tmp_path)
     pub = _publish(deployed, folder)
     seen = []
@@ -218,23 +217,13 @@ def test_pull_into_proc_or_sys_is_one_clear_line(deployed, tmp_path):
 
 def test_disk_that_fills_during_pull_leaves_nothing_at_the_target(deployed, tmp_path):
     """RLIMIT_FSIZE makes every write past 64 KiB fail, as a full disk would."""
-    import subprocess
-    import sys
+    from tests._verify_fixtures import pull_with_a_full_disk
 
     folder = _tree(tmp_path, n=200_000)
     pub = _publish(deployed, folder)
     dest = tmp_path / "device"
     dest.mkdir()
-    script = (
-        "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
-        "from registry.cli import main\n"
-        f"sys.argv = ['registry', 'pull', {pub.record.ref!r}, '-o', {str(dest)!r}]\n"
-        "main()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ))
+    out = pull_with_a_full_disk(pub.record.ref, dest, 65536)
     assert out.returncode not in (0, 1), out.stderr[-2000:]
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
     assert list(dest.iterdir()) == []

@@ -42,14 +42,16 @@ def test_erc1271_wallet_publisher(deployed, tmp_path):
     manifest = Manifest(release=release, signature=signature, publisher=wallet_address, chain_id=deployed.chain_id,
                         contract=deployed.client.address, cid_profile="kubo-v1")
 
-    def run():
+    def run(client):
         return verify(manifest.ref, data=base.data, manifest=manifest, provenance=base.provenance,
-                      settings=deployed.settings(), client=deployed.client)
+                      settings=deployed.settings(), client=client)
 
-    report = run()
-    assert report.ok, report.to_json()
-    assert report.check("signature").evidence.get("erc1271") is True
+    for client in (deployed.client, None):  # web3's client, and the lean reader a device connects itself
+        report = run(client)
+        assert report.ok, report.to_json()
+        assert report.check("signature").evidence.get("erc1271") is True
 
     send_call(w3, funder, lambda params: wallet.functions.setAccepting(False).build_transaction(params), 0)
-    report = run()
-    assert report.check("signature").status == "fail" and report.exit_code == 11
+    for client in (deployed.client, None):
+        report = run(client)
+        assert report.check("signature").status == "fail" and report.exit_code == 11

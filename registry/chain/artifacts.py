@@ -12,8 +12,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from eth_utils import keccak
-
 
 @dataclass(frozen=True)
 class Artifact:
@@ -24,6 +22,8 @@ class Artifact:
     @property
     def code_hash(self) -> str:
         """keccak256 of the runtime code: what an on-chain ``extcodehash`` of a deployment gives."""
+        from registry.chain.lean import keccak
+
         return "0x" + keccak(self.deployed_bytecode).hex()
 
 

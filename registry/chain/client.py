@@ -15,7 +15,6 @@ both steps, waiting for the block in between). Which release a reference means i
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -33,7 +32,7 @@ from registry.chain.rpc import make_web3, with_retries
 from registry.chain.nonces import KeyLockGuard
 from registry.chain.tx import register_guard, revert_from, send_call
 from registry.config import Settings
-from registry.errors import ChainError, InputError
+from registry.errors import ChainError
 from registry.release import (
     Ref,
     Release,
@@ -95,24 +94,14 @@ class RegistryClient(OwnershipMixin):
     @classmethod
     def connect(cls, settings: Settings) -> "RegistryClient":
         """The profile's registry; on the local profile this starts anvil and deploys once."""
-        profile = settings.profile
-        if profile.is_local:
-            from registry.chain.devnet import ensure_running
+        from registry.chain.devnet import ensure_running
+        from registry.chain.reads import profile_target
 
-            info = ensure_running(settings)
-            if info.note:  # e.g. recovered from the last good snapshot: the user must hear it
-                print(f"note: {info.note}", file=sys.stderr)
-            return cls.at(info.rpc_url, info.contract, info.chain_id, profile.confirmations, profile.timeout_s,
-                          profile.retries)
-        if not profile.contract:
-            raise InputError(
-                f"profile {profile.name!r} has no contract address: set it with "
-                f"`registry profile add {profile.name} --contract ADDR` or REGISTRY_CONTRACT"
-            )
-        assert profile.rpc_url is not None
-        client = cls.at(profile.rpc_url, profile.contract, profile.chain_id, profile.confirmations, profile.timeout_s,
-                        profile.retries)
-        register_guard(profile.rpc_url, KeyLockGuard(settings.home / "locks"))  # one nonce at a time per key
+        rpc_url, contract, chain_id = profile_target(settings, ensure_running)
+        profile = settings.profile
+        client = cls.at(rpc_url, contract, chain_id, profile.confirmations, profile.timeout_s, profile.retries)
+        if not profile.is_local:
+            register_guard(rpc_url, KeyLockGuard(settings.home / "locks"))  # one nonce at a time per key
         return client
 
     @classmethod
@@ -316,6 +305,26 @@ class RegistryClient(OwnershipMixin):
 
     def max_lineage_depth(self) -> int:
         return self._read(lambda: int(self.contract.functions.MAX_LINEAGE_DEPTH().call()))
+
+    # The rest of ``registry.chain.reads.ChainReader`` (the verifier's read-only interface).
+
+    def get_code(self, address: str) -> bytes:
+        account = _address(address)
+        return self._read(lambda: bytes(self.w3.eth.get_code(account)))
+
+    def eth_call(self, to: str, data: bytes) -> bytes:
+        target = _address(to)
+        return self._read(lambda: bytes(self.w3.eth.call({"to": target, "data": bytes(data)})))
+
+    def published_in(self, release_id: bytes) -> tuple[int, bytes] | None:
+        """(block number, transaction hash) of the release's latest ReleasePublished event, if any."""
+        rid = _bytes32(release_id, "release id")
+        logs = self._read(lambda: self.contract.events.ReleasePublished().get_logs(
+            from_block=0, argument_filters={"releaseId": rid}))
+        return (int(logs[-1]["blockNumber"]), bytes(logs[-1]["transactionHash"])) if logs else None
+
+    def transaction_input(self, tx_hash: bytes) -> bytes:
+        return self._read(lambda: bytes(self.w3.eth.get_transaction(bytes(tx_hash))["input"]))
 
     def revoke(self, release_id: bytes, reason: str, sender: LocalAccount) -> TxResult:
         rid = _bytes32(release_id, "release id")

@@ -10,11 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from eth_abi import decode
-from eth_utils import keccak
-
-from registry.chain.artifacts import load_artifact
 from registry.errors import ChainError
+
+# eth_abi, eth_utils and the artifact are imported where they are used: the lean read path
+# (registry.chain.lean) raises ContractRevert without paying for them.
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -54,6 +53,10 @@ def _type_string(param: dict[str, Any]) -> str:
 @lru_cache(maxsize=4)
 def error_selectors(contract: str = "ModelRegistry") -> dict[bytes, tuple[str, tuple[str, ...]]]:
     """selector -> (error name, argument types), from the ABI's ``error`` entries."""
+    from eth_utils import keccak
+
+    from registry.chain.artifacts import load_artifact
+
     table: dict[bytes, tuple[str, tuple[str, ...]]] = {}
     for entry in load_artifact(contract).abi:
         if entry.get("type") != "error":
@@ -80,6 +83,8 @@ def _as_bytes(data: Any) -> bytes | None:
 
 def decode_revert(data: Any, contract: str = "ModelRegistry", message: str | None = None) -> ChainError:
     """The ChainError for this revert data (hex string, bytes, or a JSON-RPC error dict)."""
+    from eth_abi import decode
+
     raw = _as_bytes(data)
     if raw is None or len(raw) < 4:
         detail = message or "no reason given"

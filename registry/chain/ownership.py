@@ -13,12 +13,13 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 
 from registry.chain.errors import ContractRevert
+from registry.chain.lean import require_address, require_bytes32
 from registry.chain.records import AliasRecord, NameInfo, ReleaseRecord
 from registry.chain.tx import RECEIPT_TIMEOUT_S
-from registry.errors import ChainError, InputError
+from registry.errors import ChainError
 from registry.release import name_key, validate_alias, validate_name, validate_namespace
 
 if TYPE_CHECKING:
@@ -29,16 +30,8 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 PAGE = 100
 
 
-def _address(value: str, what: str = "address") -> str:
-    if not isinstance(value, str) or not is_address(value):
-        raise InputError(f"invalid {what} {value!r}: expected a 0x-prefixed 20-byte hex address")
-    return to_checksum_address(value)
-
-
-def _bytes32(value: bytes, what: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
-        raise InputError(f"{what} must be 32 bytes")
-    return bytes(value)
+_address = require_address  # shared with the lean reader (registry.chain.lean)
+_bytes32 = require_bytes32
 
 
 class OwnershipMixin:

@@ -26,7 +26,7 @@ from registry.errors import ChainError, InputError, RevokedError, SignatureError
 from registry.release import Ref, is_valid_version, parse_ref
 
 if TYPE_CHECKING:
-    from registry.chain.client import RegistryClient
+    from registry.chain.reads import ChainReader
     from registry.chain.records import ReleaseRecord
 
 # The most releases one digest reference reads before refusing as too ambiguous to scan.
@@ -37,7 +37,7 @@ class AmbiguousReference(InputError):
     """A ``sha256:`` reference matches releases of several names (or too many releases to check)."""
 
 
-def resolve(client: "RegistryClient", ref: "str | Ref", trusted: Iterable[str] = ()) -> "ReleaseRecord":
+def resolve(client: "ChainReader", ref: "str | Ref", trusted: Iterable[str] = ()) -> "ReleaseRecord":
     """The release ``ref`` means on ``client``'s chain (see the module notes for the rules)."""
     parsed = parse_ref(ref) if isinstance(ref, str) else ref
     if parsed.kind == "version":
@@ -65,9 +65,9 @@ def require_semver(record: "ReleaseRecord") -> None:
                          "refused (its order against other versions is undefined)")
 
 
-def by_digest(client: "RegistryClient", sha256: bytes, trusted: Iterable[str] = ()) -> "ReleaseRecord":
+def by_digest(client: "ChainReader", sha256: bytes, trusted: Iterable[str] = ()) -> "ReleaseRecord":
     """The one release a ``sha256:`` reference may mean, or an error that says why there is none."""
-    from eth_utils import to_checksum_address
+    from registry.chain.lean import to_checksum_address
 
     shown = "sha256:" + sha256.hex()
     ids, complete = client.digest_ids(sha256, MAX_DIGEST_RELEASES)

@@ -25,7 +25,7 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 from registry.content.codes import DAG_PB, RAW, cid_binary
 from registry.content.dagpb import encode_node, leaf_wrapping, unixfs_file_data
@@ -199,6 +199,43 @@ def _fill(reader: _Readable, buf: memoryview) -> int:
     return got
 
 
+def batch_size(profile: str | Profile) -> int:
+    """How many bytes one step of the importer takes: whole chunks, about ``READ_BATCH``."""
+    p = get_profile(profile)
+    return p.chunk_size * max(1, READ_BATCH // p.chunk_size)
+
+
+def read_batches(reader: _Readable, batch: int) -> Iterator[memoryview]:
+    """``reader``'s bytes in views of ``batch`` bytes (the last one shorter), through three reused
+    buffers. A view stays valid until the second next one is asked for, which is how long the importer
+    needs it (its worker hashes the leaves of one batch while this thread hashes the next one whole).
+
+    Past the first full batch, the next batch is read on a helper thread while the current one is
+    hashed: the copy out of the page cache then no longer adds to the whole-file digest's thread,
+    which is the longer of the two hashing threads."""
+    buffers = [memoryview(bytearray(batch)) for _ in range(3)]
+    n = _fill(reader, buffers[0])
+    if n < batch:
+        if n:
+            yield buffers[0][:n]
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unixfs-read") as ahead:
+        pending = ahead.submit(_fill, reader, buffers[1])
+        yield buffers[0]
+        index = 1
+        while True:
+            n = pending.result()
+            current = buffers[index % 3]
+            if n < batch:
+                if n:
+                    yield current[:n]
+                return
+            # the buffer two batches back is free again: the consumer has asked for this one
+            pending = ahead.submit(_fill, reader, buffers[(index + 1) % 3])
+            yield current
+            index += 1
+
+
 def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
                   progress: Progress | None = None, block_sink: BlockSink | None = None,
                   pool: ThreadPoolExecutor | None = None) -> ImportResult:
@@ -206,19 +243,39 @@ def import_stream(reader: _Readable, profile: str | Profile = DEFAULT_PROFILE,
 
     ``pool`` (one worker) hashes the leaves; a tree import passes one pool for all its files.
     """
+    return import_batches(read_batches(reader, batch_size(profile)), profile, progress, block_sink, pool)
+
+
+def import_batches(batches: Iterable[memoryview], profile: str | Profile = DEFAULT_PROFILE,
+                   progress: Progress | None = None, block_sink: BlockSink | None = None,
+                   pool: ThreadPoolExecutor | None = None,
+                   keep: Callable[[memoryview], None] | None = None) -> ImportResult:
+    """The importer over ready views of the bytes (``read_batches``, or slices of memory that stays put).
+
+    Every view but the last must be a whole number of chunks long. ``keep`` (e.g. a write into a
+    staging file) receives each view on the worker thread, after its leaves are hashed: the two
+    threads then carry about the same load (whole-file SHA-256 and reading here, leaves and the copy
+    there). Nothing is copied to hash: both digests read the views themselves.
+    """
     p = get_profile(profile)
     if pool is None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unixfs-leaves") as own:
             # load multiformats on the worker while the first batch is read, instead of after the last
             own.submit(_preload_cids)
-            return _import(reader, p, progress, block_sink, own)
-    return _import(reader, p, progress, block_sink, pool)
+            return _import(batches, p, progress, block_sink, own, keep)
+    return _import(batches, p, progress, block_sink, pool, keep)
 
 
-def _import(reader: _Readable, p: Profile, progress: Progress | None, block_sink: BlockSink | None,
-            pool: ThreadPoolExecutor) -> ImportResult:
-    batch = p.chunk_size * max(1, READ_BATCH // p.chunk_size)
-    buffers = [memoryview(bytearray(batch)), memoryview(bytearray(batch))]
+def _leaf_job(view: memoryview, profile: Profile,
+              keep: Callable[[memoryview], None] | None) -> list[tuple[bytes, int]]:
+    out = _hash_leaves(view, profile)
+    if keep is not None:
+        keep(view)
+    return out
+
+
+def _import(batches: Iterable[memoryview], p: Profile, progress: Progress | None, block_sink: BlockSink | None,
+            pool: ThreadPoolExecutor, keep: Callable[[memoryview], None] | None = None) -> ImportResult:
     whole = hashlib.sha256()
     tree = _BalancedTree(p, block_sink)
     total = 0
@@ -231,24 +288,21 @@ def _import(reader: _Readable, p: Profile, progress: Progress | None, block_sink
             offset += n
 
     pending: tuple[Future[list[tuple[bytes, int]]], memoryview] | None = None
-    index = 0
     try:
-        while True:
-            # the buffer read into now was last used two batches ago, and consumed since
-            buf = buffers[index & 1]
-            n = _fill(reader, buf)
-            view = buf[:n]
-            job = (pool.submit(_hash_leaves, view, p), view) if n else None
+        for view in batches:
+            n = len(view)
+            if not n:
+                continue
+            if total % p.chunk_size:
+                raise ValueError("only the last batch may end inside a chunk")
+            job = (pool.submit(_leaf_job, view, p, keep), view)
             whole.update(view)
             if pending is not None:
                 consume(pending)
             pending = job
             total += n
-            if progress is not None and n:
+            if progress is not None:
                 progress(n)
-            if n < batch:
-                break
-            index += 1
         if pending is not None:
             consume(pending)
             pending = None
@@ -282,18 +336,6 @@ def import_file(path: str | PathLike[str], profile: str | Profile = DEFAULT_PROF
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-class _BytesReader:
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        self._mv = memoryview(data).cast("B")
-        self._pos = 0
-
-    def readinto(self, buf: memoryview) -> int:
-        n = min(len(buf), len(self._mv) - self._pos)
-        buf[:n] = self._mv[self._pos:self._pos + n]
-        self._pos += n
-        return n
-
-
 class IterReader:
     """Turns an iterable of byte strings into a ``readinto`` stream (generated data, HTTP bodies)."""
 
@@ -315,8 +357,10 @@ class IterReader:
 
 def import_bytes(data: bytes | bytearray | memoryview, profile: str | Profile = DEFAULT_PROFILE,
                  block_sink: BlockSink | None = None) -> ImportResult:
-    """Same as ``import_file`` for bytes already in memory."""
-    return import_stream(_BytesReader(data), profile, None, block_sink)
+    """Same as ``import_file`` for bytes already in memory (hashed in place, never copied)."""
+    view = memoryview(data).cast("B")
+    step = batch_size(profile)
+    return import_batches((view[i:i + step] for i in range(0, len(view), step)), profile, None, block_sink)
 
 
 def import_chunks(chunks: Iterable[bytes], profile: str | Profile = DEFAULT_PROFILE,

@@ -11,8 +11,9 @@ by the signed size plus one byte, so an endless or extended stream is cut off), 
 that buffer goes to onnxruntime. No path is opened again after the check, so swapping the file
 between check and load has no effect.
 
-Importing this module is cheap and never imports torch; web3, eth-account, onnx and onnxruntime are
-imported inside the functions that need them, because a device's first verify must be fast.
+Importing this module is cheap and never imports torch; onnx and onnxruntime are imported inside the
+functions that need them, and the chain is read without web3, eth-account or py_ecc (the lean
+reader, ``registry.chain.reads``), because a device's first verify must be fast.
 """
 
 from __future__ import annotations

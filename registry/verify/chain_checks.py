@@ -10,6 +10,9 @@ The rules are the contract's, so a verifier and a PredictionFeed agree on every 
 - signatures: only the low-s, v in {27, 28} form the contract accepts;
 - offline, the manifest's EIP-712 domain must match a chain id (and contract, when known) pinned by
   the profile, ``--chain-id`` or the policy: a manifest signed for another chain is refused.
+
+Online, ``client`` is any ``registry.chain.reads.ChainReader``: the lean reader on a device, a
+``RegistryClient`` where one is already connected.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from registry.errors import RegistryError, SignatureError
 from registry.verify.report import Check, fail
 
 if TYPE_CHECKING:
-    from registry.chain.client import RegistryClient
+    from registry.chain.reads import ChainReader
     from registry.chain.records import ReleaseRecord
     from registry.config import Settings
     from registry.manifest import Manifest
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 MAX_PARENT_DEPTH = 64
 
 
-def check_not_revoked(record: "ReleaseRecord", client: "RegistryClient | None") -> Check:
+def check_not_revoked(record: "ReleaseRecord", client: "ChainReader | None") -> Check:
     if client is None:
         return Check("not_revoked", "skip", "offline: no RPC, revocation not checked (re-verify when online)")
     if record.revoked:
@@ -63,7 +66,7 @@ def check_not_revoked(record: "ReleaseRecord", client: "RegistryClient | None") 
                  {"lineage": lineage})
 
 
-def check_publisher(record: "ReleaseRecord", client: "RegistryClient | None", trusted: frozenset[str]) -> Check:
+def check_publisher(record: "ReleaseRecord", client: "ChainReader | None", trusted: frozenset[str]) -> Check:
     evidence: dict[str, Any] = {"publisher": record.publisher, "trusted": sorted(trusted)}
     if trusted and record.publisher not in trusted:
         return fail("publisher_authorised", f"publisher {record.publisher} is not in the trusted set", evidence)
@@ -86,9 +89,9 @@ def check_publisher(record: "ReleaseRecord", client: "RegistryClient | None", tr
     return Check("publisher_authorised", "pass", detail, evidence)
 
 
-def check_signature(record: "ReleaseRecord", man: "Manifest | None", client: "RegistryClient | None",
+def check_signature(record: "ReleaseRecord", man: "Manifest | None", client: "ChainReader | None",
                     pol: "Policy", settings: "Settings", chain_id: int | None = None) -> Check:
-    from eth_utils import to_checksum_address
+    from registry.chain.lean import to_checksum_address
 
     if man is None:
         # Online without a manifest: the contract ran SignatureChecker against this publisher when it
@@ -155,19 +158,14 @@ def _fields_differing(a: Any, b: Any) -> list[str]:
     return [n for n in names if getattr(a, n) != getattr(b, n)]
 
 
-def _erc1271_valid(client: "RegistryClient", wallet: str, release: Any, signature: bytes) -> bool:
+def _erc1271_valid(client: "ChainReader", wallet: str, release: Any, signature: bytes) -> bool:
     """Contract-wallet publishers: ask the wallet (isValidSignature == 0x1626ba7e)."""
+    from registry.chain.lean_sig import signing_digest
+    from registry.chain.reads import erc1271_valid
+    from registry.release import DOMAIN_NAME, DOMAIN_VERSION
+
     try:
-        if not client.w3.eth.get_code(wallet):
-            return False
-        from registry.release import signing_digest
-
-        digest = signing_digest(release, client.chain_id, client.address)
-        from eth_abi import encode
-
-        call = bytes.fromhex("1626ba7e") + encode(["bytes32", "bytes"], [digest, bytes(signature)])
-        answer = bytes(client.w3.eth.call({"to": wallet, "data": call}))
-        return answer[:4] == bytes.fromhex("1626ba7e")
-    except Exception:  # any failure of the wallet call means "not valid"
+        digest = signing_digest(release.message(), DOMAIN_NAME, DOMAIN_VERSION, client.chain_id, client.address)
+    except Exception:  # a release that cannot be hashed cannot be accepted either
         return False
-
+    return erc1271_valid(client, wallet, digest, signature)

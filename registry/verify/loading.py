@@ -1,17 +1,15 @@
 """Building an onnxruntime session from a verified artifact, and from nothing else.
 
-* A single file: the verified in-memory buffer, written into a fresh private directory that
-  holds nothing else (``registry.runtime.session_from_bytes``): a model given as bytes would
-  resolve any external reference against the current directory.
-* A tree held in memory: the entry model and the external-data files it names, written the same
-  way (``registry.runtime.session_from_tree``), so the runtime can read verified bytes and nothing
-  else.
-* A larger tree was copied to a private 0700 directory while it was hashed: the entry model is
-  parsed from its verified bytes and onnxruntime maps the external data from that copy
-  (``session.model_external_initializers_file_folder_path``), which only this process wrote; the
+* A single file: the private copy written while it was hashed, in a fresh 0700 directory that
+  holds nothing else (``registry.runtime.session_from_private_dir``): a model given as bytes would
+  resolve any external reference against the current directory, and holding the model in memory
+  beside the runtime's own copy would double the peak memory.
+* A tree was copied to a private 0700 directory while it was hashed: onnxruntime opens the entry
+  model there and maps its external data from that copy, which only this process wrote; the
   directory is removed right after the session is built. Mapping matters: onnxruntime copies
   in-memory initializers, so a tree handed over in memory costs twice its size, while mapped
   weights cost only the pages the runtime touches (measured: 826 MB against 59 MB for 256 MiB).
+  (A tree some caller kept in memory goes through ``registry.runtime.session_from_tree``.)
 
 Either way the runtime never opens the user's path, so swapping files there after the check has
 no effect.
@@ -35,6 +33,12 @@ def session_from_artifact(artifact: "ArtifactBytes", session_options: Any = None
     try:
         if artifact.tree is None:
             assert artifact.data is not None
+            if artifact.staged is not None and artifact.staged_name is not None:
+                from registry.runtime import session_from_private_dir
+
+                artifact.data = None  # the map the ONNX check read; the runtime reads the file itself
+                return session_from_private_dir(artifact.staged.path, artifact.staged_name, session_options,
+                                                providers)
             from registry.runtime import session_from_bytes
 
             return session_from_bytes(artifact.data, session_options, providers)
@@ -46,26 +50,21 @@ def session_from_artifact(artifact: "ArtifactBytes", session_options: Any = None
 
 
 def _tree_session(artifact: "ArtifactBytes", session_options: Any, providers: list[Any]) -> Any:
-    import onnxruntime
-
     from registry.content.sinks import DiskSink, MemorySink
     from registry.verify.tree import entry_model, external_files
 
     tree = artifact.tree
     assert tree is not None
     entry = entry_model(tree.files)
-    options = session_options or onnxruntime.SessionOptions()
     if isinstance(tree.sink, DiskSink):
-        import posixpath
+        from registry.runtime import session_from_private_dir
 
-        model = bytes(tree.sink.read(entry))
-        folder = tree.sink.path / posixpath.dirname(entry)
-        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
-        return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
+        # the private copy written while hashing holds the verified files and nothing else
+        return session_from_private_dir(tree.sink.path, entry, session_options, providers)
     assert isinstance(tree.sink, MemorySink)
     from registry.runtime import session_from_tree
 
     files = tree.sink.files
     needed = {entry: files[entry]}
     needed.update({path: files[path] for path in external_files(tree, entry).values()})
-    return session_from_tree(needed, entry, options, providers)
+    return session_from_tree(needed, entry, session_options, providers)

@@ -11,8 +11,11 @@ by the signed size plus one byte, so an endless or extended stream is cut off), 
 that buffer goes to onnxruntime. No path is opened again after the check, so swapping the file
 between check and load has no effect.
 
-Importing this module is cheap and never imports torch; web3, eth-account, onnx and onnxruntime are
-imported inside the functions that need them, because a device's first verify must be fast.
+Importing this module is cheap and never imports torch; onnx and onnxruntime are imported inside
+the functions that need them, because a device's first verify must be fast. The chain is read
+through ``registry.chain.reads.ChainReader``: connected here, that is the lean reader (JSON-RPC over
+``http.client``, recovery with coincurve), so a verify never imports web3, eth-account or py_ecc; a
+caller may pass any reader, e.g. a ``RegistryClient`` it already holds.
 
 The checks themselves live in one module per group (chain_checks, artifact, provenance_check,
 card_check, rules); this module orders them, feeds them their inputs and decides what reaches a loader.
@@ -53,7 +56,7 @@ from registry.verify.rules import check_onnx, check_policy
 if TYPE_CHECKING:
     import onnxruntime
 
-    from registry.chain.client import RegistryClient
+    from registry.chain.reads import ChainReader
     from registry.chain.records import ReleaseRecord
     from registry.config import Settings
     from registry.content.base import ContentStore
@@ -74,7 +77,7 @@ def verify(
     provenance: str | os.PathLike[str] | bytes | None = None,
     offline: bool = False,
     installed_version: str | None = None,
-    client: "RegistryClient | None" = None,
+    client: "ChainReader | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
     card: str | os.PathLike[str] | bytes | None = None,
@@ -136,7 +139,9 @@ def verify_bytes(ref: str, **kwargs: Any) -> tuple[VerificationReport, bytearray
     if artifact.tree is not None:
         artifact.release()
         return report, None
-    return report, (artifact.data if report.ok and artifact.ok else None)  # type: ignore[return-value]
+    data = bytearray(artifact.data) if report.ok and artifact.ok and artifact.data is not None else None
+    artifact.release()
+    return report, data
 
 
 def verify_artifact(ref: str, **kwargs: Any) -> tuple[VerificationReport, ArtifactBytes]:
@@ -164,7 +169,7 @@ def _run(
     provenance: str | os.PathLike[str] | bytes | None = None,
     offline: bool = False,
     installed_version: str | None = None,
-    client: "RegistryClient | None" = None,
+    client: "ChainReader | None" = None,
     store: "ContentStore | None" = None,
     progress: Any = None,
     card: str | os.PathLike[str] | bytes | None = None,
@@ -201,6 +206,8 @@ def _run(
     except Exception as exc:  # bad input is a RegistryError; anything else still ends in the report
         checks.append(unexpected("resolve", exc))
         return skip_rest("resolve failed")
+
+    _preload_onnx()  # its import overlaps the chain reads and the hashing, instead of following them
 
     # -- 1. resolve ----------------------------------------------------------------------------
     record = None
@@ -246,19 +253,27 @@ def _run(
         return skip_rest("resolve failed")
     report.release = record
 
-    # -- 2.-4. chain facts and the signature ----------------------------------------------------
-    checks.append(guarded("not_revoked", lambda: check_not_revoked(record, client)))
-    checks.append(guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)))
-    checks.append(guarded("signature", lambda: check_signature(record, man, client, pol, settings, chain_id)))
+    # -- 2.-4. chain facts and the signature, read while 5./6. hash the bytes --------------------
+    # They wait on the RPC (one round trip per ancestor, publisher and wallet call) while the bytes
+    # are hashed on the other threads: on a remote node that is most of a small model's verify.
+    def chain_facts() -> list[Check]:
+        return [guarded("not_revoked", lambda: check_not_revoked(record, client)),
+                guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)),
+                guarded("signature", lambda: check_signature(record, man, client, pol, settings, chain_id))]
 
-    # -- 5./6. sha256 and cid over one in-memory copy ------------------------------------------
-    try:
-        sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress, pol,
-                                           capture, file_progress)
-    except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
-        artifact.release()
-        artifact.ok = False
-        sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-checks") as pool:
+        facts = pool.submit(chain_facts)
+        # -- 5./6. sha256 and cid in one pass over the bytes --------------------------------------
+        try:
+            sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress, pol,
+                                               capture, file_progress)
+        except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
+            artifact.release()
+            artifact.ok = False
+            sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
+        checks.extend(facts.result())
     checks.extend([sha_check, cid_check])
 
     # -- 7. provenance -------------------------------------------------------------------------
@@ -296,8 +311,31 @@ def _run(
 # --------------------------------------------------------------------------------------------
 
 
+def _preload_onnx() -> None:
+    """Imports onnx (its checker is check 8; about a quarter of a second) on a daemon thread.
+
+    The hashing threads spend their time in hashlib with the GIL released, so the import runs
+    beside them on an otherwise idle core; the ONNX check then finds the module loaded (or waits
+    on the import lock for the rest of it). Nothing depends on this: a failed import here is
+    simply retried, and reported, where the check imports onnx itself."""
+    import sys
+    import threading
+
+    if "onnx.checker" in sys.modules:
+        return
+
+    def load() -> None:
+        try:
+            import onnx.checker  # noqa: F401
+            import onnx.helper  # noqa: F401
+        except Exception:  # noqa: BLE001 - the check imports onnx again and reports the failure
+            pass
+
+    threading.Thread(target=load, name="onnx-import", daemon=True).start()
+
+
 def _trusted(trust: Iterable[str], pol: "Policy") -> frozenset[str]:
-    from eth_utils import is_address, to_checksum_address
+    from registry.chain.lean import is_address, to_checksum_address
 
     out = set(pol.trusted_publishers)
     for item in trust:
@@ -329,11 +367,11 @@ def _manifest_matches_ref(man: "Manifest", parsed: Any) -> bool:
     return man.release.artifact_sha256 == parsed.sha256
 
 
-def _connect(settings: "Settings") -> "RegistryClient":
-    """The profile's registry (retries and timeouts as the profile says)."""
-    from registry.chain.client import RegistryClient
+def _connect(settings: "Settings") -> "ChainReader":
+    """The profile's registry, read-only and without web3 (retries and timeouts as the profile says)."""
+    from registry.chain.reads import connect_reader
 
-    return RegistryClient.connect(settings)
+    return connect_reader(settings)
 
 
 def _record_from_manifest(man: "Manifest") -> "ReleaseRecord":

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import ChainError, PolicyError, RegistryError
+from registry.errors import PolicyError, RegistryError
 from registry.verify.report import Check, fail
 
 if TYPE_CHECKING:
-    from registry.chain.client import RegistryClient
+    from registry.chain.reads import ChainReader
     from registry.chain.records import ReleaseRecord
     from registry.policy import Policy
 
@@ -30,7 +30,7 @@ def check_onnx(data: bytes, pol: "Policy") -> Check:
                  facts.evidence())
 
 
-def check_policy(record: "ReleaseRecord", client: "RegistryClient | None", pol: "Policy",
+def check_policy(record: "ReleaseRecord", client: "ChainReader | None", pol: "Policy",
                  doc: dict[str, Any] | None, installed_version: str | None) -> Check:
     from registry.policy import version_key
     from registry.provenance import accuracy
@@ -89,16 +89,8 @@ def check_policy(record: "ReleaseRecord", client: "RegistryClient | None", pol: 
     return Check("policy", "pass", "policy rules met", evidence)
 
 
-def _confirmations(client: "RegistryClient", record: "ReleaseRecord") -> int:
+def _confirmations(client: "ChainReader", record: "ReleaseRecord") -> int:
     """Blocks on top of the one that anchored the release (from its ReleasePublished event)."""
-    def read() -> int:
-        logs = client.contract.events.ReleasePublished().get_logs(
-            from_block=0, argument_filters={"releaseId": record.id})
-        if not logs:
-            raise ChainError(f"no ReleasePublished event for {record.ref}")
-        return int(client.w3.eth.block_number) - int(logs[-1]["blockNumber"])
+    from registry.chain.reads import confirmations
 
-    from registry.chain.rpc import with_retries
-
-    return with_retries(read, client.rpc_url, client.retries)
-
+    return confirmations(client, record)

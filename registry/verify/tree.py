@@ -118,23 +118,27 @@ def _verified_dag(source: Any, profile: str, budget: int, sink: "FileSink", stor
             consume = sink.begin(item.path)
             ok = False
             size = 0
-            hasher.reset()
+            hasher.reset(consume)  # the worker hashes, then hands the verified bytes to the sink
             try:
                 for chunk in item.chunks():
-                    view = memoryview(chunk)
-                    hasher.update(view)
-                    if consume is not None:
-                        consume(view)
-                    size += len(view)
-                    total += len(view)
+                    n = len(chunk)
+                    hasher.update(chunk)
+                    size += n
+                    total += n
                     if total >= budget:
                         raise IntegrityError(f"the tree holds more than the signed {budget - 1} bytes")
                     if progress is not None:
-                        progress(len(view))
+                        progress(n)
+                digest = hasher.digest()
                 ok = True
             finally:
+                if not ok:  # let the worker finish with this file before it is closed
+                    try:
+                        hasher.reset()
+                    except Exception:  # noqa: BLE001 - the error being raised already says what went wrong
+                        pass
                 sink.end(item.path, ok)
-            entries.append(FileEntry(item.path, size, hasher.digest()))
+            entries.append(FileEntry(item.path, size, digest))
     return TreeResult(root, FileList.build(entries), profile)
 
 
