@@ -211,21 +211,27 @@ def _local_devnet(settings: "Settings") -> "DevnetInfo":
 def _running_devnet(settings: "Settings") -> "DevnetInfo | None":
     """The embedded devnet's recorded deployment when anvil runs and the code there is this build's,
     read without web3 and without starting anything; None whenever ``ensure_running`` has work to do."""
-    from registry.chain import devnet
+    from registry import procinfo
+    from registry.chain import devnet, durable
 
     try:
-        paths = devnet._Paths(settings.chain_dir)
-        if devnet._running_pid(paths) is None:
+        paths = durable.Paths(settings.chain_dir)
+        node = durable.read_node(paths)
+        # only the node this data dir launched, proven as ensure_running proves it (pid + start time,
+        # listening on its port, its chain carrying the fingerprint): never a stranger on the port
+        if node is None or node.fingerprint is None or not node.alive() \
+                or not procinfo.listens_on(node.pid, node.port):
             return None
-        node = devnet._read_json(paths.node) or {}
-        deployment = devnet._read_json(paths.deployment) or {}
-        port, address = node.get("port"), deployment.get("address")
-        if not isinstance(port, int) or not isinstance(address, str) or not is_address(address):
+        deployment = durable.read_json(paths.deployment) or {}
+        address = deployment.get("address")
+        if not isinstance(address, str) or not is_address(address):
             return None
         shipped = "0x" + keccak(bytes.fromhex(artifact_json()["deployedBytecode"].removeprefix("0x"))).hex()
         if deployment.get("artifact_hash") not in (None, shipped):
             return None
-        rpc_url = devnet._rpc_url(port)
+        rpc_url = node.rpc_url
+        if devnet._fingerprint_of(rpc_url) != node.fingerprint:
+            return None
         code = LeanRegistry(rpc_url, address, timeout=2.0, retries=0).code()
     except (AttributeError, OSError, ValueError, ChainError, UnreachableError, InputError):
         return None  # anything unexpected: let ensure_running sort it out

@@ -96,7 +96,7 @@ def put(
     profile: Optional[str] = typer.Option(None, "--profile", help="Registry profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from registry.cli._render import console, print_json, progress, wants_progress
+    from registry.cli._render import console, print_json, wants_progress
     from registry.content.unixfs import get_profile
 
     from registry.content.stores import open_store

@@ -76,7 +76,6 @@ def write_report(out: Path, doc: dict[str, Any], histograms: list[Any], cosines:
                  sha: str) -> list[str]:
     """Writes report.md and its plots into ``out``; returns the file names written."""
     task = doc["task"]
-    baseline = doc["baseline"]
     files: list[str] = []
     plots: list[tuple[str, str]] = []
     for i, hist in enumerate(histograms):
