@@ -513,11 +513,54 @@ def layout_for_publish(model: str | os.PathLike[str], layout: str, layout_dir: s
     return write_tensor_layout(model, target).path
 
 
+def source_sha256(source: str | os.PathLike[str]) -> str:
+    """The digest a provenance names for a model before layout: a file's SHA-256, a tree's file-list SHA-256."""
+    from registry.content.tree import import_tree, is_tree
+
+    if is_tree(source):
+        return import_tree(source, "kubo-v1").sha256.hex()
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        while piece := handle.read(_COPY_PIECE):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def rebased_statement(doc: dict[str, Any], tree_sha256: str, name: str, files: int | None = None) -> dict[str, Any]:
+    """``doc`` about the laid-out tree: the subject becomes the tree, ``predicate.layout`` keeps the old one."""
+    before = doc["subject"][0]
+    out = dict(doc)
+    out["subject"] = [{"name": name, "digest": {"sha256": tree_sha256}}]
+    predicate = dict(doc["predicate"])
+    layout: dict[str, Any] = {"kind": "tensors", "source": {"name": before.get("name"),
+                                                            "sha256": before["digest"]["sha256"]}}
+    if files is not None:
+        layout["files"] = files
+    predicate["layout"] = layout
+    out["predicate"] = predicate
+    return out
+
+
+def rebase_provenance(provenance: str | os.PathLike[str] | bytes, source: str | os.PathLike[str],
+                      tree_sha256: bytes, name: str) -> str | os.PathLike[str] | bytes:
+    """A provenance about ``source`` restated about its tensor layout (canonical bytes); unchanged otherwise.
+
+    Only a document whose subject is exactly ``source`` (by digest) is restated, so a provenance about
+    something else still fails publish's subject check with its usual message.
+    """
+    from registry.provenance import canonical_json, load_provenance, subject_sha256
+
+    doc = load_provenance(provenance)
+    if subject_sha256(doc) == tree_sha256.hex() or subject_sha256(doc) != source_sha256(source):
+        return provenance
+    return canonical_json(rebased_statement(doc, tree_sha256.hex(), name))
+
+
 def layout_compress_output(out_dir: str | os.PathLike[str]) -> tuple[LayoutResult, str]:
     """``registry compress --layout tensors``: ``out/model.onnx`` becomes the tree ``out/model/``.
 
     The provenance written by the pipeline names the single file; its subject becomes the tree (the
-    SHA-256 of its canonical file list, what a directory release anchors) and ``predicate.layout``
+    SHA-256 of its canonical file list, what a directory release anchors) and ``predicate.layout.source``
     records the single file's digest, so the record still says which exported bytes the steps made.
     Returns the layout and the tree's SHA-256 (hex).
     """
@@ -531,10 +574,6 @@ def layout_compress_output(out_dir: str | os.PathLike[str]) -> tuple[LayoutResul
     prov_path = folder / "provenance.json"
     if prov_path.is_file():
         doc = load_provenance(prov_path)
-        before = doc["subject"][0]["digest"]["sha256"]
-        doc["subject"] = [{"name": "model", "digest": {"sha256": digest}}]
-        doc["predicate"]["layout"] = {"kind": "tensors", "model_onnx_sha256": before,
-                                      "files": len(result.files), "external_tensors": len(result.placements)}
-        write_provenance(doc, prov_path)
+        write_provenance(rebased_statement(doc, digest, "model", len(result.files)), prov_path)
     single.unlink()
     return result, digest

@@ -162,3 +162,40 @@ def pull_update(ref: str, dest: str | os.PathLike[str], *, base: str | None = No
         verify_kwargs["store"] = caching
         result = pull(ref, dest, **verify_kwargs)
         return replace(result, transfer=caching.report())
+
+
+def describe_transfer(stats: Any) -> list[str]:
+    """Plain lines for a pull's report: what came over the network, what was reused, what was refused."""
+    lines = [f"network    {_size(stats.network_bytes)} ({stats.network_blocks} blocks)"
+             + (", streamed: nothing to reuse" if stats.streamed else "")]
+    reused = f"reused     {_size(stats.reused_bytes)} (cache {_size(stats.cache_bytes)}, files on disk " \
+             f"{_size(stats.disk_bytes)})"
+    if stats.base:
+        reused += f" from {stats.base}"
+    lines.append(reused)
+    total = stats.total_bytes
+    if total:
+        lines.append(f"           {100 * stats.network_bytes / total:.1f}% of the release's blocks were fetched")
+    cache = stats.cache or {}
+    if cache.get("rejected"):
+        lines.append(f"cache      {cache['rejected']} altered block(s) found in the cache: deleted and fetched again")
+    if cache.get("evicted"):
+        lines.append(f"cache      {cache['evicted']} block(s) ({_size(cache['evicted_bytes'])}) evicted to stay "
+                     "within the bound")
+    if cache.get("write_errors"):
+        lines.append(f"cache      {cache['write_errors']} block(s) could not be cached (disk full or not writable)")
+    copy = stats.local_copy or {}
+    if copy.get("damaged"):
+        lines.append(f"local copy {', '.join(copy['damaged'][:5])} differ(s) from {stats.base}: not used, fetched again")
+    if copy.get("rejected"):
+        lines.append(f"local copy {copy['rejected']} block(s) changed on disk since indexing: fetched again")
+    if copy.get("unreadable"):
+        lines.append(f"local copy unreadable ({copy['unreadable']}): not used")
+    return lines
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit} ({n} B)"
+    return f"{n} B"

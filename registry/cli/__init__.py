@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from registry.cli import chain, compress, content, explorer, names, oms, oracle, release
+from registry.cli import chain, compress, content, explorer, names, oms, oracle, release, update
 from registry.errors import RegistryError
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def _root(
     10 integrity; 11 signature/authorisation; 12 revoked; 13 provenance; 14 format/policy; 15 unreachable."""
 
 
-for _area in (chain, names, content, release, compress, oracle, oms, explorer):
+for _area in (chain, names, content, release, compress, oracle, oms, explorer, update):
     _area.register(app)
 
 

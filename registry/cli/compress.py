@@ -92,9 +92,16 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads."),
         base_ref: Optional[str] = typer.Option(None, "--base-ref", help="Registry reference of the base model."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty output directory."),
+        layout: str = typer.Option("file", "--layout", help="file: out/model.onnx. tensors: out/model/ (model.onnx "
+                                   "plus a file per large tensor, small ones grouped per layer; a later version "
+                                   "shares every unchanged tensor's blocks), provenance about that tree."),
         json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
         """Prune, distil, quantize and export a model; write model.onnx with provenance and a report."""
+        if layout not in ("file", "tensors"):
+            from registry.errors import InputError
+
+            raise InputError(f"unknown --layout {layout!r} (file or tensors)")
         from registry.compress.pipeline import run
         from registry.errors import CompressionError
 
@@ -115,10 +122,18 @@ def register(app: typer.Typer) -> None:
                       relative, latency_runs, threads)
         result = run(rec, out, progress=_progress_factory(wants_progress(json_output)), force=force,
                      base_ref=base_ref)
+        laid = None
+        if layout == "tensors":
+            from registry.layout import layout_compress_output
+
+            laid = layout_compress_output(out)
         if json_output:
-            print_json(result.summary())
+            print_json(dict(result.summary(), **({"layout": dict(laid[0].to_json(), sha256=laid[1])} if laid else {})))
         else:
             _render(result)
+            if laid is not None:
+                console().print(f"layout     {laid[0].path}/  ({len(laid[0].files)} files, tree sha256 {laid[1]}; "
+                                "provenance.json now names this tree)")
         if not result.target_met:
             t = result.target
             message = (f"accuracy target missed: final drop {t.get('final_drop', t['drop']):.2f} > "
