@@ -68,6 +68,7 @@ bench: install
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/oracle.py
 	$(BIN)/python bench/explorer.py
+	$(BIN)/python bench/update.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

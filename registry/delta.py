@@ -50,6 +50,7 @@ class DagInventory:
     blocks: dict[str, int] = field(default_factory=dict)       # block key -> bytes
     files: dict[str, tuple[Any, int]] = field(default_factory=dict)  # path ("" for a file DAG) -> (cid, size)
     kind: str = "file"
+    directories: set[str] = field(default_factory=set)  # keys of the directory (and HAMT shard) nodes
 
     @property
     def total_bytes(self) -> int:
@@ -99,6 +100,7 @@ def inventory(root: "CID", fetch: Fetch) -> DagInventory:
             raise IntegrityError(f"block {cid} is a directory inside a file")
         if root == cid:
             inv.kind = "directory"
+        inv.directories.add(key)
         if fs.type == T_DIRECTORY:
             children = [(link.name or "", link.hash) for link in node.links]
         elif fs.type == T_HAMT_SHARD:

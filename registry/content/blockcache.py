@@ -11,7 +11,8 @@ collection and the cache's eviction never touch each other's files) with its own
   caller fetches it afresh. The cache is never trusted, only used.
 * Writes are atomic (temp file + rename, no fsync: a block lost in a crash is just a miss; a torn one
   fails its hash). Files are opened without following links and the directory is 0700.
-* The bound is in bytes (``REGISTRY_BLOCK_CACHE_MAX``, default 2 GiB; ``0`` disables the cache).
+* The bound is in bytes (``REGISTRY_BLOCK_CACHE_MAX``, default 2 GiB; ``0`` disables the cache); the
+  directory can be moved with ``REGISTRY_BLOCK_CACHE_DIR`` (e.g. to a partition of its own).
   Recency is the file's mtime, touched on every hit. When a put takes the total past the bound, the
   oldest blocks go until the cache is at 90% of it; a block larger than the bound is not kept. A full
   disk makes a put a no-op (counted), never a failed pull.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from registry.config import Settings
 
 ENV_MAX = "REGISTRY_BLOCK_CACHE_MAX"
+ENV_DIR = "REGISTRY_BLOCK_CACHE_DIR"
 DEFAULT_MAX_BYTES = 2 * 1024**3
 LOW_WATER = 0.9
 _TMP_PREFIX = ".tmp-"
@@ -54,8 +56,9 @@ def parse_size(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
-def cache_dir(settings: "Settings") -> Path:
-    return settings.home / "cache" / "blocks"
+def cache_dir(settings: "Settings", env: dict[str, str] | None = None) -> Path:
+    override = (env if env is not None else os.environ).get(ENV_DIR)
+    return Path(override).expanduser() if override else settings.home / "cache" / "blocks"
 
 
 def configured_max(env: dict[str, str] | None = None) -> int:
