@@ -91,3 +91,32 @@ def test_sizes_and_the_environment_bound(monkeypatch):
             parse_size(bad)
     assert configured_max({"REGISTRY_BLOCK_CACHE_MAX": "64M"}) == 64 << 20
     assert configured_max({}) == 2 << 30
+
+
+def test_a_shard_replaced_by_a_link_is_never_followed(tmp_path):
+    cache = BlockCache(tmp_path / "c", 1 << 20)
+    cid, data = _block(5)
+    cache.put(cid, data)
+    shard = cache.path(cid).parent
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / cache.path(cid).name
+    victim.write_bytes(b"not the block")  # would be deleted as "altered" if the link were followed
+    import shutil
+
+    shutil.rmtree(shard)
+    shard.symlink_to(outside)
+    assert cache.get(cid) is None
+    assert victim.read_bytes() == b"not the block" and not shard.is_symlink()
+    assert cache.put(cid, data) and cache.get(cid) == data
+    assert victim.read_bytes() == b"not the block"
+
+
+def test_the_cache_directory_can_be_moved(tmp_path, monkeypatch):
+    from registry.config import load_settings
+    from registry.content.blockcache import cache_dir
+
+    monkeypatch.setenv("REGISTRY_HOME", str(tmp_path / "home"))
+    assert cache_dir(load_settings()) == tmp_path / "home" / "cache" / "blocks"
+    monkeypatch.setenv("REGISTRY_BLOCK_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert cache_dir(load_settings()) == tmp_path / "elsewhere"

@@ -119,6 +119,12 @@ class BlockCache:
         c = parse_cid(cid)
         path = self.path(c)
         try:
+            if not stat.S_ISDIR(os.lstat(path.parent).st_mode):  # a shard replaced by a link: not ours
+                os.unlink(path.parent)
+                return None
+        except OSError:
+            return None
+        try:
             fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None
@@ -205,7 +211,14 @@ class BlockCache:
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             os.chmod(self.root, 0o700)
-        shard.mkdir(exist_ok=True)
+        try:
+            info = os.lstat(shard)
+        except FileNotFoundError:
+            shard.mkdir(exist_ok=True)
+            return
+        if not stat.S_ISDIR(info.st_mode):  # a link or a file planted as a shard: never written through
+            os.unlink(shard)
+            shard.mkdir()
 
     # -- size and eviction --------------------------------------------------------------------------
 

@@ -205,6 +205,8 @@ class CachingStore(BlockReadingStore):
             key = to_v1_text(upcoming)
             if key in self._ahead or key in self._counted or (self.cache is not None and self.cache.contains(upcoming)):
                 continue
+            if any(copy.has(upcoming) for copy in self.copies):
+                continue
             self._ahead[key] = self._pool.submit(self.inner._fetch_block, upcoming)
 
     # -- whole DAGs ---------------------------------------------------------------------------------

@@ -142,6 +142,13 @@ class LocalCopy:
 
     # -- serving ----------------------------------------------------------------------------------
 
+    def has(self, cid: "CID | str | bytes") -> bool:
+        """Whether the copy holds a block under ``cid`` (indexing it first; nothing is read or verified)."""
+        if self._leaves is None:
+            self._build()
+        key = to_v1_text(parse_cid(cid))
+        return key in self._nodes or key in (self._leaves or {})
+
     def get(self, cid: "CID | str | bytes") -> bytes | None:
         """The block for ``cid`` rebuilt from the copy, verified; None when the copy does not have it."""
         from registry.content.reader import checked_block
