@@ -279,3 +279,44 @@ def test_layout_keeps_small_and_odd_tensors_inline(tmp_path):
     laid = onnx.load(str(result.path / "model.onnx"), load_external_data=False)
     assert {t.name: t.data_location for t in laid.graph.initializer} == {"tiny": 0, "names": 0, "big": 1}
     assert mlp_proto  # the shared fixture module stays importable
+
+
+def test_cli_compress_layout_tensors(tmp_path, monkeypatch, capsys):
+    from tests._compress_fixtures import MLP
+    from tests.test_compress_cli import _main
+
+    d = _digits_fixture(tmp_path)
+    out = tmp_path / "out"
+    code, stdout, err = _main(["compress", "--model", MLP, "--weights", str(d.mlp), "--calib-data", str(d.calibration),
+                               "--eval-data", str(d.evaluation), "--quantize", "dynamic", "--latency-runs", "0",
+                               "--layout", "tensors", "--out", str(out), "--json"], monkeypatch, capsys, tmp_path)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["layout"]["model"] == "model.onnx" and (out / "model" / "model.onnx").is_file()
+    assert not (out / "model.onnx").exists()
+    from registry.provenance import load_provenance
+
+    doc = load_provenance(out / "provenance.json")
+    assert doc["subject"][0]["digest"]["sha256"] == import_tree(out / "model", "kubo-v1").sha256.hex()
+    assert doc["predicate"]["layout"]["source"]["sha256"] == summary["sha256"]
+    assert _check_tree(out / "model").status == "pass"
+    code, _o, err = _main(["compress", "--model", MLP, "--weights", str(d.mlp), "--eval-data", str(d.evaluation),
+                           "--layout", "shards", "--out", str(tmp_path / "o2")], monkeypatch, capsys, tmp_path)
+    assert code == 3 and "layout" in err
+
+
+def _digits_fixture(tmp_path: Path):  # noqa: ANN202
+    """The digits splits and a briefly trained MLP (as tests/_compress_fixtures builds them)."""
+    import torch
+
+    from registry.compress.data import load_npz
+    from registry.compress.digits import write_digits_splits
+    from registry.compress.train import TrainConfig, train_base
+    from tests._compress_fixtures import MLP, Digits
+
+    root = tmp_path / "digits"
+    root.mkdir()
+    splits = write_digits_splits(root, seed=0)
+    mlp = train_base(MLP, load_npz(splits.finetune, "finetune"), TrainConfig(epochs=1, lr=3e-3, seed=0))
+    torch.save(mlp.state_dict(), root / "mlp.pt")
+    return Digits(root, splits.finetune, splits.calibration, splits.evaluation, root / "mlp.pt")
