@@ -171,13 +171,40 @@ def tree_facts(record: "ReleaseRecord", store: Any, inv: DagInventory | None = N
             ranges.setdefault(path, []).append((tensor.name, offset, length))
     for path, wanted in ranges.items():
         file_cid, file_size = inv.files[path]
-        data_file = _read_file(store, file_cid, file_size)
         for name, offset, length in wanted:
-            if offset < 0 or length < 0 or offset + length > len(data_file):
+            if offset < 0 or length < 0 or offset + length > file_size:
                 raise PolicyError(f"{record.ref}: tensor {name!r} lies past the end of {path}")
-            identities[name] = "sha256:" + hashlib.sha256(memoryview(data_file)[offset:offset + length]).hexdigest()
+        identities.update(range_digests(store.open(file_cid, max_size=file_size), wanted))
     tensors = {name: replace(fact, sha256=identities.get(name, fact.sha256)) for name, fact in facts.tensors.items()}
     return replace(facts, size=record.artifact_size, tensors=tensors)
+
+
+def range_digests(chunks: Any, ranges: list[tuple[str, int, int]]) -> dict[str, str]:
+    """``name -> "sha256:<hex>"`` of each (name, offset, length) range of a byte stream, in one pass.
+
+    The file streams by (a shared ``model.onnx.data`` may be far larger than memory); each chunk
+    feeds the digests of the ranges it overlaps, ranges being activated in offset order."""
+    pending = sorted(ranges, key=lambda r: r[1])
+    hashers = {name: hashlib.sha256() for name, _o, _n in pending}
+    active: list[tuple[str, int, int]] = []
+    nxt = 0
+    pos = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        end = pos + len(view)
+        while nxt < len(pending) and pending[nxt][1] < end:
+            active.append(pending[nxt])
+            nxt += 1
+        still = []
+        for name, offset, length in active:
+            lo, hi = max(offset, pos), min(offset + length, end)
+            if hi > lo:
+                hashers[name].update(view[lo - pos:hi - pos])
+            if offset + length > end:
+                still.append((name, offset, length))
+        active = still
+        pos = end
+    return {name: "sha256:" + h.hexdigest() for name, h in hashers.items()}
 
 
 def _entry(paths: list[str]) -> str:

@@ -167,7 +167,8 @@ def pull_update(ref: str, dest: str | os.PathLike[str], *, base: str | None = No
 def describe_transfer(stats: Any) -> list[str]:
     """Plain lines for a pull's report: what came over the network, what was reused, what was refused."""
     lines = [f"network    {_size(stats.network_bytes)} ({stats.network_blocks} blocks)"
-             + (", streamed: nothing to reuse" if stats.streamed else "")]
+             + (f", {_size(stats.streamed_bytes)} of it streamed in one request: nothing to reuse there"
+                if stats.streamed_bytes else "")]
     reused = f"reused     {_size(stats.reused_bytes)} (cache {_size(stats.cache_bytes)}, files on disk " \
              f"{_size(stats.disk_bytes)})"
     if stats.base:

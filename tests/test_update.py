@@ -113,7 +113,7 @@ def test_update_fetches_only_what_changed_and_verifies_everything(releases, remo
     assert all(statuses[n] == "pass" for n in ("resolve", "not_revoked", "publisher_authorised", "signature",
                                                "sha256", "cid", "provenance", "onnx")), statuses
     t = second.transfer
-    assert t.base == V1 and not t.streamed
+    assert t.base == V1 and t.streamed_bytes < OVERHEAD  # block by block (the new provenance may stream)
     assert releases.changed_bytes <= t.network_bytes <= releases.changed_bytes + OVERHEAD
     assert t.reused_bytes >= releases.total_bytes - releases.changed_bytes
     if fake is not None:  # measured at the server: what really crossed the wire
@@ -337,3 +337,67 @@ def test_diff_of_directory_releases_names_the_changed_tensors(releases):
     assert [c["name"] for c in doc["tensors"]["changed"]] == ["layer.3.bias", "layer.3.weight"]
     assert doc["tensors"]["counts"]["unchanged"] == 6
     assert import_tree(releases.v2_tree, "kubo-v1").sha256.hex() == doc["b"]["sha256"]
+
+
+def test_a_first_pull_cut_short_resumes_from_what_it_verified(releases, tmp_path):
+    """No v1 on the device: the first pull streams one CAR and keeps blocks as they pass; when the
+    stream breaks, the next pull asks only for the blocks it still lacks, one by one."""
+    from registry.content.gateway import GatewayStore
+
+    fake = FakeGateway(releases.settings.blocks_dir)
+    store = GatewayStore(fake.url, retries=0, backoff=0.01)
+    try:
+        cache = BlockCache(tmp_path / "cache", 64 << 20)
+        fake.mode = "truncated"  # promises the whole CAR, sends half, hangs up
+        with pytest.raises(VerificationFailed) as info:
+            _pull(releases, V2, tmp_path / "device", store=store, cache=cache)
+        assert info.value.exit_code == 15
+        assert not (tmp_path / "device").exists() or not list((tmp_path / "device").iterdir())
+        kept = cache.total_bytes()
+        assert 0 < kept < releases.total_bytes
+        fake.mode = "honest"
+        result = _pull(releases, V2, tmp_path / "device", store=store, cache=cache)
+        assert result.report.ok and result.transfer.streamed_bytes < OVERHEAD
+        assert result.transfer.cache_bytes >= kept - 4096
+        assert result.transfer.network_bytes <= releases.total_bytes - kept + OVERHEAD
+    finally:
+        store.close()
+        fake.close()
+
+
+def test_from_an_installed_copy_with_kubo_v0_leaves(deployed, tmp_path, monkeypatch):
+    """kubo-v0 wraps every chunk in a dag-pb leaf: the old copy's blocks are rebuilt with that wrapping."""
+    monkeypatch.setenv("REGISTRY_CID_PROFILE", "kubo-v0")
+    from registry.config import load_settings
+    from registry.publish import publish_model
+
+    settings = load_settings()
+    v1 = write_mlp(tmp_path / "src" / "a.onnx", seed=1)
+    v2 = write_mlp(tmp_path / "src" / "b.onnx", seed=1, last_seed=3)
+    publish_model(v1, NAME, "1.0.0", settings=settings, signer=deployed.publisher, client=deployed.client,
+                  layout="tensors")
+    r2 = publish_model(v2, NAME, "1.1.0", settings=settings, signer=deployed.publisher, client=deployed.client,
+                       layout="tensors")
+    assert r2.artifact.profile == "kubo-v0"
+    rel = Releases(deployed, settings, tmp_path, r2.artifact_path, 0, r2.artifact.size)
+    dest = tmp_path / "device"
+    _pull(rel, V1, dest, cache=False)
+    result = _pull(rel, V2, dest, cache=False, base=V1)
+    assert result.report.ok and _files(result.model_path) == _files(r2.artifact_path)
+    changed = sum((r2.artifact_path / p).stat().st_size for p in CHANGED_FILES)
+    assert result.transfer.disk_bytes >= r2.artifact.size - changed
+    assert result.transfer.network_bytes <= changed + OVERHEAD
+
+
+def test_range_digests_stream_any_chunking():
+    import hashlib
+    import random
+
+    from registry.delta import range_digests
+
+    data = bytes(random.Random(1).getrandbits(8) for _ in range(10_000))
+    ranges = [("a", 0, 100), ("b", 64, 5000), ("c", 9_000, 1_000), ("empty", 500, 0), ("d", 4_096, 4_096)]
+    want = {n: "sha256:" + hashlib.sha256(data[o:o + k]).hexdigest() for n, o, k in ranges}
+    for piece in (1, 7, 4096, 10_000):
+        chunks = [data[i:i + piece] for i in range(0, len(data), piece)]
+        assert range_digests(iter(chunks), ranges) == want

@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from registry.content.base import BlockReadingStore
@@ -50,7 +51,7 @@ class TransferStats:
     cache_blocks: int = 0
     disk_bytes: int = 0
     disk_blocks: int = 0
-    streamed: bool = False                 # the store sent the DAG in one stream (nothing to reuse)
+    streamed_bytes: int = 0                # of network_bytes, those of DAGs sent in one stream (nothing to reuse)
     base: str | None = None                # the release reused from, when there was one
     cache: dict[str, int] = field(default_factory=dict)
     local_copy: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class TransferStats:
         return {"network_bytes": self.network_bytes, "network_blocks": self.network_blocks,
                 "reused_bytes": self.reused_bytes, "cache_bytes": self.cache_bytes, "cache_blocks": self.cache_blocks,
                 "disk_bytes": self.disk_bytes, "disk_blocks": self.disk_blocks, "total_bytes": self.total_bytes,
-                "streamed": self.streamed, "base": self.base, "cache": dict(self.cache),
+                "streamed_bytes": self.streamed_bytes, "base": self.base, "cache": dict(self.cache),
                 "local_copy": dict(self.local_copy)}
 
 
@@ -179,11 +180,10 @@ class CachingStore(BlockReadingStore):
 
     def _plan_after(self, cid: "CID", key: str, block: bytes) -> None:
         """Predicts the walk's next CIDs (depth-first) and keeps ``prefetch`` of the missing ones in flight."""
-        while self._plan and to_v1_text(self._plan[0]) != key and key in {to_v1_text(c) for c in
-                                                                          list(self._plan)[:self._window * 4]}:
-            self._plan.popleft()
-        if self._plan and to_v1_text(self._plan[0]) == key:
-            self._plan.popleft()
+        head = [to_v1_text(c) for c in islice(self._plan, self._window * 4)]
+        if key in head:  # the walk reached this block: what was planned before it is behind us
+            for _ in range(head.index(key) + 1):
+                self._plan.popleft()
         if cid.codec.code == DAG_PB and len(block) < 1 << 20:
             from registry.content.dagpb import decode_node
 
@@ -199,7 +199,7 @@ class CachingStore(BlockReadingStore):
     def _top_up(self) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._window, thread_name_prefix="block-prefetch")
-        for upcoming in list(self._plan)[: self._window * 4]:
+        for upcoming in list(islice(self._plan, self._window * 4)):
             if len(self._ahead) >= self._window:
                 return
             key = to_v1_text(upcoming)
@@ -225,7 +225,6 @@ class CachingStore(BlockReadingStore):
         if not self._cold(root):
             yield self._fetch_block
             return
-        self.stats.streamed = True
         with self.inner._dag_fetch(root, max_size) as remote:
             def through(cid: "CID") -> bytes:
                 key = to_v1_text(cid)
@@ -233,6 +232,7 @@ class CachingStore(BlockReadingStore):
                 checked_block(cid, block)
                 self._keep(cid, key, block)
                 self._count(key, "network", len(block))
+                self.stats.streamed_bytes += len(block)
                 return block
 
             yield through
