@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from registry.manifest import Manifest
     from registry.pull import PullResult
 
-# blocks requested ahead of the walk from a remote store (each at most 1 MiB in flight)
+# blocks requested ahead of the walk from a remote store (each at most 2 MiB in flight); REGISTRY_PULL_PREFETCH
+# overrides it (0: one request at a time)
 REMOTE_PREFETCH = 8
 
 
@@ -123,10 +124,17 @@ def caching_store(store: Any, cache: "BlockCache | None", base: Installed | None
         root = cid_from_bytes(base.manifest.release.artifact_cid)
         if explicit or cache is None or not cache.contains(root):
             copies.append(local_copy(base))
-    prefetch = 0 if isinstance(store, LocalStore) else REMOTE_PREFETCH
+    prefetch = 0 if isinstance(store, LocalStore) else _prefetch()
     caching = CachingStore(store, cache, copies, prefetch=prefetch, stream_when_cold=base is None)
     caching.stats.base = base.ref if base is not None else None
     return caching
+
+
+def _prefetch() -> int:
+    raw = os.environ.get("REGISTRY_PULL_PREFETCH", "")
+    if raw.isdigit() and len(raw) < 4:
+        return min(int(raw), 64)
+    return REMOTE_PREFETCH
 
 
 def pull_update(ref: str, dest: str | os.PathLike[str], *, base: str | None = None,
