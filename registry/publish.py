@@ -113,7 +113,7 @@ def publish_model(
     model = Path(path)
     source = None
     if layout != "as-is":
-        from registry.layout import layout_for_publish
+        from registry.layout_publish import layout_for_publish
 
         source, model = model, layout_for_publish(model, layout, layout_dir)
     tree = is_tree(model)
@@ -127,7 +127,7 @@ def publish_model(
     # very bytes before anything touches the chain (a release that could never verify burns no version).
     artifact, file_list_cid = prepublish(model, tree, store, profile, progress)
     if source is not None and provenance_path is not None:
-        from registry.layout import rebase_provenance
+        from registry.layout_publish import rebase_provenance
 
         provenance_path = rebase_provenance(provenance_path, source, artifact.sha256, model.name)
     prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)

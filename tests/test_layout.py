@@ -12,7 +12,8 @@ import pytest
 from registry.content.tree import import_tree
 from registry.content.unixfs import import_file
 from registry.errors import InputError
-from registry.layout import GROUP_ALIGN, file_stem, group_key, layout_compress_output, write_tensor_layout
+from registry.layout import GROUP_ALIGN, file_stem, group_key, write_tensor_layout
+from registry.layout_publish import layout_compress_output
 
 from tests._tree_fixtures import onnx_with_external_data, set_external
 from tests._update_fixtures import mlp_proto, run_model, write_mlp
@@ -115,7 +116,6 @@ def test_a_directory_with_external_data_and_other_files(tmp_path):
 
 
 def test_group_members_are_aligned_and_sorted(tmp_path):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.full(n, i, dtype=np.float32), f"block.2.{name}")
@@ -154,7 +154,6 @@ def test_names_are_derived_from_the_tensor_and_never_collide():
 
 
 def test_names_that_differ_only_in_case_get_distinct_files(tmp_path):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.full(20000, i, dtype=np.float32), name) for i, name in enumerate(("W", "w"))]

@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
                      base_ref=base_ref)
         laid = None
         if layout == "tensors":
-            from registry.layout import layout_compress_output
+            from registry.layout_publish import layout_compress_output
 
             laid = layout_compress_output(out)
         if json_output:
