@@ -270,6 +270,15 @@ def test_single_file_layout_reuses_aligned_chunks_only(deployed, tmp_path):
     size = files["1.1.0"].stat().st_size
     assert pulls["1.1.0"].transfer.network_bytes < 0.5 * size
     assert pulls["1.2.0"].transfer.network_bytes > 0.9 * size
+    # the delta of single files: the same tensors, and the transfer the pulls measured
+    from registry.delta import delta_refs
+
+    for version in ("1.1.0", "1.2.0"):
+        delta = delta_refs(f"acme/single@{version}", "acme/single@1.0.0", settings, client=deployed.client)
+        assert delta.kind == "file"
+        assert [r["name"] for r in delta.tensors["changed"]] == ["layer.3.bias", "layer.3.weight"]
+        network = pulls[version].transfer.network_bytes
+        assert delta.transfer["fetch_bytes"] <= network <= delta.transfer["fetch_bytes"] + 4096
 
 
 def test_cli_pull_reports_network_and_reused_bytes(releases, tmp_path, monkeypatch, capsys):
