@@ -87,7 +87,8 @@ class CachingStore(BlockReadingStore):
         self._window = max(0, prefetch)
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: OrderedDict[str, Future[bytes]] = OrderedDict()
-        self._plan: deque[Any] = deque()
+        self._plan: deque[tuple[str, Any]] = deque()  # (key, cid) the walk is expected to ask for next
+        self._local_known: set[str] = set()  # planned blocks found in the cache or the old copy
 
     def close(self) -> None:
         for future in self._ahead.values():
@@ -180,7 +181,7 @@ class CachingStore(BlockReadingStore):
 
     def _plan_after(self, cid: "CID", key: str, block: bytes) -> None:
         """Predicts the walk's next CIDs (depth-first) and keeps ``prefetch`` of the missing ones in flight."""
-        head = [to_v1_text(c) for c in islice(self._plan, self._window * 4)]
+        head = [k for k, _c in islice(self._plan, self._window * 4)]
         if key in head:  # the walk reached this block: what was planned before it is behind us
             for _ in range(head.index(key) + 1):
                 self._plan.popleft()
@@ -191,7 +192,7 @@ class CachingStore(BlockReadingStore):
                 links = [fast_cid(link.hash) for link in decode_node(block).links]
             except Exception:  # the walker reports a malformed node; read-ahead just stops guessing
                 links = []
-            self._plan.extendleft(reversed(links))
+            self._plan.extendleft((to_v1_text(c), c) for c in reversed(links))
             while len(self._plan) > MAX_PLAN:
                 self._plan.pop()
         self._top_up()
@@ -199,13 +200,13 @@ class CachingStore(BlockReadingStore):
     def _top_up(self) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._window, thread_name_prefix="block-prefetch")
-        for upcoming in list(islice(self._plan, self._window * 4)):
+        for key, upcoming in list(islice(self._plan, self._window * 4)):
             if len(self._ahead) >= self._window:
                 return
-            key = to_v1_text(upcoming)
-            if key in self._ahead or key in self._counted or (self.cache is not None and self.cache.contains(upcoming)):
+            if key in self._ahead or key in self._counted or key in self._local_known:
                 continue
-            if any(copy.has(upcoming) for copy in self.copies):
+            if (self.cache is not None and self.cache.contains(upcoming)) or any(c.has(upcoming) for c in self.copies):
+                self._local_known.add(key)
                 continue
             self._ahead[key] = self._pool.submit(self.inner._fetch_block, upcoming)
 
