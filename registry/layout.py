@@ -190,6 +190,9 @@ def _parse(data: bytes, shown: str) -> Any:
         raise InputError(f"{shown} is not an ONNX model: {str(exc)[:200]}") from exc
     if not model.HasField("graph"):
         raise InputError(f"{shown} is not an ONNX model: no graph")
+    if model.ir_version < 4 or not len(model.opset_import) or not len(model.graph.output):
+        raise InputError(f"{shown} is not a usable ONNX model (IR version {model.ir_version}, "
+                         f"{len(model.opset_import)} opset imports, {len(model.graph.output)} graph outputs)")
     return model
 
 
@@ -238,8 +241,11 @@ def _value_bytes(tensor: Any) -> bytes:
     import numpy as np
     from onnx import numpy_helper
 
-    array = numpy_helper.to_array(tensor)
-    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    try:
+        array = numpy_helper.to_array(tensor)
+        return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    except Exception as exc:  # typed fields that disagree with the shape, unknown types: the model is malformed
+        raise InputError(f"tensor {tensor.name[:80]!r} cannot be read: {str(exc)[:160]}") from exc
 
 
 def _external_source(src: _Source, tensor: Any) -> tuple[str, int, int]:
@@ -272,10 +278,44 @@ def _regular(path: Path) -> bool:
         return False
 
 
+def _refuse_other_external(src: _Source) -> None:
+    """External data anywhere but the main graph's initializers (a Constant, a subgraph, a function) is
+    refused: the layout places those initializers only, and would leave such a reference dangling."""
+    import onnx
+
+    for tensor in _other_tensors(src.model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            raise InputError(f"{src.root}/{src.entry}: tensor {tensor.name[:80]!r} outside the main graph's "
+                             "initializers uses external data; only initializers can be laid out")
+
+
+def _other_tensors(model: Any) -> Iterator[Any]:
+    """Every tensor but the main graph's initializers (``onnx_checks._model_tensors`` minus those)."""
+    from registry.onnx_checks import _attr_tensors, _graph_tensors
+
+    graph = model.graph
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            yield from _attr_tensors(attr)
+    for function in model.functions:
+        for attr in function.attribute_proto:
+            yield from _attr_tensors(attr)
+        for node in function.node:
+            for attr in node.attribute:
+                yield from _attr_tensors(attr)
+    for training in model.training_info:
+        yield from _graph_tensors(training.initialization)
+        yield from _graph_tensors(training.algorithm)
+
+
 def _collect(src: _Source) -> tuple[list[_Tensor], set[str], int]:
     """The initializers to move out, the source files that held external data, and how many stay inline."""
     import onnx
 
+    _refuse_other_external(src)
     moving: list[_Tensor] = []
     data_files: set[str] = set()
     inline = 0
