@@ -98,7 +98,7 @@ def publish_model(
     refuses instead of claiming an unclaimed namespace; ``on_event`` hears about the claim.
     ``layout="tensors"`` first rewrites the model as ``registry.layout`` describes (into ``layout_dir``,
     default ``<stem>.tensors`` beside it) and publishes that tree; a provenance about the original
-    model is carried over to the tree (``layout.rebase_provenance``)."""
+    model is carried over to the tree (``layout_publish.rebase_provenance``)."""
     from registry.config import load_settings
     from registry.content.cids import cid_bytes_v1
     from registry.content.stores import open_store
