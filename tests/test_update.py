@@ -302,6 +302,13 @@ def test_cli_pull_reports_network_and_reused_bytes(releases, tmp_path, monkeypat
     code, out, err = run(monkeypatch, capsys, "pull", V2, "-o", str(dest), "--from", V1, "--no-cache")
     assert code == 0, err
     assert "network" in err and "reused" in err and "from acme/mlp@1.0.0" in err  # human output is on stderr
+    code, out, err = run(monkeypatch, capsys, "cache", "info", "--json")
+    info = json.loads(out)
+    assert info["bytes"] >= releases.total_bytes and info["blocks"] > 10 and info["max_bytes"] == 64 << 20
+    code, out, err = run(monkeypatch, capsys, "cache", "clear", "--json")
+    assert code == 0 and json.loads(out)["freed_bytes"] == info["bytes"]
+    assert json.loads(run(monkeypatch, capsys, "cache", "info", "--json")[1])["bytes"] == 0
+    assert _files(dest / "acme+mlp@1.1.0") == _files(releases.v2_tree)  # installed models are not the cache
 
 
 def test_delta_lists_changed_tensors_and_the_update_size_before_pulling(releases, tmp_path, monkeypatch, capsys):

@@ -252,6 +252,9 @@ class BlockCache:
             self._total = sum(size for _t, size, _p in self._entries())
         return self._total
 
+    def block_count(self) -> int:
+        return len(self._entries())
+
     def evict(self, target: int | None = None) -> int:
         """Removes the least recently used blocks until at most ``target`` bytes (90% of the bound) remain."""
         goal = int(self.max_bytes * LOW_WATER) if target is None else target
