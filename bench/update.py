@@ -10,7 +10,8 @@ One run, every baseline measured in it:
 2. Each version is published twice on a throwaway anvil: in the tensor layout (``registry.layout``)
    and as given (one ``model.onnx`` holding every tensor), v2 and v3 as children of v1.
 3. Devices pull from a trustless gateway on loopback (the spec-following test server, over the
-   publisher's block store), each pull a ``registry pull --json`` child process with its own block
+   publisher's block store; its answers go through a link shaped to ``--link-mbit``, 100 Mbit/s by
+   default, so wall times reflect bytes moved), each pull a ``registry pull --json`` child process with its own block
    cache (wall time and peak RSS from ``wait4``): a fresh device pulls the new release (the full pull),
    and a device holding v1 pulls it (the incremental pull). Bytes over the network are counted by the
    gateway; the pull's own ``transfer`` report is printed beside them.
@@ -21,7 +22,7 @@ Targets: incremental pull (tensor layout) <= 1.1x the bound and <= 10% of the fu
 an incremental pull < 150 MB. The single-file rows show what the layout buys.
 
     .venv/bin/python bench/update.py
-    .venv/bin/python bench/update.py --steps 2     # fewer fine-tuning steps (same figures, faster)
+    .venv/bin/python bench/update.py --link-mbit 0  # unshaped loopback: fixed costs dominate the wall times
 """
 
 from __future__ import annotations
@@ -170,6 +171,48 @@ def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return doc["wall"], doc["rss_kb"] / 1024, doc["out"]
 
 
+class ShapedLink:
+    """One shared link of ``mbit`` Mbit/s for everything the gateway sends (a token bucket across its
+    threads): answers are written in 64 KiB pieces, each when the link is free. Latency is not modelled."""
+
+    PIECE = 64 * 1024
+
+    def __init__(self, mbit: float) -> None:
+        import threading
+
+        self.rate = mbit * 1e6 / 8
+        self._lock = threading.Lock()
+        self._free_at = time.monotonic()
+
+    def send(self, write: Any, payload: bytes) -> None:
+        view = memoryview(payload)
+        for start in range(0, len(view), self.PIECE):
+            piece = view[start:start + self.PIECE]
+            with self._lock:
+                begin = max(time.monotonic(), self._free_at)
+                self._free_at = begin + len(piece) / self.rate
+                done = self._free_at
+            delay = done - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            write(piece)
+
+
+def shape(gateway_handler: Any, link: ShapedLink) -> None:
+    """Makes the test gateway's answers go through ``link`` (bodies only; headers are tiny)."""
+
+    def send(self: Any, status: int, payload: bytes, ctype: str = "application/json", length: int | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload) if length is None else length))
+        self.end_headers()
+        if self.command != "HEAD":
+            link.send(self.wfile.write, payload)
+            self.wfile.flush()
+
+    gateway_handler.send = send
+
+
 def mb(n: float) -> str:
     return f"{n / 1e6:8.2f} MB"
 
@@ -177,6 +220,8 @@ def mb(n: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3, help="Fine-tuning steps on the last layer.")
+    ap.add_argument("--link-mbit", type=float, default=100.0, help="Shape the gateway's link to this many "
+                    "Mbit/s (0: loopback, unshaped).")
     ap.add_argument("--dir", default=None, help="Work directory (default: a temp dir).")
     args = ap.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-update-"))
@@ -186,7 +231,7 @@ def main() -> None:
     os.environ.clear()
     os.environ.update(env)
     try:
-        run(work, args.steps, env)
+        run(work, args.steps, env, args.link_mbit)
     finally:
         try:
             from registry.chain.devnet import stop
@@ -197,7 +242,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work: Path, steps: int, env: dict[str, str]) -> None:  # noqa: C901 - one linear story
+def run(work: Path, steps: int, env: dict[str, str], link_mbit: float) -> None:  # noqa: C901 - one linear story
     import warnings
 
     from transformers import AutoModel, AutoTokenizer
@@ -250,10 +295,15 @@ def run(work: Path, steps: int, env: dict[str, str]) -> None:  # noqa: C901 - on
                                     client=client, manifest_dir=work / "manifests")
                 records[(layout, v)] = res.record
     store = LocalStore(settings.blocks_dir)
+    if link_mbit > 0:
+        from tests._content_fixtures import _GatewayHandler
+
+        shape(_GatewayHandler, ShapedLink(link_mbit))
     gateway = FakeGateway(settings.blocks_dir)
     write_profile(settings.home, Profile(name="device", store=f"gateway:{gateway.url}", timeout_s=30.0))
+    link = f"a link shaped to {link_mbit:g} Mbit/s" if link_mbit > 0 else "loopback, unshaped"
     print(f"published 6 releases in {time.perf_counter() - t_start:.0f} s; devices pull from a trustless gateway "
-          f"at {gateway.url}")
+          f"at {gateway.url} ({link})")
 
     reg = [PY, "-c", "from registry.cli import main; main()"]
     device = [0]
