@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python bench/oracle.py
 	$(BIN)/python bench/explorer.py
 	$(BIN)/python bench/durability.py
+	$(BIN)/python bench/update.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -62,6 +62,12 @@ _EXPORTS: dict[str, str] = {
     "publish_model": "registry.publish",
     "PublishResult": "registry.publish",
     "pull": "registry.pull",
+    # incremental updates: the tensor layout, the device block cache, pull from what is held, deltas
+    "write_tensor_layout": "registry.layout",
+    "pull_update": "registry.update",
+    "BlockCache": "registry.content.blockcache",
+    "delta_refs": "registry.delta",
+    "release_delta": "registry.delta",
     "Policy": "registry.policy",
     "load_policy": "registry.policy",
     "Manifest": "registry.manifest",

@@ -63,11 +63,17 @@ def load_release_side(ref: str, client: "RegistryClient", store: "ContentStore")
     from registry.provenance import MAX_DOCUMENT_BYTES, load_provenance
 
     record = client.resolve(ref)
-    data = store.get_bytes(record.artifact_cid, max_size=record.artifact_size)
-    digest = hashlib.sha256(data).digest()
-    if digest != record.artifact_sha256 or len(data) != record.artifact_size:
-        raise IntegrityError(f"{record.ref}: the store's bytes do not match the release's SHA-256")
-    side = Side(label=record.ref, facts=model_facts(data), sha256=digest.hex(), record=record)
+    if getattr(store, "kind", lambda _c: "file")(record.artifact_cid) == "directory":
+        from registry.delta import tree_facts  # tensors identified by CID or range digest, from verified blocks
+
+        side = Side(label=record.ref, facts=tree_facts(record, store), sha256=record.artifact_sha256.hex(),
+                    record=record)
+    else:
+        data = store.get_bytes(record.artifact_cid, max_size=record.artifact_size)
+        digest = hashlib.sha256(data).digest()
+        if digest != record.artifact_sha256 or len(data) != record.artifact_size:
+            raise IntegrityError(f"{record.ref}: the store's bytes do not match the release's SHA-256")
+        side = Side(label=record.ref, facts=model_facts(data), sha256=digest.hex(), record=record)
     try:
         raw = store.get_bytes(record.provenance_cid, max_size=MAX_DOCUMENT_BYTES)
         if hashlib.sha256(raw).digest() != record.provenance_sha256:

@@ -50,10 +50,12 @@ class PublishResult:
     already_published: bool
     transaction: str | None
     namespace_claimed: bool = False
+    artifact_path: Path | None = None  # what was hashed and stored (the tensor layout's tree, when one was written)
 
     def to_json(self) -> dict[str, Any]:
         card = self.manifest.release
         return {
+            "path": str(self.artifact_path) if self.artifact_path is not None else None,
             "card_sha256": card.card_sha256.hex() if card.has_card else None,
             "card_cid": "0x" + card.card_cid.hex() if card.has_card else None,
             "namespace_claimed": self.namespace_claimed,
@@ -88,11 +90,16 @@ def publish_model(
     card: str | os.PathLike[str] | bytes | None = None,
     claim_namespace: bool = True,
     on_event: Callable[[str], None] | None = None,
+    layout: str = "as-is",
+    layout_dir: str | os.PathLike[str] | None = None,
 ) -> PublishResult:
     """Publishes ``path`` as ``name@version`` and writes the manifest beside it (or in ``manifest_dir``).
 
     ``card`` (a path or bytes) pins a model card and signs its digest; ``claim_namespace=False``
-    refuses instead of claiming an unclaimed namespace; ``on_event`` hears about the claim."""
+    refuses instead of claiming an unclaimed namespace; ``on_event`` hears about the claim.
+    ``layout="tensors"`` first rewrites the model as ``registry.layout`` describes (into ``layout_dir``,
+    default ``<stem>.tensors`` beside it) and publishes that tree; a provenance about the original
+    model is carried over to the tree (``layout_publish.rebase_provenance``)."""
     from registry.config import load_settings
     from registry.content.cids import cid_bytes_v1
     from registry.content.stores import open_store
@@ -105,6 +112,11 @@ def publish_model(
     validate_name(name)
     validate_version(version)
     model = Path(path)
+    source = None
+    if layout != "as-is":
+        from registry.layout_publish import layout_for_publish
+
+        source, model = model, layout_for_publish(model, layout, layout_dir)
     tree = is_tree(model)
     if not tree and not model.is_file():
         raise InputError(f"cannot read {model}: not a file or a directory")
@@ -115,6 +127,10 @@ def publish_model(
     # One pass stores the blocks and keeps the ONNX bytes; the same checks as verify run on those
     # very bytes before anything touches the chain (a release that could never verify burns no version).
     artifact, file_list_cid = prepublish(model, tree, store, profile, progress)
+    if source is not None and provenance_path is not None:
+        from registry.layout_publish import rebase_provenance
+
+        provenance_path = rebase_provenance(provenance_path, source, artifact.sha256, model.name)
     prov_bytes, generated = _provenance_bytes(provenance_path, artifact.sha256, model.name)
     prov_result = store.put_bytes(prov_bytes, profile)
     card_result = store.put_bytes(_card_bytes(card), profile) if card is not None else None
@@ -194,6 +210,7 @@ def publish_model(
         already_published=already,
         transaction=transaction,
         namespace_claimed=claimed,
+        artifact_path=model,
     )
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from registry.errors import InputError, StorageError
 
 if TYPE_CHECKING:
+    from registry.content.cached import TransferStats
     from registry.verify import VerificationReport
 
 _NAME_SEP = "+"
@@ -37,6 +38,7 @@ class PullResult:
     manifest_path: Path
     provenance_path: Path
     files_path: Path | None = None
+    transfer: "TransferStats | None" = None  # set by registry.update.pull_update: bytes fetched and reused
 
     @property
     def kind(self) -> str:
@@ -47,6 +49,8 @@ class PullResult:
                "provenance": str(self.provenance_path), "kind": self.kind, "report": self.report.to_json()}
         if self.files_path is not None:
             out["file_list"] = str(self.files_path)
+        if self.transfer is not None:
+            out["transfer"] = self.transfer.to_json()
         return out
 
 

@@ -152,6 +152,13 @@ class _Server:
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.mode = "honest"
         self.requests: list[tuple[str, str]] = []
+        # single-block answers (Kubo block/get, gateway ?format=raw): what was sent, wrong answers to give
+        # for chosen CIDs (base32 v1 text -> bytes: e.g. the old version's block for a new CID), and a
+        # count after which every block request fails (503) as if the link dropped half-way
+        self.blocks_served = 0
+        self.bytes_served = 0
+        self.substitute: dict[str, bytes] = {}
+        self.fail_after: int | None = None
         state = self
 
         class Bound(handler):  # type: ignore[misc, valid-type]
@@ -206,6 +213,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, obj: object) -> None:
         self.send(status, _json.dumps(obj).encode() + b"\n")
+
+    def block_answer(self, cid: object, block: bytes) -> bytes | None:
+        """The block to send for one block request (a substitute when one is set); None: fail it (503)."""
+        from registry.content.cids import to_v1_text
+
+        st = self.state
+        if st.fail_after is not None and st.blocks_served >= st.fail_after:
+            return None
+        block = st.substitute.get(to_v1_text(cid), block)  # type: ignore[arg-type]
+        if self.command != "HEAD":
+            st.blocks_served += 1
+            st.bytes_served += len(block)
+        return block
 
     def send_truncated(self, payload: bytes, ctype: str) -> None:
         """Promises the full length, sends half, hangs up."""
@@ -321,7 +341,10 @@ class _KuboHandler(_Handler):
                 path = st.store.block_path(cid)
                 if not path.exists():
                     return self.send_json(500, {"Message": "block was not found locally (offline): ipld: could not find " + str(cid), **err})
-                block = path.read_bytes()
+                answer = self.block_answer(cid, path.read_bytes())
+                if answer is None:
+                    return self.send(503, b"connection to the network lost", "text/plain")
+                block = answer
                 if mode == "wrong-bytes" and len(block) > 10:
                     block = block[:5] + bytes([block[5] ^ 0xFF]) + block[6:]
                 if mode == "oversize-block":
@@ -376,6 +399,7 @@ class _KuboHandler(_Handler):
                 payload = car_bytes([root], blocks)  # type: ignore[arg-type]
                 if mode == "truncated":
                     return self.send_truncated(payload, "application/vnd.ipld.car")
+                st.bytes_served += len(payload)
                 return self.send(200, payload, "application/vnd.ipld.car")
             if cmd == "cat":
                 data = st.store.get_bytes(parse_cid(q["arg"]))
@@ -421,11 +445,16 @@ class _GatewayHandler(_Handler):
             return self.send(200, b"<html>hello</html>", "text/html")
         fmt = q.get("format") or ("car" if "car" in self.headers.get("Accept", "") else "raw")
         if fmt == "raw":
-            block = st.store.block_path(cid).read_bytes()
+            answer = self.block_answer(cid, st.store.block_path(cid).read_bytes())
+            if answer is None:
+                return self.send(503, b"upstream unavailable", "text/plain")
+            block = answer
             if mode == "wrong-bytes":
                 block = block[:-1] + bytes([block[-1] ^ 1])
             return self.send(200, block, "application/vnd.ipld.raw")
-        blocks = list(st.store.iter_blocks(cid))
+        tree = st.store.kind(cid) == "directory"
+        # a file: every block in DFS order, repeats included (dups=y); a tree: each distinct block once
+        blocks = list(st.store._car_blocks(cid) if tree else st.store.iter_blocks(cid))
         if mode == "wrong-bytes" and len(blocks) > 1:
             c, b = blocks[-1]
             blocks[-1] = (c, b[:-1] + bytes([b[-1] ^ 1]))
@@ -436,7 +465,7 @@ class _GatewayHandler(_Handler):
         if mode == "oversize-block":
             payload = encode_header([cid]) + encode_section(blocks[0][0], blocks[0][1] + bytes(3 << 20))
             return self.send(200, payload, "application/vnd.ipld.car")
-        ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+        ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=" + ("n" if tree else "y")
         if mode == "no-dups":
             unique: dict[bytes, tuple[object, bytes]] = {}
             for c, b in blocks:
@@ -449,6 +478,8 @@ class _GatewayHandler(_Handler):
         payload = car_bytes(roots, blocks)  # type: ignore[arg-type]
         if mode == "truncated":
             return self.send_truncated(payload, ctype)
+        if self.command == "GET":
+            st.bytes_served += len(payload)
         return self.send(200, payload, ctype)
 
 

@@ -84,6 +84,20 @@ def onnx_model(data: bytes) -> Any:
     return check_onnx(data)
 
 
+@target("tensor layout (ONNX model)", "onnx", timeout_s=60.0, may_accept={
+    # the layout rewrites where tensors live and evaluates nothing: these are valid input for it
+    "allocation bomb: ConstantOfShape constant", "allocation bomb: Expand constant", "allocation bomb: Tile constant",
+    "allocation bomb: Range constant", "allocation bomb: Pad constant", "allocation bomb: ConstantOfShape from data",
+    "allocation bomb: Expand of a scaled shape", "custom domain op"})
+def tensor_layout(data: bytes) -> Any:
+    from registry.layout import write_tensor_layout
+
+    folder = _scratch() / "layout"
+    folder.mkdir(exist_ok=True)
+    (folder / "model.onnx").write_bytes(data)
+    return write_tensor_layout(folder / "model.onnx", _scratch() / "layout-out", replace=True)
+
+
 @target("reference", "text")
 def reference(data: bytes) -> Any:
     from registry.release import parse_ref

@@ -176,6 +176,9 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads."),
         base_ref: Optional[str] = typer.Option(None, "--base-ref", help="Registry reference of the base model."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty output directory."),
+        layout: str = typer.Option("file", "--layout", help="file: out/model.onnx. tensors: out/model/ (model.onnx "
+                                   "plus a file per large tensor, small ones grouped per layer; a later version "
+                                   "shares every unchanged tensor's blocks), provenance about that tree."),
         json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
         """Prune, distil, quantize and export a model; write model.onnx with provenance and a report.
@@ -184,17 +187,27 @@ def register(app: typer.Typer) -> None:
         7 target missed (the best variant is still written) or a compression tool failed.
         """
         from registry.compress.pipeline import run
-        from registry.errors import CompressionError
+        from registry.errors import CompressionError, InputError
 
+        if layout not in ("file", "tensors"):
+            raise InputError(f"unknown --layout {layout!r} (file or tensors)")
         flags = dict(locals())
         rec = _recipe(recipe, {**flags, "calibration": calib}, _steps(flags))
         with _one_line():
             result = run(rec, out, progress=_progress_factory(wants_progress(json_output)), force=force,
                          base_ref=base_ref)
+        laid = None
+        if layout == "tensors":
+            from registry.layout_publish import layout_compress_output
+
+            laid = layout_compress_output(out)
         if json_output:
-            print_json(result.summary())
+            print_json(dict(result.summary(), **({"layout": dict(laid[0].to_json(), sha256=laid[1])} if laid else {})))
         else:
             _render(result)
+            if laid is not None:
+                console().print(f"layout     {laid[0].path}/  ({len(laid[0].files)} files, tree sha256 {laid[1]}; "
+                                "provenance.json now names this tree)")
         if not result.target_met:
             t = result.target
             missed = "; ".join(f"{c['name']} {_value(c['value'])} (bound {c['limit']:g})"

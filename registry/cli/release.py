@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
                                 "completes the publish and never publishes twice. "
                                 + EXIT_CODES_HELP.replace("0 verified", "0 published"))(publish)
     app.command("verify", help="Run the nine verification checks on a release. " + EXIT_CODES_HELP)(verify)
-    app.command("pull", help="Download, verify and only then install a model in DIR. " + EXIT_CODES_HELP)(pull)
+    app.command("pull", help="Download, verify and only then install a model in DIR. With the block cache or --from, "
+                             "only the blocks the device lacks are fetched; the whole release is verified either "
+                             "way. " + EXIT_CODES_HELP)(pull)
 
 
 def publish(
@@ -47,6 +49,13 @@ def publish(
                                         "run the same command again."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     account: Optional[str] = typer.Option(None, "--account", "-a", help="Keystore address to sign with."),
+    layout: str = typer.Option("as-is", "--layout", help="as-is: publish MODEL as given. tensors: first rewrite it "
+                               "as model.onnx plus one file per large tensor and small tensors grouped per layer, "
+                               "so a later version that changes a few tensors shares every other block with this "
+                               "one (devices then fetch only what changed). The tree is written to --layout-dir."),
+    layout_dir: Optional[Path] = typer.Option(None, "--layout-dir", help="Where --layout tensors writes the tree "
+                                              "(default: <model stem>.tensors beside MODEL; an identical tree "
+                                              "there is reused, a different one refused)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from registry.cli._render import console, print_json, wants_progress
@@ -69,7 +78,7 @@ def publish(
         with byte_progress(f"hashing {model.name}", tree_total(model), wants_progress(json_output)) as bars:
             result = publish_model(model, name, version, provenance_path=provenance, parent=parent,
                                    settings=settings, signer=signer.account, progress=bars.advance, card=card,
-                                   on_event=say)
+                                   on_event=say, layout=layout, layout_dir=layout_dir)
     except RegistryError as exc:  # a chain that went away mid-publish: say how to complete it
         hinted = publish_interrupted(exc, f"{name}@{version}", settings.profile.is_local)
         if hinted is exc:
@@ -87,6 +96,8 @@ def publish(
     files = f", {len(result.artifact.files.entries)} files" if kind == "directory" else ""
     out.print(f"  sha256    {result.artifact.sha256.hex()}  ({result.artifact.size} bytes{files})")
     out.print(f"  cid       {result.artifact.to_json()['cid_v1']}  ({result.artifact.profile})")
+    if layout != "as-is":
+        out.print(f"  layout    {clean(result.artifact_path)}  ({layout})")
     out.print(f"  publisher {result.record.publisher}")
     if result.record.has_card:
         out.print(f"  card      sha256 {result.record.card_sha256.hex()}")
@@ -157,23 +168,39 @@ def pull(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Release manifest."),
     trust: Optional[List[str]] = typer.Option(None, "--trust", help="Trusted publisher address (repeatable)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (TOML)."),
+    base: Optional[str] = typer.Option(None, "--from", help="NAME@VERSION installed in DIR to update from: its "
+                                       "files and cached blocks are reused, only what changed is fetched (the "
+                                       "default is the newest installed release of the same name when the block "
+                                       "cache is on). Every byte is still verified; a damaged copy is refetched."),
+    cache: Optional[bool] = typer.Option(None, "--cache/--no-cache", help="Keep verified blocks in the device's "
+                                         "block cache and reuse them (default: on for Kubo and gateway stores, off "
+                                         "for the local store, whose blocks are already on this disk)."),
+    cache_max: Optional[str] = typer.Option(None, "--cache-max", help="Bound of the block cache, e.g. 512M or 4G "
+                                            "(default: REGISTRY_BLOCK_CACHE_MAX, else 2G); least recently used "
+                                            "blocks are evicted past it."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile (default: local)."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from registry.cli._progress import byte_progress
     from registry.cli._render import console, print_json, wants_progress
     from registry.config import load_settings
-    from registry.pull import pull as run_pull
+    from registry.update import pull_update
     from registry.verify import VerificationFailed
 
     from registry.gc import quick_sweep
 
     settings = load_settings(profile)
     quick_sweep(None, [out_dir])  # .part files of a killed earlier pull
+    bound = None
+    if cache_max is not None:
+        from registry.content.blockcache import parse_size
+
+        bound = parse_size(cache_max)
     try:
         with byte_progress(f"pulling {ref}", None, wants_progress(json_output)) as bars:
-            result = run_pull(ref, out_dir, manifest=manifest, trust=tuple(trust or ()), policy=policy,
-                              settings=settings, progress=bars.advance, file_progress=bars.file)
+            result = pull_update(ref, out_dir, base=base, cache=cache, cache_max=bound, manifest=manifest,
+                                 trust=tuple(trust or ()), policy=policy, settings=settings, progress=bars.advance,
+                                 file_progress=bars.file)
     except VerificationFailed as failed:
         if json_output:
             print_json({"error": str(failed), "exit_code": failed.exit_code, "report": failed.report.to_json()})
@@ -195,6 +222,11 @@ def pull(
     out.print(f"  provenance {clean(result.provenance_path)}")
     if result.files_path is not None:
         out.print(f"  file list  {clean(result.files_path)}")
+    if result.transfer is not None:
+        from registry.update import describe_transfer
+
+        for line in describe_transfer(result.transfer):
+            out.print(f"  {clean(line)}", highlight=False, soft_wrap=True)
 
 
 def render_report(report: Any) -> None:
