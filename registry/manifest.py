@@ -169,21 +169,21 @@ def parse_manifest(raw: Any, *, where: str = "manifest") -> Manifest:
     if not isinstance(name, str) or not isinstance(version, str):
         raise fail("release name and version must be strings")
     _check_name_and_version(name, version, fail)
+    # Field errors already carry ``where``; only the Release's own cross-field checks are wrapped here.
+    fields = dict(
+        artifact_sha256=_hex(body["artifactSha256"], "artifactSha256", fail, exact=32),
+        artifact_cid=_hex(body["artifactCid"], "artifactCid", fail, exact=36),
+        artifact_size=_uint(body["artifactSize"], "artifactSize", fail, MAX_UINT64, minimum=1),
+        provenance_sha256=_hex(body["provenanceSha256"], "provenanceSha256", fail, exact=32),
+        provenance_cid=_hex(body["provenanceCid"], "provenanceCid", fail, exact=36),
+        card_sha256=_hex(body["cardSha256"], "cardSha256", fail, exact=32),
+        card_cid=_hex(body["cardCid"], "cardCid", fail, limit=36),
+        parent=_hex(body["parent"], "parent", fail, exact=32),
+        nonce=_uint(body["nonce"], "nonce", fail, MAX_UINT256),
+        deadline=_uint(body["deadline"], "deadline", fail, MAX_UINT256),
+    )
     try:
-        release = Release(
-            name=name,
-            version=version,
-            artifact_sha256=_hex(body["artifactSha256"], "artifactSha256", fail, exact=32),
-            artifact_cid=_hex(body["artifactCid"], "artifactCid", fail, exact=36),
-            artifact_size=_uint(body["artifactSize"], "artifactSize", fail, MAX_UINT64, minimum=1),
-            provenance_sha256=_hex(body["provenanceSha256"], "provenanceSha256", fail, exact=32),
-            provenance_cid=_hex(body["provenanceCid"], "provenanceCid", fail, exact=36),
-            card_sha256=_hex(body["cardSha256"], "cardSha256", fail, exact=32),
-            card_cid=_hex(body["cardCid"], "cardCid", fail, limit=36),
-            parent=_hex(body["parent"], "parent", fail, exact=32),
-            nonce=_uint(body["nonce"], "nonce", fail, MAX_UINT256),
-            deadline=_uint(body["deadline"], "deadline", fail, MAX_UINT256),
-        )
+        release = Release(name=name, version=version, **fields)
     except InputError as exc:
         raise fail(str(exc)) from exc
     _check_cid_shape(release.artifact_cid, "artifactCid", fail)

@@ -1,0 +1,292 @@
+"""``make mutation``: mutmut 3 over the trust core, one module at a time, against the tests that cover it.
+
+Why one mutmut project per module: tests/mutation_map.toml names, for each module, the test files
+that cover it, and mutmut's stats pass (which test calls which function) then runs only those files
+once; each mutant runs only the tests among them that call its function, stopping at the first
+failure. Each module keeps its cache in build/mutation/<module>/ (mutmut's own per-function hashes):
+a re-run mutates only functions whose source changed. mutmut keeps a verdict when only the *tests*
+change, so this script adds one rule: when a module's test files (or the shared fixtures) changed
+since its last run, its surviving mutants are tested again. Killed verdicts stay (a test change that
+un-kills a mutant would be a weakened test; ``--fresh`` starts from nothing).
+
+Equivalent mutants (no input can tell them from the original) are listed in
+tests/mutation_equivalent.txt, one per line: ``module | mutant id | mutated line | why``. An entry
+whose mutated line no longer matches the mutant with that id is reported as stale and not counted.
+
+The score is killed / (tried - equivalent); a timeout counts as killed (the tests noticed), a mutant
+that no mapped test reaches ("no tests") counts as surviving. Prints a per-module table and the
+surviving mutants with their diffs; also writes build/mutation/report.txt.
+
+Run it through ``make mutation`` (its own venv, ``nice -n 19``); ``MUTATION_MODULES`` picks modules
+(paths from the map, comma-separated, or ``all``; default: the phase-1 modules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAP = ROOT / "tests" / "mutation_map.toml"
+EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"
+WORK = ROOT / "build" / "mutation"
+MUTMUT = Path(sys.executable).with_name("mutmut")
+# Helpers every mapped test file may import: a change to one re-tests survivors too.
+SHARED_TEST_FILES = ("tests/conftest.py", "tests/_*.py", "tests/hostile*.py")
+KILLED = {"killed", "timeout"}
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    statuses: dict[str, str] = field(default_factory=dict)
+    equivalent: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    @property
+    def tried(self) -> int:
+        return sum(1 for s in self.statuses.values() if s not in ("skipped", "not checked"))
+
+    @property
+    def killed(self) -> int:
+        return sum(1 for name, s in self.statuses.items() if s in KILLED and name not in self.equivalent)
+
+    @property
+    def survivors(self) -> list[str]:
+        return sorted(name for name, s in self.statuses.items()
+                      if s not in KILLED and s not in ("skipped", "not checked") and name not in self.equivalent)
+
+    @property
+    def score(self) -> float:
+        counted = self.tried - len(self.equivalent)
+        return 100.0 * self.killed / counted if counted else 100.0
+
+
+def slug(module: str) -> str:
+    return module.removesuffix(".py").replace("/", ".")
+
+
+def load_map() -> tuple[dict[str, dict], dict]:
+    with MAP.open("rb") as handle:
+        data = tomllib.load(handle)
+    return data["modules"], data.get("settings", {})
+
+
+def pick_modules(mapping: dict[str, dict], wanted: str) -> list[str]:
+    if not wanted:
+        return [m for m, spec in mapping.items() if spec.get("phase", 1) == 1]
+    if wanted == "all":
+        return list(mapping)
+    chosen = [w.strip() for w in wanted.split(",") if w.strip()]
+    unknown = [w for w in chosen if w not in mapping]
+    if unknown:
+        sys.exit(f"mutation: not in {MAP.relative_to(ROOT)}: {', '.join(unknown)}")
+    return chosen
+
+
+def tests_fingerprint(tests: list[str]) -> str:
+    digest = hashlib.sha256()
+    files = {ROOT / t for t in tests}
+    for pattern in SHARED_TEST_FILES:
+        files.update(ROOT.glob(pattern))
+    for path in sorted(files):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
+    """A mutmut project for one module: links to the package and tests, and its own setup.cfg."""
+    work = WORK / slug(module)
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("registry", "tests", "pyproject.toml"):
+        link = work / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
+    from importlib.metadata import version
+
+    config = (
+        f"# written by scripts/mutation.py for mutmut {version('mutmut')}; a change drops this module's cache\n"
+        "[mutmut]\n"
+        "source_paths = registry\n"
+        f"only_mutate = {module}\n"
+        "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests)
+        + "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    no:xdist\n"
+        # Test-file changes are handled here (survivors re-tested); git sees the whole repo.
+        "use_git_change_detection = false\n"
+        "on_dependency_change = ignore\n"
+        "do_not_mutate_patterns =\n" + "".join(f"    {p}\n" for p in settings.get("do_not_mutate_patterns", []))
+    )
+    cfg = work / "setup.cfg"
+    if not cfg.exists() or cfg.read_text() != config:
+        # Mutant ids are numbered within a function: other patterns or tests renumber them, so no
+        # cached verdict can be trusted after a configuration change.
+        shutil.rmtree(work / "mutants", ignore_errors=True)
+        (work / "tests.sha256").unlink(missing_ok=True)
+        cfg.write_text(config)
+    # Tests find node_modules (npm tools) beside the package they import, which is mutants/registry.
+    (work / "mutants").mkdir(exist_ok=True)
+    modules_link = work / "mutants" / "node_modules"
+    if not modules_link.is_symlink():
+        modules_link.symlink_to(ROOT / "node_modules")
+    return work
+
+
+def mutmut(work: Path, *args: str, log: Path | None = None) -> str:
+    env = dict(os.environ)
+    env.setdefault("REGISTRY_ANVIL", str(ROOT / "node_modules" / ".bin" / "anvil"))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if log is None:
+        done = subprocess.run([str(MUTMUT), *args], cwd=work, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mutation: mutmut {' '.join(args)} failed in {work}:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+    with log.open("a") as out:
+        out.write(f"\n$ mutmut {' '.join(args)}\n")
+        out.flush()
+        code = subprocess.call([str(MUTMUT), *args], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise SystemExit(f"mutation: mutmut {' '.join(args)} exited {code} in {work}; last lines of {log}:\n{tail}")
+    return ""
+
+
+def statuses(work: Path) -> dict[str, str]:
+    out = mutmut(work, "results", "--all", "true")
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name:
+            found[name] = status
+    return found
+
+
+def run_module(module: str, tests: list[str], settings: dict, jobs: int, fresh: bool) -> ModuleResult:
+    started = time.monotonic()
+    work = prepare(module, tests, settings, fresh)
+    log = work / "run.log"
+    log.write_text("")
+    stamp = work / "tests.sha256"
+    fingerprint = tests_fingerprint(tests)
+    tests_changed = stamp.exists() and stamp.read_text() != fingerprint
+    mutmut(work, "run", "--max-children", str(jobs), log=log)
+    if tests_changed:
+        stale = [n for n, s in statuses(work).items() if s not in KILLED and s not in ("skipped",)]
+        for start in range(0, len(stale), 200):  # keep argv short
+            mutmut(work, "run", "--max-children", str(jobs), *stale[start:start + 200], log=log)
+    stamp.write_text(fingerprint)
+    result = ModuleResult(module, statuses(work), seconds=time.monotonic() - started)
+    return result
+
+
+@dataclass
+class Equivalent:
+    module: str
+    mutant: str
+    line: str
+    why: str
+
+
+def load_equivalents() -> list[Equivalent]:
+    if not EQUIVALENT.exists():
+        return []
+    entries = []
+    for number, raw in enumerate(EQUIVALENT.read_text().splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        parts = [p.strip() for p in raw.split(" | ", 3)]
+        if len(parts) != 4 or not all(parts):
+            sys.exit(f"mutation: {EQUIVALENT.name}:{number}: expected 'module | mutant id | mutated line | why'")
+        entries.append(Equivalent(*parts))
+    return entries
+
+
+def mutated_lines(work: Path, mutant: str) -> list[str]:
+    diff = mutmut(work, "show", mutant)
+    return [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+
+
+def apply_equivalents(result: ModuleResult, entries: list[Equivalent], problems: list[str]) -> None:
+    work = WORK / slug(result.module)
+    for entry in entries:
+        if entry.module != result.module:
+            continue
+        if entry.mutant not in result.statuses:
+            problems.append(f"{entry.module}: equivalent {entry.mutant} no longer exists (stale entry)")
+            continue
+        if entry.line not in mutated_lines(work, entry.mutant):
+            problems.append(f"{entry.module}: equivalent {entry.mutant} now mutates something else (stale entry)")
+            continue
+        if result.statuses[entry.mutant] in KILLED:
+            problems.append(f"{entry.module}: {entry.mutant} is listed as equivalent but a test kills it")
+            continue
+        result.equivalent.add(entry.mutant)
+
+
+def table(results: list[ModuleResult]) -> str:
+    head = f"{'module':<32} {'killed':>6} {'tried':>6} {'equiv':>6} {'survived':>8} {'score':>7} {'time':>7}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r.module:<32} {r.killed:>6} {r.tried:>6} {len(r.equivalent):>6} {len(r.survivors):>8} "
+                     f"{r.score:>6.1f}% {r.seconds:>6.0f}s")
+    return "\n".join(lines)
+
+
+def survivors_report(results: list[ModuleResult]) -> str:
+    out: list[str] = []
+    for r in results:
+        work = WORK / slug(r.module)
+        for name in r.survivors:
+            out.append(f"--- {name} ({r.statuses[name]})")
+            diff = mutmut(work, "show", name)
+            out.extend(line for line in diff.splitlines()[1:] if line.startswith(("-", "+", "@")))
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="module paths from the map (default: MUTATION_MODULES or phase 1)")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")))
+    parser.add_argument("--fresh", action="store_true", default=os.environ.get("MUTATION_FRESH") == "1",
+                        help="drop the cache first")
+    args = parser.parse_args()
+    if not MUTMUT.exists():
+        sys.exit(f"mutation: {MUTMUT} not found; run it through `make mutation`")
+    mapping, settings = load_map()
+    modules = pick_modules(mapping, ",".join(args.modules) or os.environ.get("MUTATION_MODULES", ""))
+    entries = load_equivalents()
+    problems: list[str] = []
+    results: list[ModuleResult] = []
+    started = time.monotonic()
+    for module in modules:
+        print(f"mutation: {module} against {', '.join(mapping[module]['tests'])}", flush=True)
+        result = run_module(module, mapping[module]["tests"], settings, args.jobs, args.fresh)
+        apply_equivalents(result, entries, problems)
+        results.append(result)
+        print(f"  {result.killed} killed of {result.tried} tried, {len(result.equivalent)} equivalent, "
+              f"{len(result.survivors)} surviving ({result.score:.1f}%) in {result.seconds:.0f}s", flush=True)
+    report = "\n\n".join(filter(None, [
+        table(results),
+        f"wall time {time.monotonic() - started:.0f}s",
+        "\n".join(problems),
+        "Surviving mutants:\n" + survivors_report(results) if any(r.survivors for r in results) else "No surviving mutants.",
+    ]))
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "report.txt").write_text(report + "\n")
+    print()
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
