@@ -230,9 +230,11 @@ def _running_devnet(settings: "Settings") -> "DevnetInfo | None":
         if deployment.get("artifact_hash") not in (None, shipped):
             return None
         rpc_url = node.rpc_url
-        if devnet._fingerprint_of(rpc_url) != node.fingerprint:
+        reader = LeanRegistry(rpc_url, address, timeout=2.0, retries=0)
+        if reader.chain_id() != devnet.CHAIN_ID or reader.rpc.request(
+                "eth_getStorageAt", [devnet.FINGERPRINT_ADDRESS, "0x0", "latest"]) != node.fingerprint:
             return None
-        code = LeanRegistry(rpc_url, address, timeout=2.0, retries=0).code()
+        code = reader.code()
     except (AttributeError, OSError, ValueError, ChainError, UnreachableError, InputError):
         return None  # anything unexpected: let ensure_running sort it out
     if not code or deployment.get("code_hash") not in (None, "0x" + keccak(code).hex()):
