@@ -40,6 +40,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from registry.errors import InputError
+from registry.layout_source import (  # noqa: F401  (ENTRY: public, the layout's entry file)
+    ENTRY,
+    Source,
+    external_source,
+    open_source,
+    parse_model,
+    refuse_other_external,
+)
 
 LAYOUTS = ("as-is", "tensors")
 INLINE_MAX = 1024          # bytes: smaller tensors stay inside model.onnx (as onnx's own size_threshold)
@@ -47,8 +55,6 @@ LARGE_MIN = 64 * 1024      # bytes: a tensor this large gets a file of its own
 GROUP_ALIGN = 64           # offset alignment inside a group file
 TENSOR_DIR = "tensors"
 GROUP_DIR = "groups"
-ENTRY = "model.onnx"
-_COPY_PIECE = 8 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 100
 
@@ -129,94 +135,6 @@ def _stems(names: list[str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Reading the source
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Source:
-    """The model to lay out: its proto (no external bytes loaded), its tree, and a way to read ranges."""
-
-    root: Path
-    entry: str
-    model: Any
-    files: list[str]
-    root_fd: int
-    out_entry: str = ENTRY  # where the entry model goes in the layout (a single file becomes model.onnx)
-    single: bool = False    # a file was given: only it and the external data it names are read
-
-    def close(self) -> None:
-        os.close(self.root_fd)
-
-    def read_range(self, rel: str, offset: int, length: int) -> Iterator[bytes]:
-        from registry.content.tree import open_in_tree
-
-        try:
-            fd = open_in_tree(self.root_fd, rel)
-        except OSError as exc:
-            raise InputError(f"cannot open {self.root}/{rel}: {exc.strerror or exc} (links are not followed)") from exc
-        try:
-            left = length
-            pos = offset
-            while left:
-                piece = os.pread(fd, min(left, _COPY_PIECE), pos)
-                if not piece:
-                    raise InputError(f"{self.root}/{rel} ends before byte {offset + length}")
-                yield piece
-                pos += len(piece)
-                left -= len(piece)
-        finally:
-            os.close(fd)
-
-
-def _entry_of(paths: list[str], where: Path) -> str:
-    if ENTRY in paths:
-        return ENTRY
-    models = [p for p in paths if p.lower().endswith(".onnx")]
-    if len(models) == 1:
-        return models[0]
-    if not models:
-        raise InputError(f"{where} holds no .onnx model")
-    raise InputError(f"{where} holds {len(models)} .onnx files and no top-level {ENTRY}: name the entry model {ENTRY}")
-
-
-def _parse(data: bytes, shown: str) -> Any:
-    import onnx
-
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise InputError(f"{shown} is not an ONNX model: {str(exc)[:200]}") from exc
-    if not model.HasField("graph"):
-        raise InputError(f"{shown} is not an ONNX model: no graph")
-    if model.ir_version < 4 or not len(model.opset_import) or not len(model.graph.output):
-        raise InputError(f"{shown} is not a usable ONNX model (IR version {model.ir_version}, "
-                         f"{len(model.opset_import)} opset imports, {len(model.graph.output)} graph outputs)")
-    return model
-
-
-def _open_source(source: Path) -> _Source:
-    from registry.content.tree import is_tree, open_root, scan_tree
-    from registry.fsutil import read_small_file
-
-    if is_tree(source):
-        scan = scan_tree(source)
-        paths = [f.path for f in scan.files]
-        entry = _entry_of(paths, source)
-        root = source
-    elif source.is_file():
-        root, entry = source.parent, source.name
-        paths = [entry]
-    else:
-        raise InputError(f"cannot read {source}: not a file or a directory")
-    data = read_small_file(root / entry, limit=2 * 1024**3, what="ONNX model")
-    model = _parse(data, str(root / entry))
-    single = not is_tree(source)
-    return _Source(root, entry, model, paths, open_root(root), ENTRY if single else entry, single)
-
-
-# --------------------------------------------------------------------------------------------
 # The rewrite
 # --------------------------------------------------------------------------------------------
 
@@ -248,74 +166,11 @@ def _value_bytes(tensor: Any) -> bytes:
         raise InputError(f"tensor {tensor.name[:80]!r} cannot be read: {str(exc)[:160]}") from exc
 
 
-def _external_source(src: _Source, tensor: Any) -> tuple[str, int, int]:
-    from registry.errors import PolicyError
-    from registry.verify.external import _number, resolve_location
-
-    entries = {e.key: e.value for e in tensor.external_data}
-    try:
-        path = resolve_location(entries.get("location", ""), src.entry)
-        offset = _number(entries.get("offset", "0"), tensor.name, "offset")
-        length = _number(entries["length"], tensor.name, "length") if "length" in entries else -1
-    except PolicyError as exc:
-        raise InputError(f"{src.root}/{src.entry}: {exc}") from exc
-    if src.single and path not in src.files and _regular(src.root / path):
-        src.files.append(path)  # the data file beside a model given as a file
-    if path not in src.files:
-        raise InputError(f"{src.root}/{src.entry}: tensor {tensor.name!r} names external data {path!r}, "
-                         "which is not a regular file of the model's directory")
-    if length < 0:
-        length = os.stat(src.root / path, follow_symlinks=False).st_size - offset
-    return path, offset, length
-
-
-def _regular(path: Path) -> bool:
-    import stat
-
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _refuse_other_external(src: _Source) -> None:
-    """External data anywhere but the main graph's initializers (a Constant, a subgraph, a function) is
-    refused: the layout places those initializers only, and would leave such a reference dangling."""
-    import onnx
-
-    for tensor in _other_tensors(src.model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
-            raise InputError(f"{src.root}/{src.entry}: tensor {tensor.name[:80]!r} outside the main graph's "
-                             "initializers uses external data; only initializers can be laid out")
-
-
-def _other_tensors(model: Any) -> Iterator[Any]:
-    """Every tensor but the main graph's initializers (``onnx_checks._model_tensors`` minus those)."""
-    from registry.onnx_checks import _attr_tensors, _graph_tensors
-
-    graph = model.graph
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attr in node.attribute:
-            yield from _attr_tensors(attr)
-    for function in model.functions:
-        for attr in function.attribute_proto:
-            yield from _attr_tensors(attr)
-        for node in function.node:
-            for attr in node.attribute:
-                yield from _attr_tensors(attr)
-    for training in model.training_info:
-        yield from _graph_tensors(training.initialization)
-        yield from _graph_tensors(training.algorithm)
-
-
-def _collect(src: _Source) -> tuple[list[_Tensor], set[str], int]:
+def _collect(src: Source) -> tuple[list[_Tensor], set[str], int]:
     """The initializers to move out, the source files that held external data, and how many stay inline."""
     import onnx
 
-    _refuse_other_external(src)
+    refuse_other_external(src)
     moving: list[_Tensor] = []
     data_files: set[str] = set()
     inline = 0
@@ -331,7 +186,7 @@ def _collect(src: _Source) -> tuple[list[_Tensor], set[str], int]:
         needed = prod(tensor.dims) * itemsize
         source = None
         if is_external:
-            path, offset, length = _external_source(src, tensor)
+            path, offset, length = external_source(src, tensor)
             data_files.add(path)
             source = (path, offset)
         else:
@@ -399,14 +254,14 @@ class _Writer:
         return total
 
 
-def _tensor_pieces(src: _Source, item: _Tensor) -> Iterator[bytes]:
+def _tensor_pieces(src: Source, item: _Tensor) -> Iterator[bytes]:
     if item.external is not None:
         yield from src.read_range(item.external[0], item.external[1], item.length)
     else:
         yield _value_bytes(item.proto)
 
 
-def _lay_out(src: _Source, writer: _Writer) -> tuple[list[Placement], int, list[str]]:
+def _lay_out(src: Source, writer: _Writer) -> tuple[list[Placement], int, list[str]]:
     moving, data_files, inline = _collect(src)
     base = posixpath.dirname(src.out_entry)
     large = [t for t in moving if t.length >= LARGE_MIN]
@@ -456,11 +311,11 @@ def _lay_out(src: _Source, writer: _Writer) -> tuple[list[Placement], int, list[
     return placements, inline, copied
 
 
-def _has_external(src: _Source, rel: str) -> bool:
+def _has_external(src: Source, rel: str) -> bool:
     import onnx
 
     try:
-        model = _parse(b"".join(src.read_range(rel, 0, os.stat(src.root / rel).st_size)), rel)
+        model = parse_model(b"".join(src.read_range(rel, 0, os.stat(src.root / rel).st_size)), rel)
     except InputError:
         return False
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
@@ -480,7 +335,7 @@ def write_tensor_layout(source: str | os.PathLike[str], out: str | os.PathLike[s
             raise InputError(f"the layout of {src_path} cannot be written inside it ({target})")
     except OSError as exc:
         raise InputError(f"cannot use {target}: {exc.strerror or exc}") from exc
-    src = _open_source(src_path)
+    src = open_source(src_path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".layout", dir=target.parent))

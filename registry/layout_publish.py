@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from registry.errors import InputError
-from registry.layout import _COPY_PIECE, ENTRY, LAYOUTS, LayoutResult, write_tensor_layout
+from registry.layout import LAYOUTS, LayoutResult, write_tensor_layout
+from registry.layout_source import COPY_PIECE, ENTRY
 
 
 def default_layout_dir(model: str | os.PathLike[str]) -> Path:
@@ -45,7 +46,7 @@ def source_sha256(source: str | os.PathLike[str]) -> str:
         return import_tree(source, "kubo-v1").sha256.hex()
     digest = hashlib.sha256()
     with open(source, "rb") as handle:
-        while piece := handle.read(_COPY_PIECE):
+        while piece := handle.read(COPY_PIECE):
             digest.update(piece)
     return digest.hexdigest()
 
