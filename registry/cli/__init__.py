@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from registry.cli import chain, compress, content, explorer, maintenance, names, oms, oracle, release, update
+from registry.cli import chain, compress, content, explorer, maintenance, names, oms, oracle, profiles, release, update
 from registry.errors import RegistryError
 
 app = typer.Typer(
@@ -49,7 +49,7 @@ def _root(
     quick_sweep(data_dir())  # leftovers of killed commands; cheap, never fails the command
 
 
-for _area in (chain, names, content, release, compress, oracle, oms, explorer, maintenance, update):
+for _area in (chain, profiles, names, content, release, compress, oracle, oms, explorer, maintenance, update):
     _area.register(app)
 
 
