@@ -146,8 +146,6 @@ def check_tree(record: "ReleaseRecord", man: "Manifest | None", directory: Any, 
                store: "ContentStore | None", sink: "FileSink", progress: Any,
                file_progress: Callable[[str, int], None] | None = None) -> tuple[Check, Check, VerifiedTree | None]:
     """The sha256 and cid checks of a tree; the VerifiedTree only when both pass."""
-    from registry.content.cids import cid_bytes_v1, cid_from_bytes, display
-
     expected_size = record.artifact_size
     budget = expected_size + 1
     profiles = _candidate_profiles(man, settings, record.artifact_cid)
@@ -170,6 +168,10 @@ def check_tree(record: "ReleaseRecord", man: "Manifest | None", directory: Any, 
             if directory is not None and "more than the" in str(exc):
                 detail = _explain_scan(record, man, str(directory), settings, store, evidence) or detail
             return (fail("sha256", detail, evidence, error=error), Check("cid", "skip", "no bytes to hash"), None)
+        # multiformats is imported here, not before the hashing: the importer's worker loads it
+        # while the bytes are hashed, instead of the main thread before the first byte is read
+        from registry.content.cids import cid_bytes_v1, cid_from_bytes, display
+
         if cid_bytes_v1(result.cid) == record.artifact_cid or i == len(profiles) - 1:
             break
         _reset(sink)
