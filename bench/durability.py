@@ -56,6 +56,9 @@ def _seed(client: Any, account: Any, count: int) -> None:
     from registry.release import Release
 
     w3 = client.w3
+    namespace = SEED_NAME.split("/")[0]
+    if client.namespace_owner(namespace)[0] is None:  # names live under a namespace claimed by commit-reveal
+        client.claim_namespace(namespace, account)
     tx_nonce = w3.eth.get_transaction_count(account.address, "pending")
     release_nonce = client.next_nonce(account.address)
     fee = int(w3.eth.get_block("latest")["baseFeePerGas"]) * 4 + 10**9
