@@ -197,7 +197,9 @@ class NodeServer:
         import anyio
         import uvicorn
 
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+        # socket says proto 6; with proto 0 every response waits on Nagle + delayed ACK (~40 ms each)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._sock.bind((HOST, port))
