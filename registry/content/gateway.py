@@ -70,8 +70,11 @@ class GatewayStore(BlockReadingStore):
 
     # -- whole DAGs as CAR ----------------------------------------------------------------------------
 
-    def _walk_car(self, cid: CID | str | bytes, max_size: int | None) -> Iterator[WalkedBlock]:
-        root = parse_cid(cid)
+    @contextmanager
+    def _car_stream(self, root: CID, max_size: int | None) -> Iterator[tuple[ResponseStream, bool, str]]:
+        """The whole DAG under ``root`` as one CAR response (``dag-scope=all``): its bounded stream,
+        whether the gateway says it repeats blocks (``dups=y``), and how errors name it. An HTTP
+        failure while the caller reads the stream is reported like one at the request."""
         what = f"gateway CAR {root}"
         try:
             with request(self._client, self.policy, what, "GET", f"/ipfs/{root}",
@@ -79,24 +82,19 @@ class GatewayStore(BlockReadingStore):
                                   "headers": {"Accept": CAR_ACCEPT}}) as resp:
                 _check_type(resp, "application/vnd.ipld.car", what)
                 dups = "dups=y" in resp.headers.get("content-type", "").replace(" ", "").lower()
-                stream = ResponseStream(resp, what, stream_deadline(self.policy, max_size))
-                yield from walk_car_stream(root, stream, self._fetch_block, dups, what, max_size)
+                yield ResponseStream(resp, what, stream_deadline(self.policy, max_size)), dups, what
         except HttpError as exc:
             raise self._refused(what, exc) from exc
 
+    def _walk_car(self, cid: CID | str | bytes, max_size: int | None) -> Iterator[WalkedBlock]:
+        root = parse_cid(cid)
+        with self._car_stream(root, max_size) as (stream, dups, what):
+            yield from walk_car_stream(root, stream, self._fetch_block, dups, what, max_size)
+
     @contextmanager
     def _dag_fetch(self, root: CID, max_size: int | None = None) -> Iterator[Callable[[CID], bytes]]:
-        what = f"gateway CAR {root}"
-        try:
-            with request(self._client, self.policy, what, "GET", f"/ipfs/{root}",
-                         lambda: {"params": {"format": "car", "dag-scope": "all"},
-                                  "headers": {"Accept": CAR_ACCEPT}}) as resp:
-                _check_type(resp, "application/vnd.ipld.car", what)
-                dups = "dups=y" in resp.headers.get("content-type", "").replace(" ", "").lower()
-                yield car_fetch(root, ResponseStream(resp, what, stream_deadline(self.policy, max_size)),
-                                self._fetch_block, dups, what)
-        except HttpError as exc:
-            raise self._refused(what, exc) from exc
+        with self._car_stream(root, max_size) as (stream, dups, what):
+            yield car_fetch(root, stream, self._fetch_block, dups, what)
 
     def open(self, cid: CID | str | bytes, max_size: int | None = None) -> Iterator[bytes]:
         for item in self._walk_car(cid, max_size):
