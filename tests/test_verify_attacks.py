@@ -257,6 +257,38 @@ def test_online_manifest_with_other_digest_is_rejected(deployed, tmp_path):
     assert report.exit_code == 11
 
 
+def test_bytes_hashed_while_the_chain_is_read_are_judged_by_the_chain_record(deployed, tmp_path):
+    """verify starts hashing a local file as soon as its manifest is read, before the chain answers.
+    A manifest that names other bytes (the attacker's file, re-signed by the attacker) must not
+    decide checks 5 and 6: the verdict is the chain's record, whatever the manifest said."""
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.unixfs import import_bytes
+    from registry.manifest import load_manifest
+    from registry.release import sign_release
+
+    pub = publish_tiny(deployed, tmp_path)
+    theirs = tmp_path / "theirs.onnx"
+    theirs.write_bytes(tiny_onnx(7))
+    imported = import_bytes(theirs.read_bytes(), "kubo-v1")
+    man = load_manifest(pub.manifest_path)
+    forged_release = dataclasses.replace(man.release, artifact_sha256=imported.sha256,
+                                         artifact_cid=cid_bytes_v1(imported.cid), artifact_size=imported.size)
+    attacker = Account.create()
+    forged = dataclasses.replace(man, release=forged_release, publisher=attacker.address, cid_profile="kubo-v1",
+                                 signature=sign_release(forged_release, attacker, man.chain_id, man.contract))
+
+    report = verify(pub.ref, file=theirs, manifest=forged, settings=pub.settings)  # connects itself: hashes first
+    assert _st(report)["sha256"] == "fail" and _st(report)["cid"] == "fail", report.to_json()
+    assert report.check("sha256").evidence["expected"] == man.release.artifact_sha256.hex()
+    assert _st(report)["onnx"] == "skip" and not report.ok  # the attacker's bytes are never parsed
+    with pytest.raises(VerificationFailed):
+        load_verified(pub.ref, file=theirs, manifest=forged, settings=pub.settings)
+
+    report = verify(pub.ref, file=pub.model, manifest=forged, settings=pub.settings)
+    assert _st(report)["sha256"] == "pass" and _st(report)["cid"] == "pass"  # the chain's bytes, hashed again
+    assert _st(report)["signature"] == "fail" and report.exit_code == 11
+
+
 def test_revoked_parent_is_rejected(deployed, tmp_path):
     parent = publish_tiny(deployed, tmp_path, version="1.0.0", seed=10)
     child = publish_tiny(deployed, tmp_path, version="1.1.0", seed=11, parent=parent.ref)

@@ -31,6 +31,7 @@ are decided there, the same way for every command.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from registry.errors import InputError, UnreachableError
@@ -209,71 +210,66 @@ def _run(
 
     _preload_onnx()  # its import overlaps the chain reads and the hashing, instead of following them
 
-    # -- 1. resolve ----------------------------------------------------------------------------
-    record = None
-    if not offline and client is None:
-        # No fallback to the manifest: a chain that does not answer could be hiding a revocation.
+    # -- 1. resolve; 2.-4. chain facts; 5./6. sha256 and cid in one pass over the bytes ----------
+    # The chain checks wait on the RPC (one round trip per ancestor, publisher and wallet call) while
+    # the bytes are hashed on the other threads: on a remote node that is most of a small model's
+    # verify. When a manifest names the bytes of a local file, hashing starts at once, before the
+    # chain is even reached: the bytes are then judged against the record the chain returns, and
+    # hashed again only in the (hostile) case where it names other bytes than the manifest.
+    def hash_against(target: "ReleaseRecord") -> tuple[Check, Check]:
         try:
-            client = _connect(settings)
-        except UnreachableError as exc:
-            checks.append(fail("resolve", f"{exc} (not verified; --offline verifies from the manifest without "
-                                          "revocation checks)", {"rpc": settings.profile.rpc_url or "local devnet"},
-                                error=UnreachableError))
-            return skip_rest("resolve failed")
-        except Exception as exc:
-            checks.append(unexpected("resolve", exc))
-            return skip_rest("resolve failed")
-    if man is not None and not _manifest_matches_ref(man, parsed):
-        checks.append(fail("resolve", f"manifest is for {man.ref}, not {ref}",
-                            {"manifest": man.ref, "ref": str(ref)}, error=InputError))
-        return skip_rest("resolve failed")
-    try:
-        if client is not None:
-            record = client.get_by_id(man.release_id) if man is not None else client.resolve(parsed, trusted)
-            if man is not None and parsed.kind != "version":
-                target = client.resolve(parsed, trusted)
-                if target.id != record.id:
-                    checks.append(fail("resolve", f"manifest is for {man.ref}, but {ref} is {target.ref}",
-                                        {"manifest": man.ref, "resolved": target.ref}, error=InputError))
-                    return skip_rest("resolve failed")
-            report.mode = "online"
-            checks.append(Check("resolve", "pass", f"{record.ref} found on chain {client.chain_id}",
-                                {"release_id": "0x" + record.id.hex(), "chain_id": client.chain_id,
-                                 "contract": client.address, "publisher": record.publisher,
-                                 "source": "chain"}))
-        else:
-            assert man is not None
-            record = _record_from_manifest(man)
-            report.mode = "offline"
-            checks.append(Check("resolve", "pass", f"{man.ref} read from the manifest (offline)",
-                                {"release_id": "0x" + man.release_id.hex(), "chain_id": man.chain_id,
-                                 "contract": man.contract, "publisher": man.publisher, "source": "manifest"}))
-    except Exception as exc:
-        checks.append(unexpected("resolve", exc))
-        return skip_rest("resolve failed")
-    report.release = record
-
-    # -- 2.-4. chain facts and the signature, read while 5./6. hash the bytes --------------------
-    # They wait on the RPC (one round trip per ancestor, publisher and wallet call) while the bytes
-    # are hashed on the other threads: on a remote node that is most of a small model's verify.
-    def chain_facts() -> list[Check]:
-        return [guarded("not_revoked", lambda: check_not_revoked(record, client)),
-                guarded("publisher_authorised", lambda: check_publisher(record, client, trusted)),
-                guarded("signature", lambda: check_signature(record, man, client, pol, settings, chain_id))]
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-checks") as pool:
-        facts = pool.submit(chain_facts)
-        # -- 5./6. sha256 and cid in one pass over the bytes --------------------------------------
-        try:
-            sha_check, cid_check = check_bytes(record, man, file, data, settings, store, artifact, progress, pol,
-                                               capture, file_progress)
+            return check_bytes(target, man, file, data, settings, store, artifact, progress, pol, capture,
+                               file_progress)
         except Exception as exc:  # a bug or an OS error mid-read must still end in a report, never a traceback
             artifact.release()
             artifact.ok = False
-            sha_check, cid_check = unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
-        checks.extend(facts.result())
+            return unexpected("sha256", exc), Check("cid", "skip", "no bytes to hash")
+
+    def chain_facts(resolved: _Resolved) -> list[Check]:
+        record, reader = resolved.record, resolved.client
+        return [guarded("not_revoked", lambda: check_not_revoked(record, reader)),
+                guarded("publisher_authorised", lambda: check_publisher(record, reader, trusted)),
+                guarded("signature", lambda: check_signature(record, man, reader, pol, settings, chain_id))]
+
+    def resolve() -> _Resolved:
+        return _resolve(ref, parsed, man, settings, trusted, client, offline)
+
+    def resolve_then_facts() -> tuple[_Resolved, list[Check]]:
+        resolved = resolve()
+        return resolved, (chain_facts(resolved) if resolved.record is not None else [])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    early = (not offline and client is None and man is not None and (file is not None or data is not None)
+             and _manifest_matches_ref(man, parsed))
+    facts: list[Check] = []
+    sha_check = cid_check = Check("sha256", "skip", "not reached")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-checks") as pool:
+        if early:
+            assert man is not None
+            provisional = _record_from_manifest(man)
+            side = pool.submit(resolve_then_facts)
+            sha_check, cid_check = hash_against(provisional)
+            resolved, facts = side.result()
+            if resolved.record is not None and _names_bytes(resolved.record) != _names_bytes(provisional):
+                artifact.release()
+                artifact.ok = False
+                sha_check, cid_check = hash_against(resolved.record)
+        else:
+            resolved = resolve()
+            if resolved.record is not None:
+                pending = pool.submit(chain_facts, resolved)
+                sha_check, cid_check = hash_against(resolved.record)
+                facts = pending.result()
+    checks.append(resolved.check)
+    if resolved.record is None:
+        artifact.release()
+        artifact.ok = False
+        return skip_rest("resolve failed")
+    record, client = resolved.record, resolved.client
+    report.mode = resolved.mode
+    report.release = record
+    checks.extend(facts)
     checks.extend([sha_check, cid_check])
 
     # -- 7. provenance -------------------------------------------------------------------------
@@ -304,6 +300,58 @@ def _run(
         artifact.release()  # nothing that failed any check is handed to a loader or left staged
         artifact.ok = False
     return report, artifact
+
+
+@dataclass
+class _Resolved:
+    """Check 1's verdict, and when it passed the record the other checks judge against."""
+
+    check: Check
+    record: "ReleaseRecord | None" = None
+    client: "ChainReader | None" = None
+    mode: str = "online"
+
+
+def _resolve(ref: str, parsed: Any, man: "Manifest | None", settings: "Settings", trusted: frozenset[str],
+             client: "ChainReader | None", offline: bool) -> _Resolved:
+    """Check 1: the release as the chain records it (or, offline, as the manifest states it)."""
+    if not offline and client is None:
+        # No fallback to the manifest: a chain that does not answer could be hiding a revocation.
+        try:
+            client = _connect(settings)
+        except UnreachableError as exc:
+            return _Resolved(fail("resolve", f"{exc} (not verified; --offline verifies from the manifest without "
+                                             "revocation checks)", {"rpc": settings.profile.rpc_url or "local devnet"},
+                                  error=UnreachableError))
+        except Exception as exc:
+            return _Resolved(unexpected("resolve", exc))
+    if man is not None and not _manifest_matches_ref(man, parsed):
+        return _Resolved(fail("resolve", f"manifest is for {man.ref}, not {ref}",
+                              {"manifest": man.ref, "ref": str(ref)}, error=InputError))
+    try:
+        if client is not None:
+            record = client.get_by_id(man.release_id) if man is not None else client.resolve(parsed, trusted)
+            if man is not None and parsed.kind != "version":
+                target = client.resolve(parsed, trusted)
+                if target.id != record.id:
+                    return _Resolved(fail("resolve", f"manifest is for {man.ref}, but {ref} is {target.ref}",
+                                          {"manifest": man.ref, "resolved": target.ref}, error=InputError))
+            return _Resolved(Check("resolve", "pass", f"{record.ref} found on chain {client.chain_id}",
+                                   {"release_id": "0x" + record.id.hex(), "chain_id": client.chain_id,
+                                    "contract": client.address, "publisher": record.publisher, "source": "chain"}),
+                             record, client, "online")
+        assert man is not None
+        return _Resolved(Check("resolve", "pass", f"{man.ref} read from the manifest (offline)",
+                               {"release_id": "0x" + man.release_id.hex(), "chain_id": man.chain_id,
+                                "contract": man.contract, "publisher": man.publisher, "source": "manifest"}),
+                         _record_from_manifest(man), None, "offline")
+    except Exception as exc:
+        return _Resolved(unexpected("resolve", exc))
+
+
+def _names_bytes(record: "ReleaseRecord") -> tuple[bytes, bytes, int]:
+    """What checks 5 and 6 judge the bytes against."""
+    return record.artifact_sha256, record.artifact_cid, record.artifact_size
 
 
 # --------------------------------------------------------------------------------------------
