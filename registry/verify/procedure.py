@@ -4,7 +4,10 @@ The checks run in the order of the design (resolve, not_revoked, publisher_autho
 sha256, cid, provenance, onnx, policy). Each records pass/fail/skip with its evidence (expected vs
 actual digests, the recovered signer, the revocation reason), and the procedure keeps going where
 the answer is still meaningful so an operator sees every problem at once. Bytes that failed
-integrity are never parsed or loaded.
+integrity are never parsed or loaded. The report keeps that order even where the work overlaps:
+checks 2-4 read the chain while 5-6 hash the bytes, and with a manifest beside a local file the
+hashing starts before check 1 has reached the chain (the bytes are still judged against the
+chain's record, never the manifest's).
 
 ``load_verified`` hashes and loads the *same* in-memory bytes: the artifact is read once (bounded
 by the signed size plus one byte, so an endless or extended stream is cut off), hashed, checked, and
