@@ -81,5 +81,29 @@ def test_latest_and_digest_refs(deployed, tmp_path):
     assert report.ok and report.release.version == "1.1.0"
     stale = verify(f"{old.name}@latest", file=old.model, manifest=old.manifest_path, settings=old.settings)
     assert stale.exit_code == 3 and "latest is" in stale.check("resolve").detail
+    assert stale.check("resolve").evidence == {"manifest": old.ref, "resolved": new.ref}
+    assert all(c.status == "skip" and c.detail == "resolve failed" for c in stale.checks[1:])
     by_digest = verify("sha256:" + old.result.artifact.sha256.hex(), file=old.model, settings=old.settings)
     assert by_digest.ok and by_digest.release.version == "1.0.0"
+
+
+def test_online_resolve_names_its_chain_and_trust_narrows_a_shared_digest(deployed, tmp_path):
+    """The same bytes under two names: a digest reference is refused as ambiguous (exit 3) until
+    --trust picks one publisher, with or without a manifest; a pass says where the record came from."""
+    mine = publish_tiny(deployed, tmp_path, name="acme/shared", seed=30)
+    theirs = publish_tiny(deployed, tmp_path / "b", name="other/shared", seed=30, signer=deployed.accounts[1])
+    digest = "sha256:" + mine.result.artifact.sha256.hex()
+    ambiguous = verify(digest, file=mine.model, settings=mine.settings)
+    assert ambiguous.exit_code == 3 and "acme/shared" in ambiguous.check("resolve").detail
+    for manifest in (None, mine.manifest_path):
+        report = verify(digest, file=mine.model, manifest=manifest, trust=[deployed.publisher.address],
+                        settings=mine.settings)
+        assert report.ok and report.release.name == "acme/shared", report.to_json()
+        assert report.mode == "online"
+        evidence = report.check("resolve").evidence
+        assert evidence["source"] == "chain" and evidence["chain_id"] == deployed.chain_id
+        assert evidence["contract"].lower() == deployed.address.lower()
+        assert evidence["publisher"] == deployed.publisher.address
+        assert evidence["release_id"] == "0x" + report.release.id.hex()
+    other = verify(digest, file=theirs.model, trust=[deployed.accounts[1].address], settings=theirs.settings)
+    assert other.ok and other.release.name == "other/shared"
