@@ -133,7 +133,10 @@ def test_an_offline_pass_reports_the_manifest_as_the_record(rel):
     record = report.release
     assert (record.published_at, record.revoked_at, record.revocation_reason) == (0, 0, "")
     assert not record.has_card and record.card_cid == b""
-    assert report.check("resolve").evidence["source"] == "manifest"
+    assert report.check("resolve").evidence == {
+        "release_id": "0x" + rel.manifest.release_id.hex(), "chain_id": 31337, "contract": rel.manifest.contract,
+        "publisher": rel.publisher.address, "source": "manifest"}
+    assert rel.ref in report.check("resolve").detail and "offline" in report.check("resolve").detail
     assert report.check("not_revoked").status == "skip"
 
 

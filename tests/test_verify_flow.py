@@ -105,5 +105,7 @@ def test_online_resolve_names_its_chain_and_trust_narrows_a_shared_digest(deploy
         assert evidence["contract"].lower() == deployed.address.lower()
         assert evidence["publisher"] == deployed.publisher.address
         assert evidence["release_id"] == "0x" + report.release.id.hex()
+        detail = report.check("resolve").detail
+        assert "acme/shared@1.0.0" in detail and str(deployed.chain_id) in detail
     other = verify(digest, file=theirs.model, trust=[deployed.accounts[1].address], settings=theirs.settings)
     assert other.ok and other.release.name == "other/shared"
