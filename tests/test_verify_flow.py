@@ -109,3 +109,21 @@ def test_online_resolve_names_its_chain_and_trust_narrows_a_shared_digest(deploy
         assert "acme/shared@1.0.0" in detail and str(deployed.chain_id) in detail
     other = verify(digest, file=theirs.model, trust=[deployed.accounts[1].address], settings=theirs.settings)
     assert other.ok and other.release.name == "other/shared"
+
+
+def test_a_release_with_a_card_checks_the_card_beside_the_file_given_or_from_the_store(deployed, tmp_path):
+    """The card is part of check 7: the signed card passes from the store, beside the file or given;
+    a changed card fails provenance (exit 13); with a failed provenance the card is not what is reported."""
+    card = b"---\nlicense: mit\n---\n# tiny\nA model card.\n"
+    pub = publish_tiny(deployed, tmp_path, name="acme/carded", seed=31, card=card)
+    from_store = verify(pub.ref, settings=pub.settings)
+    assert from_store.ok, from_store.to_json()
+    evidence = from_store.check("provenance").evidence
+    assert evidence["card_source"].startswith("store") and evidence["card_size"] == len(card)
+    assert "model card matches" in from_store.check("provenance").detail
+    given = verify(pub.ref, file=pub.model, card=card, settings=pub.settings)
+    assert given.ok and given.check("provenance").evidence["card_source"] == "memory"
+    changed = verify(pub.ref, file=pub.model, card=card + b"\nAlso safe for children.\n", settings=pub.settings)
+    assert changed.exit_code == 13 and "card" in changed.check("provenance").detail
+    bad_prov = verify(pub.ref, file=pub.model, card=b"changed", provenance=b'{"other": 1}', settings=pub.settings)
+    assert bad_prov.exit_code == 13 and "card" not in bad_prov.check("provenance").detail
