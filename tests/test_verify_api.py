@@ -175,6 +175,11 @@ def test_each_option_reaches_its_check(rel, tmp_path):
     # chain_id (--chain-id) likewise
     assert rel.verify(chain_id=1).check("signature").status == "fail"
     assert rel.verify(chain_id=31337).ok
+    # the policy reaches the ONNX check too: an op it does not allow is refused there
+    ops = tmp_path / "ops.toml"
+    ops.write_text('allowed_ops = ["Relu"]\n')
+    narrow = rel.verify(policy=str(ops))
+    assert narrow.check("onnx").status == "fail" and "Gemm" in narrow.check("onnx").detail
     # progress sees every byte hashed
     seen: list[int] = []
     assert rel.verify(progress=seen.append).ok
@@ -195,13 +200,21 @@ def test_verify_bytes_hands_out_bytes_only_when_every_check_passed(rel):
     assert report.exit_code == 10 and data is None
 
 
-def test_verify_artifact_returns_the_report_for_the_ref_given(rel):
+def test_verify_artifact_returns_the_report_for_the_ref_given(rel, tmp_path):
     report, artifact = verify_artifact(rel.ref, data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address],
                                        offline=True, provenance=rel.provenance, settings=rel.settings)
     try:
         assert report.ok and report.ref == rel.ref and artifact.ok and bytes(artifact.data) == rel.data
     finally:
         artifact.release()
+    # a failure in any check (here the last one, policy) leaves nothing for a loader or a stager
+    policy = tmp_path / "strict.toml"
+    policy.write_text("min_accuracy = 0.99\n")
+    report, artifact = verify_artifact(rel.ref, data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address],
+                                       offline=True, provenance=rel.provenance, settings=rel.settings,
+                                       policy=str(policy))
+    assert report.exit_code == 14 and report.check("sha256").status == "pass"
+    assert not artifact.ok and artifact.data is None
 
 
 def test_load_verified_honours_the_callers_session_options_and_providers(rel):
@@ -232,3 +245,4 @@ def test_load_verified_of_other_bytes_loads_nothing(rel):
                       provenance=rel.provenance, settings=rel.settings)
     assert failed.value.report.check("sha256").status == "fail"
     assert failed.value.report.check("onnx").status == "skip"
+    assert "integrity" in failed.value.report.check("onnx").detail

@@ -107,6 +107,12 @@ def test_online_resolve_names_its_chain_and_trust_narrows_a_shared_digest(deploy
         assert evidence["release_id"] == "0x" + report.release.id.hex()
         detail = report.check("resolve").detail
         assert "acme/shared@1.0.0" in detail and str(deployed.chain_id) in detail
+    # a confirmations rule is read from the chain the reference was resolved on
+    deep = tmp_path / "deep.toml"
+    deep.write_text("min_confirmations = 1\n")
+    deployed.rpc("evm_mine")
+    confirmed = verify(mine.ref, file=mine.model, policy=str(deep), settings=mine.settings)
+    assert confirmed.ok and confirmed.check("policy").evidence["confirmations"] >= 1, confirmed.to_json()
     other = verify(digest, file=theirs.model, trust=[deployed.accounts[1].address], settings=theirs.settings)
     assert other.ok and other.release.name == "other/shared"
 
