@@ -133,3 +133,28 @@ def test_a_release_with_a_card_checks_the_card_beside_the_file_given_or_from_the
     assert changed.exit_code == 13 and "card" in changed.check("provenance").detail
     bad_prov = verify(pub.ref, file=pub.model, card=b"changed", provenance=b'{"other": 1}', settings=pub.settings)
     assert bad_prov.exit_code == 13 and "card" not in bad_prov.check("provenance").detail
+
+
+def test_a_directory_release_gets_the_onnx_check_of_its_tree_with_the_policy(deployed, tmp_path):
+    """Check 8 of a directory is the tree's: external data named in the evidence, the policy's op list
+    applied to the entry model, and nothing parsed once a file of the tree fails integrity."""
+    from registry.config import load_settings
+    from registry.publish import publish_model
+
+    from tests._tree_fixtures import onnx_with_external_data
+
+    folder = tmp_path / "model"
+    onnx_with_external_data(folder, n=1024, extra={"config.json": b'{"k": 1}'})
+    pub = publish_model(folder, "acme/treeck", "1.0.0", settings=load_settings(), signer=deployed.publisher,
+                        client=deployed.client, manifest_dir=folder.parent)
+    ref = pub.record.ref
+    report = verify(ref, file=folder, manifest=pub.manifest_path, client=deployed.client)
+    assert report.ok and report.check("onnx").status == "pass", report.to_json()
+    assert report.check("onnx").evidence["external_data"]["model.onnx"][0]["path"] == "model.onnx.data"
+    policy = tmp_path / "ops.toml"
+    policy.write_text('allowed_ops = ["Relu"]\n')
+    narrow = verify(ref, file=folder, manifest=pub.manifest_path, client=deployed.client, policy=str(policy))
+    assert narrow.check("onnx").status == "fail" and narrow.exit_code == 14
+    (folder / "config.json").write_bytes(b'{"k": 2}')
+    broken = verify(ref, file=folder, manifest=pub.manifest_path, client=deployed.client)
+    assert broken.exit_code == 10 and broken.check("onnx").status == "skip"
