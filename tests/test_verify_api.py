@@ -230,7 +230,15 @@ def test_load_verified_honours_the_callers_session_options_and_providers(rel):
     session = load_verified(rel.ref, session_options=options, **kwargs)
     assert session.get_session_options().intra_op_num_threads == 1
     assert session.get_session_options().get_session_config_entry("session.mutation_probe") == "seen"
-    session = load_verified(rel.ref, providers=["CPUExecutionProvider"], **kwargs)
+    chosen = ["AzureExecutionProvider", "CPUExecutionProvider"]  # both ship in the CPU wheel
+    session = load_verified(rel.ref, providers=chosen, **kwargs)
+    assert session.get_providers() == chosen
+    # without a choice: the CPU provider, asked for by its real name (no "unknown provider" warning)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session = load_verified(rel.ref, **kwargs)
     assert session.get_providers() == ["CPUExecutionProvider"]
     out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 8), np.float32)})
     assert out[0].shape == (1, 3)
