@@ -211,20 +211,43 @@ def load_equivalents() -> list[Equivalent]:
     return entries
 
 
-def mutated_lines(work: Path, mutant: str) -> list[str]:
-    diff = mutmut(work, "show", mutant)
+# One interpreter prints every diff asked for (``mutmut show`` costs a start-up per mutant).
+_DIFFS = """
+import sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+for name in sys.argv[1:]:
+    print("\\x00" + name)
+    print(get_diff_for_mutant(name, path=find_mutant(name).path))
+"""
+
+
+def diffs(work: Path, mutants: list[str]) -> dict[str, str]:
+    """Each mutant's diff against the original source, as ``mutmut show`` prints it."""
+    found: dict[str, str] = {}
+    for start in range(0, len(mutants), 200):  # keep argv short
+        done = subprocess.run([sys.executable, "-c", _DIFFS, *mutants[start:start + 200]], cwd=work,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mutation: cannot show mutants in {work}:\n{done.stderr[-2000:]}")
+        for block in done.stdout.split("\x00")[1:]:
+            name, _, diff = block.partition("\n")
+            found[name] = diff
+    return found
+
+
+def mutated_lines(diff: str) -> list[str]:
     return [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
 
 
 def apply_equivalents(result: ModuleResult, entries: list[Equivalent], problems: list[str]) -> None:
     work = WORK / slug(result.module)
-    for entry in entries:
-        if entry.module != result.module:
-            continue
+    mine = [e for e in entries if e.module == result.module]
+    shown = diffs(work, [e.mutant for e in mine if e.mutant in result.statuses])
+    for entry in mine:
         if entry.mutant not in result.statuses:
             problems.append(f"{entry.module}: equivalent {entry.mutant} no longer exists (stale entry)")
             continue
-        if entry.line not in mutated_lines(work, entry.mutant):
+        if entry.line not in mutated_lines(shown.get(entry.mutant, "")):
             problems.append(f"{entry.module}: equivalent {entry.mutant} now mutates something else (stale entry)")
             continue
         if result.statuses[entry.mutant] in KILLED:
@@ -245,11 +268,10 @@ def table(results: list[ModuleResult]) -> str:
 def survivors_report(results: list[ModuleResult]) -> str:
     out: list[str] = []
     for r in results:
-        work = WORK / slug(r.module)
+        shown = diffs(WORK / slug(r.module), r.survivors)
         for name in r.survivors:
             out.append(f"--- {name} ({r.statuses[name]})")
-            diff = mutmut(work, "show", name)
-            out.extend(line for line in diff.splitlines()[1:] if line.startswith(("-", "+", "@")))
+            out.extend(line for line in shown[name].splitlines() if line.startswith(("-", "+", "@")))
     return "\n".join(out)
 
 
