@@ -366,3 +366,204 @@ def test_large_packed_4bit_initializer_is_sized_by_bits(data_type: int) -> None:
     assert out.shape == (n,)
     with pytest.raises(PolicyError, match=r"raw_data is \d+ bytes, shape \[\d+\] of type \d+ needs \d+"):
         check_onnx(_packed_model(data_type, n, corrupt=1))
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path read at the wire: every encoding of a large initializer protobuf allows
+# --------------------------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    from registry.onnx_checks import _encode_varint
+
+    return _encode_varint(value)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _wire_tensor(dims: list[int], raw: bytes, data_type: int | None = TensorProto.FLOAT, name: bytes = b"W",
+                 packed: bool = False, doc: bytes = b"") -> bytes:
+    """A TensorProto written field by field (dims packed or not, negative dims as 64-bit varints)."""
+    encoded = [_varint(d & (2**64 - 1)) for d in dims]
+    out = _field(1, b"".join(encoded)) if packed else b"".join(_varint(1 << 3) + e for e in encoded)
+    if data_type is not None:
+        out += _varint(2 << 3) + _varint(data_type)
+    out += _field(8, name) + _field(9, raw)
+    if doc:
+        out += _field(12, doc)
+    return out
+
+
+def _model_with(tensor: bytes, n: int, elem: int = TensorProto.FLOAT) -> bytes:
+    """``Y = X + W`` with W the hand-written initializer, spliced into the graph's bytes."""
+    x = helper.make_tensor_value_info("X", elem, [n])
+    y = helper.make_tensor_value_info("Y", elem, [n])
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    graph_bytes = model.graph.SerializeToString() + _field(5, tensor)
+    model.ClearField("graph")
+    return model.SerializeToString() + _field(7, graph_bytes)
+
+
+N = STRIP_THRESHOLD // 4 + 1000
+
+
+def test_packed_dims_are_read_like_unpacked_ones():
+    raw = np.arange(N, dtype=np.float32).tobytes()
+    for packed in (False, True):
+        assert check_onnx(_model_with(_wire_tensor([N], raw, packed=packed), N)).large_initializers == 1
+        with pytest.raises(PolicyError, match=rf"initializer 'W': raw_data is {4 * N - 4} bytes, shape \[{N}\]"):
+            check_onnx(_model_with(_wire_tensor([N], raw[:-4], packed=packed), N))
+    two = _wire_tensor([2, N // 2], raw[: 4 * 2 * (N // 2) - 4], packed=True)
+    with pytest.raises(PolicyError, match=rf"shape \[2, {N // 2}\]"):  # both packed dims read, in order
+        check_onnx(_model_with(two, N))
+
+
+def test_a_negative_or_zero_dim_is_named_in_the_refusal():
+    raw = np.zeros(N, np.float32).tobytes()
+    for packed in (False, True):
+        with pytest.raises(PolicyError, match=r"shape \[-1, " + str(N) + r"\] of type 1 needs None"):
+            check_onnx(_model_with(_wire_tensor([-1, N], raw, packed=packed), N))
+    with pytest.raises(PolicyError, match=r"shape \[0\] of type 1 needs 0"):
+        check_onnx(_model_with(_wire_tensor([0], raw), N))
+
+
+def test_a_large_initializer_without_a_sized_type_is_refused_not_crashed():
+    raw = np.zeros(N, np.float32).tobytes()
+    for data_type in (None, TensorProto.STRING, 99):  # no type field (UNDEFINED), strings, unknown
+        with pytest.raises(PolicyError, match="initializer 'W'"):
+            check_onnx(_model_with(_wire_tensor([N], raw, data_type=data_type), N))
+
+
+@pytest.mark.parametrize("data_type,dtype", [(TensorProto.INT8, np.int8), (TensorProto.FLOAT16, np.float16),
+                                             (TensorProto.INT64, np.int64), (TensorProto.DOUBLE, np.float64),
+                                             (TensorProto.INT32, np.int32), (TensorProto.UINT16, np.uint16)])
+def test_item_sizes_of_other_types_decide_the_expected_length(data_type, dtype):
+    n = STRIP_THRESHOLD // np.dtype(dtype).itemsize + 17
+    raw = np.zeros(n, dtype).tobytes()
+    assert check_onnx(_model_with(_wire_tensor([n], raw, data_type=data_type), n, data_type)).large_initializers == 1
+    with pytest.raises(PolicyError, match=rf"raw_data is {len(raw)} bytes, .* needs {(n + 1) * np.dtype(dtype).itemsize}$"):
+        check_onnx(_model_with(_wire_tensor([n + 1], raw, data_type=data_type), n, data_type))
+
+
+def test_an_initializer_whose_name_is_not_utf8_is_a_policy_error():
+    raw = np.zeros(N, np.float32).tobytes()
+    with pytest.raises(PolicyError):
+        check_onnx(_model_with(_wire_tensor([N], raw, name=b"W\xff\xfe"), N))
+
+
+def test_a_large_initializer_with_a_doc_string_still_takes_the_fast_path():
+    raw = np.arange(N, dtype=np.float32).tobytes()
+    facts = check_onnx(_model_with(_wire_tensor([N], raw, doc=b"weights of the only layer"), N))
+    assert facts.large_initializers == 1
+    assert facts.evidence()["large_initializers_length_checked"] == 1
+
+
+def test_a_large_tensor_that_is_only_a_doc_string_is_left_to_the_full_check():
+    empty = _wire_tensor([0], b"", doc=b"x" * (STRIP_THRESHOLD + 10))
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [0])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [0])
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    graph_bytes = model.graph.SerializeToString() + _field(5, empty[: empty.index(_field(9, b""))]
+                                                          + _field(12, b"x" * (STRIP_THRESHOLD + 10)))
+    model.ClearField("graph")
+    facts = check_onnx(model.SerializeToString() + _field(7, graph_bytes))
+    assert facts.large_initializers == 0
+
+
+def test_the_facts_a_report_shows():
+    facts = check_onnx(tiny_onnx())
+    evidence = facts.evidence()
+    assert evidence["ir_version"] == facts.ir_version > 0 and evidence["opset"] == 17
+    assert evidence["op_types"] == ["Gemm", "Relu"] and evidence["nodes"] == 2
+    assert evidence["size"] == len(tiny_onnx()) and evidence["large_initializers_length_checked"] == 0
+    assert "producer" in evidence
+
+
+def test_an_explicit_ai_onnx_domain_is_the_default_opset():
+    model = onnx.load_from_string(tiny_onnx())
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("ai.onnx", 17))
+    assert check_onnx(model.SerializeToString()).opset == 17
+
+
+@pytest.mark.parametrize("location,where", [("/etc/passwd", "outside the artifact directory"),
+                                            ("\\\\server\\share", "outside the artifact directory"),
+                                            ("a/../../secret", "outside the artifact directory"),
+                                            ("a\\..\\..\\secret", "outside the artifact directory"),
+                                            ("weights.bin", "a separate file"),
+                                            ("dir/x..y", "a separate file")])
+def test_the_refusal_names_the_external_location_and_where_it_points(location, where):
+    with pytest.raises(PolicyError) as info:
+        check_onnx(_wrap([helper.make_node("Add", ["x", "v"], ["y"])], initializers=[_ext(location=location)]))
+    assert repr(location)[1:-1] in str(info.value) and f"({where})" in str(info.value)
+
+
+def test_external_data_without_a_location_is_refused_saying_so():
+    tensor = _ext()
+    del tensor.external_data[:]
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "offset", "0"
+    with pytest.raises(PolicyError, match=r"at '\?' \(a separate file\)"):
+        check_onnx(_wrap([helper.make_node("Add", ["x", "v"], ["y"])], initializers=[tensor]))
+
+
+def _graphs_attr_node(inner: onnx.NodeProto, tensor: TensorProto | None = None) -> onnx.NodeProto:
+    """A custom-domain node carrying a list of subgraphs (attribute type GRAPHS)."""
+    out = helper.make_tensor_value_info("z", TensorProto.FLOAT, [4])
+    body = helper.make_graph([inner], "body", [], [out], [tensor] if tensor is not None else [])
+    node = helper.make_node("Wrap", ["x"], ["y"], domain="com.acme")
+    node.attribute.append(helper.make_attribute("bodies", [body]))
+    return node
+
+
+def _acme(node: onnx.NodeProto, functions: list = (), training: list = ()) -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    graph = helper.make_graph([node], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1),
+                                                    helper.make_opsetid("local", 1)], functions=list(functions))
+    model.ir_version = 8
+    model.training_info.extend(training)
+    return model.SerializeToString()
+
+
+def test_nodes_and_tensors_inside_a_list_of_subgraphs_are_checked():
+    acme = Policy(allowed_domains=frozenset({"com.acme"}))
+    inner = helper.make_node("Relu", ["x"], ["z"])
+    assert check_onnx(_acme(_graphs_attr_node(inner)), acme).op_types == ("Relu", "com.acme::Wrap")
+    hidden = helper.make_node("Evil", ["x"], ["z"], domain="com.evil")
+    with pytest.raises(PolicyError, match="com.evil"):
+        check_onnx(_acme(_graphs_attr_node(hidden)), acme)
+    with pytest.raises(PolicyError, match="external data"):
+        check_onnx(_acme(_graphs_attr_node(inner, _ext())), acme)
+
+
+def test_custom_domain_ops_inside_functions_and_training_graphs_are_refused():
+    evil = helper.make_node("Evil", ["a"], ["b"], domain="com.evil")
+    function = helper.make_function("local", "Fn", ["a"], ["b"], [evil], [helper.make_opsetid("com.evil", 1)])
+    with pytest.raises(PolicyError, match="com.evil"):
+        check_onnx(_acme(helper.make_node("Fn", ["x"], ["y"], domain="local"), functions=[function]))
+    for part in ("initialization", "algorithm"):
+        info = onnx.TrainingInfoProto()
+        getattr(info, part).CopyFrom(helper.make_graph([helper.make_node("Evil", [], ["q"], domain="com.evil")],
+                                                       part, [], []))
+        with pytest.raises(PolicyError, match="com.evil"):
+            check_onnx(_acme(helper.make_node("Relu", ["x"], ["y"]), training=[info]))
+
+
+def test_external_data_in_a_functions_attribute_or_a_training_algorithm_is_refused():
+    function = helper.make_function("local", "Fn", ["a"], ["b"], [helper.make_node("Relu", ["a"], ["b"])],
+                                    [helper.make_opsetid("", 17)])
+    function.attribute_proto.append(helper.make_attribute("w", _ext()))
+    with pytest.raises(PolicyError, match="external data"):
+        check_onnx(_acme(helper.make_node("Fn", ["x"], ["y"], domain="local"), functions=[function]))
+    info = onnx.TrainingInfoProto()
+    info.algorithm.CopyFrom(helper.make_graph([], "algo", [], [], [_ext()]))
+    with pytest.raises(PolicyError, match="external data"):
+        check_onnx(_acme(helper.make_node("Relu", ["x"], ["y"]), training=[info]))
