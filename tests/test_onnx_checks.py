@@ -567,3 +567,67 @@ def test_external_data_in_a_functions_attribute_or_a_training_algorithm_is_refus
     info.algorithm.CopyFrom(helper.make_graph([], "algo", [], [], [_ext()]))
     with pytest.raises(PolicyError, match="external data"):
         check_onnx(_acme(helper.make_node("Relu", ["x"], ["y"]), training=[info]))
+
+
+def test_the_size_limit_is_inclusive_and_ir_version_zero_is_named():
+    data = tiny_onnx()
+    assert check_onnx(data, Policy(max_artifact_size=len(data))).size == len(data)
+    with pytest.raises(PolicyError, match=f"artifact is {len(data)} bytes"):
+        check_onnx(data, Policy(max_artifact_size=len(data) - 1))
+    model = onnx.load_from_string(data)
+    model.ir_version = 0
+    with pytest.raises(PolicyError, match="no graph or no IR version"):
+        check_onnx(model.SerializeToString())
+
+
+def test_shape_errors_only_the_full_check_sees_are_refused_with_the_checkers_words():
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])
+    w = numpy_helper.from_array(np.zeros(3, np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(PolicyError, match=r"onnx.checker rejected the model: .*Incompatible dimensions"):
+        check_onnx(model.SerializeToString())
+
+
+def test_the_opset_range_is_inclusive_at_both_ends_and_a_policy_maximum_applies():
+    data = tiny_onnx()  # opset 17
+    assert check_onnx(data, Policy(opset_min=17, opset_max=17)).opset == 17
+    with pytest.raises(PolicyError, match=r"opset 17 is outside the accepted range \[7, 16\]"):
+        check_onnx(data, Policy(opset_max=16))
+    with pytest.raises(PolicyError, match=r"\[18, "):
+        check_onnx(data, Policy(opset_min=18))
+
+
+def test_the_allow_list_refusal_names_only_the_ops_it_does_not_allow():
+    with pytest.raises(PolicyError) as info:
+        check_onnx(tiny_onnx(), Policy(allowed_ops=frozenset({"Gemm"})))
+    assert str(info.value).endswith(": Relu")
+    acme = Policy(allowed_ops=frozenset({"Relu"}), allowed_domains=frozenset({"com.acme"}))
+    with pytest.raises(PolicyError) as info:
+        check_onnx(_acme(_graphs_attr_node(helper.make_node("Relu", ["x"], ["z"]))), acme)
+    assert str(info.value).endswith(": com.acme::Wrap")
+
+
+def test_unknown_fixed_width_fields_are_skipped_at_their_width():
+    """Fields of wire types 1 (8 bytes) and 5 (4 bytes), unknown to ONNX, around a large initializer."""
+    raw = np.arange(N, dtype=np.float32).tobytes()
+    fixed = _varint((99 << 3) | 1) + bytes(8) + _varint((98 << 3) | 5) + bytes(4)
+    data = _model_with(_wire_tensor([N], raw), N)
+    facts = check_onnx(fixed + data + fixed)
+    assert facts.large_initializers == 1
+    with pytest.raises(PolicyError, match="not an ONNX model"):
+        check_onnx(data + _varint((99 << 3) | 1) + bytes(7))  # cut short
+
+
+def test_the_fast_path_threshold_is_strictly_above_one_mebibyte():
+    def model(n: int) -> bytes:
+        return _model_with(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8), n, TensorProto.UINT8)
+
+    n = STRIP_THRESHOLD - 16
+    while len(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8)) < STRIP_THRESHOLD:
+        n += 1
+    assert len(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8)) == STRIP_THRESHOLD
+    assert check_onnx(model(n)).large_initializers == 0
+    assert check_onnx(model(n + 1)).large_initializers == 1
