@@ -631,3 +631,35 @@ def test_the_fast_path_threshold_is_strictly_above_one_mebibyte():
     assert len(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8)) == STRIP_THRESHOLD
     assert check_onnx(model(n)).large_initializers == 0
     assert check_onnx(model(n + 1)).large_initializers == 1
+
+
+def test_an_ir_version_the_checker_cannot_take_gets_the_checkers_reason():
+    model = onnx.load_from_string(tiny_onnx())
+    model.ir_version = 1
+    with pytest.raises(PolicyError, match="onnx.checker rejected the model: .*IR version"):
+        check_onnx(model.SerializeToString())
+
+
+def test_the_directory_hook_sees_the_model_being_checked():
+    seen: list[str] = []
+    check_onnx(tiny_onnx(), external_data=lambda model: seen.append(model.graph.name))
+    assert seen == [onnx.load_from_string(tiny_onnx()).graph.name]
+
+
+def test_only_named_tensors_with_raw_bytes_take_the_fast_path():
+    """An empty raw_data tensor is length-checked like any other; a nameless one is left to the checker."""
+    big_doc = b"d" * (STRIP_THRESHOLD + 10)
+    empty = _wire_tensor([0], b"", doc=big_doc)
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [0])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [0])
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    graph_bytes = model.graph.SerializeToString() + _field(5, empty)
+    model.ClearField("graph")
+    assert check_onnx(model.SerializeToString() + _field(7, graph_bytes)).large_initializers == 1
+    from registry.onnx_checks import _strip_large_initializers
+
+    nameless = _wire_tensor([N], np.zeros(N, np.float32).tobytes(), name=b"")
+    _slim, stripped = _strip_large_initializers(memoryview(_model_with(nameless, N)))
+    assert stripped == []
