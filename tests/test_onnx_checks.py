@@ -383,14 +383,14 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint((number << 3) | 2) + _varint(len(payload)) + payload
 
 
-def _wire_tensor(dims: list[int], raw: bytes, data_type: int | None = TensorProto.FLOAT, name: bytes = b"W",
+def _wire_tensor(dims: list[int], raw: bytes, data_type: int | None = TensorProto.FLOAT, name: bytes | None = b"W",
                  packed: bool = False, doc: bytes = b"") -> bytes:
     """A TensorProto written field by field (dims packed or not, negative dims as 64-bit varints)."""
     encoded = [_varint(d & (2**64 - 1)) for d in dims]
     out = _field(1, b"".join(encoded)) if packed else b"".join(_varint(1 << 3) + e for e in encoded)
     if data_type is not None:
         out += _varint(2 << 3) + _varint(data_type)
-    out += _field(8, name) + _field(9, raw)
+    out += (_field(8, name) if name is not None else b"") + _field(9, raw)
     if doc:
         out += _field(12, doc)
     return out
@@ -427,6 +427,8 @@ def test_a_negative_or_zero_dim_is_named_in_the_refusal():
     for packed in (False, True):
         with pytest.raises(PolicyError, match=r"shape \[-1, " + str(N) + r"\] of type 1 needs None"):
             check_onnx(_model_with(_wire_tensor([-1, N], raw, packed=packed), N))
+    with pytest.raises(PolicyError, match=r"shape \[-9223372036854775808\]"):  # the most negative int64
+        check_onnx(_model_with(_wire_tensor([-(2**63)], raw), N))
     with pytest.raises(PolicyError, match=r"shape \[0\] of type 1 needs 0"):
         check_onnx(_model_with(_wire_tensor([0], raw), N))
 
@@ -482,7 +484,13 @@ def test_the_facts_a_report_shows():
     assert evidence["ir_version"] == facts.ir_version > 0 and evidence["opset"] == 17
     assert evidence["op_types"] == ["Gemm", "Relu"] and evidence["nodes"] == 2
     assert evidence["size"] == len(tiny_onnx()) and evidence["large_initializers_length_checked"] == 0
-    assert "producer" in evidence
+    model = onnx.load_from_string(tiny_onnx())
+    assert evidence["producer"] == f"{model.producer_name} {model.producer_version}".strip()
+    assert facts.domains == ("ai.onnx",)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    model.producer_name, model.producer_version = "acme-compress", "2.1"
+    facts = check_onnx(model.SerializeToString())
+    assert facts.domains == ("ai.onnx", "com.microsoft") and facts.producer == "acme-compress 2.1"
 
 
 def test_an_explicit_ai_onnx_domain_is_the_default_opset():
@@ -660,6 +668,6 @@ def test_only_named_tensors_with_raw_bytes_take_the_fast_path():
     assert check_onnx(model.SerializeToString() + _field(7, graph_bytes)).large_initializers == 1
     from registry.onnx_checks import _strip_large_initializers
 
-    nameless = _wire_tensor([N], np.zeros(N, np.float32).tobytes(), name=b"")
+    nameless = _wire_tensor([N], np.zeros(N, np.float32).tobytes(), name=None)
     _slim, stripped = _strip_large_initializers(memoryview(_model_with(nameless, N)))
     assert stripped == []
