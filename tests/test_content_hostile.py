@@ -261,3 +261,51 @@ def test_tree_walk_refuses_hostile_directory_nodes(tmp_path):
     with pytest.raises(IntegrityError, match="more than"):
         for item in walk_tree(outer, fetch):
             pass
+
+
+# --------------------------------------------------------------------------------------------
+# dag-pb links and UnixFS data read strictly, field by field (hand-written blocks)
+# --------------------------------------------------------------------------------------------
+
+_HASH = bytes([0x01, 0x55, 0x12, 0x20]) + bytes(32)
+
+
+def _len_field(num: int, payload: bytes) -> bytes:
+    return bytes([(num << 3) | 2, len(payload)]) + payload
+
+
+def _node_with_link(link: bytes) -> bytes:
+    return _len_field(2, link) + _len_field(1, bytes([0x08, 0x02]))
+
+
+def test_a_link_is_read_with_only_the_fields_it_has():
+    from registry.content.dagpb import decode_node
+
+    node = decode_node(_node_with_link(_len_field(1, _HASH)))
+    assert node.links[0].hash == _HASH and node.links[0].name is None and node.links[0].tsize is None
+    named = decode_node(_node_with_link(_len_field(1, _HASH) + _len_field(2, b"a") + bytes([0x18, 0x05])))
+    assert (named.links[0].name, named.links[0].tsize) == ("a", 5)
+
+
+@pytest.mark.parametrize("link,why", [
+    (_len_field(2, b"a"), "without a hash"),
+    (_len_field(1, _HASH) + _len_field(1, _HASH), "out of order or repeated"),
+    (_len_field(1, _HASH) + bytes([0x18, 0x05, 0x18, 0x06]), "out of order or repeated"),
+    (_len_field(1, _HASH) + _len_field(3, b"\x05"), "unexpected link field 3/2"),
+    (_len_field(1, _HASH) + bytes([0x10, 0x01]), "unexpected link field 2/0"),
+    (_len_field(1, _HASH) + bytes([0x20, 0x01]), "unexpected link field 4/0"),
+])
+def test_a_malformed_link_is_refused_saying_how(link, why):
+    from registry.content.dagpb import decode_node
+
+    with pytest.raises(IntegrityError, match=why):
+        decode_node(_node_with_link(link))
+
+
+def test_unixfs_data_keeps_absent_fields_absent_and_needs_a_type():
+    from registry.content.dagpb import decode_unixfs
+
+    plain = decode_unixfs(bytes([0x08, 0x02]))
+    assert (plain.type, plain.filesize, plain.hash_type, plain.fanout, plain.blocksizes) == (2, None, None, None, [])
+    with pytest.raises(IntegrityError, match="no type"):
+        decode_unixfs(bytes([0x18, 0x05]))
