@@ -309,3 +309,33 @@ def test_unixfs_data_keeps_absent_fields_absent_and_needs_a_type():
     assert (plain.type, plain.filesize, plain.hash_type, plain.fanout, plain.blocksizes) == (2, None, None, None, [])
     with pytest.raises(IntegrityError, match="no type"):
         decode_unixfs(bytes([0x18, 0x05]))
+
+
+def test_unixfs_data_reads_every_field_in_both_encodings():
+    from registry.content.dagpb import decode_unixfs
+
+    full = (bytes([0x08, 0x05]) + _len_field(2, b"payload") + bytes([0x18, 0x90, 0x03])  # type 5, data, filesize 400
+            + bytes([0x20, 0x64, 0x20, 0xAC, 0x02])                                  # blocksizes 100, 300 (unpacked)
+            + bytes([0x28, 0x22, 0x30, 0x80, 0x02]))                                 # hashType 0x22, fanout 256
+    data = decode_unixfs(full)
+    assert (data.type, data.data, data.filesize, data.blocksizes, data.hash_type, data.fanout) == \
+        (5, b"payload", 400, [100, 300], 0x22, 256)
+    packed = decode_unixfs(bytes([0x08, 0x02]) + _len_field(4, bytes([0x64, 0xAC, 0x02, 0x01])))
+    assert packed.blocksizes == [100, 300, 1] and packed.data == b""
+    # unknown fields of every width are skipped (mode, mtime and whatever comes later)
+    extra = (bytes([0x08, 0x02]) + bytes([0x39]) + bytes(8) + bytes([0x45]) + bytes(4) + _len_field(7, b"xyz")
+             + bytes([0x38, 0x01]) + _len_field(2, b"d"))
+    assert decode_unixfs(extra).data == b"d"
+
+
+@pytest.mark.parametrize("data,why", [
+    (bytes([0x08, 0x02, 0x39]) + bytes(7), "truncated"),
+    (bytes([0x08, 0x02, 0x45]) + bytes(3), "truncated"),
+    (bytes([0x08, 0x02, 0x3B]), "wire type 3"),
+    (bytes([0x08, 0x02]) + _len_field(4, bytes([0x80])), "truncated varint"),
+])
+def test_malformed_unixfs_data_is_an_integrity_error(data, why):
+    from registry.content.dagpb import decode_unixfs
+
+    with pytest.raises(IntegrityError, match=why):
+        decode_unixfs(data)
