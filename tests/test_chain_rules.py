@@ -195,3 +195,81 @@ def test_publish_into_someone_elses_namespace_is_refused_before_any_transaction(
     assert deployed.client.namespace_owner("other") == (None, None)
     deployed.client.add_publisher("acme/model", deployed.publisher.address, owner)
     assert publish_model(model, "acme/model", "1.0.0", signer=deployed.publisher, client=deployed.client).record
+
+
+# ------------------------------------------------------------------------------------------
+# What checks 8 and 9 tell the operator: each rule's verdict, its evidence, every problem at once
+# ------------------------------------------------------------------------------------------
+
+
+def test_policy_rules_report_their_evidence_and_every_problem_at_once(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path, version="1.2.0")  # provenance accuracy 0.97
+    plain = rel.verify()
+    assert plain.check("policy").status == "skip" and plain.check("policy").detail == "no policy rules to apply"
+    met = rel.verify(policy=Policy(refuse_rollback=True, min_accuracy=0.97), installed_version="1.2.0")
+    assert met.ok and met.check("policy").detail == "policy rules met"
+    assert met.check("policy").evidence == {"installed_version": "1.2.0", "min_accuracy": 0.97, "accuracy": 0.97}
+    no_install = rel.verify(policy=Policy(refuse_rollback=True))
+    assert no_install.ok and no_install.check("policy").evidence == {}
+    both = rel.verify(policy=Policy(refuse_rollback=True, min_accuracy=0.98, min_confirmations=1,
+                                    required_attestations=1, attesters=(rel.publisher.address,)),
+                      installed_version="1.10.0")
+    detail = both.check("policy").detail
+    assert both.exit_code == 14
+    assert detail.split("; ") == [
+        "rollback refused: 1.2.0 is older than installed 1.10.0",
+        "accuracy 0.9700 is below the policy minimum 0.9800",
+        "confirmations cannot be checked offline",
+        "attestations cannot be checked offline",
+    ]
+    assert both.check("policy").evidence["min_confirmations"] == 1
+    assert both.check("policy").evidence["required_attestations"] == 1
+
+
+def test_a_provenance_without_accuracy_fails_an_accuracy_rule(tmp_path: Path) -> None:
+    from registry.policy import Policy
+    from registry.provenance import statement
+
+    import hashlib
+
+    data = tiny_onnx(2)
+    rel = offline_release(tmp_path, data, provenance_doc=statement(hashlib.sha256(data).hexdigest(), "model.onnx",
+                                                                     {"method": "none"}))
+    report = rel.verify(policy=Policy(min_accuracy=0.5))
+    assert report.exit_code == 14 and "records no accuracy" in report.check("policy").detail
+    assert report.check("policy").evidence["accuracy"] is None
+
+
+def test_the_onnx_check_reports_what_it_read(tmp_path: Path) -> None:
+    rel = offline_release(tmp_path)
+    onnx_check = rel.verify().check("onnx")
+    assert onnx_check.status == "pass" and onnx_check.detail.startswith("ONNX IR ")
+    assert "opset 17" in onnx_check.detail and "2 nodes" in onnx_check.detail
+    assert onnx_check.evidence["op_types"] == ["Gemm", "Relu"]
+
+
+def test_confirmations_and_attestations_are_counted_on_the_chain(deployed, tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    pub = publish_tiny(deployed, tmp_path)
+    rid = pub.result.record.id
+    deep = Policy(min_confirmations=3)
+    shallow = verify(pub.ref, file=pub.model, policy=deep, settings=pub.settings, client=deployed.client)
+    seen = shallow.check("policy").evidence["confirmations"]
+    assert shallow.exit_code == 14 and f"{seen} confirmations, policy needs 3" in shallow.check("policy").detail
+    for _ in range(3 - seen):
+        deployed.rpc("evm_mine")
+    deep_enough = verify(pub.ref, file=pub.model, policy=deep, settings=pub.settings, client=deployed.client)
+    assert deep_enough.ok and deep_enough.check("policy").evidence["confirmations"] == 3
+    good, bad, silent = deployed.accounts[2], deployed.accounts[3], deployed.accounts[4]
+    deployed.client.attest(rid, True, b"\x01" * 32, good)
+    deployed.client.attest(rid, False, b"\x02" * 32, bad)
+    two = Policy(required_attestations=2, attesters=(good.address, bad.address, silent.address, good.address))
+    report = verify(pub.ref, file=pub.model, policy=two, settings=pub.settings, client=deployed.client)
+    assert report.exit_code == 14 and "1 of 2 required attestations" in report.check("policy").detail
+    assert report.check("policy").evidence["passed_by"] == [good.address]
+    assert report.check("policy").evidence["failed_by"] == [bad.address]
+    one = Policy(required_attestations=1, attesters=(good.address,))
+    assert verify(pub.ref, file=pub.model, policy=one, settings=pub.settings, client=deployed.client).ok
