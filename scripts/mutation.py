@@ -19,6 +19,8 @@ surviving mutants with their diffs; also writes build/mutation/report.txt.
 
 Run it through ``make mutation`` (its own venv, ``nice -n 19``); ``MUTATION_MODULES`` picks modules
 (paths from the map, comma-separated, or ``all``; default: the phase-1 modules).
+``MUTATION_REPORT_ONLY=1`` (``--report-only``) runs nothing and prints the table from the cache as it
+stands, e.g. while a long module is still being re-tested in another process.
 """
 
 from __future__ import annotations
@@ -279,6 +281,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="module paths from the map (default: MUTATION_MODULES or phase 1)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")))
+    parser.add_argument("--report-only", action="store_true", default=os.environ.get("MUTATION_REPORT_ONLY") == "1",
+                        help="run nothing: the table and the survivors from the cache as it stands")
     parser.add_argument("--fresh", action="store_true", default=os.environ.get("MUTATION_FRESH") == "1",
                         help="drop the cache first")
     args = parser.parse_args()
@@ -292,7 +296,14 @@ def main() -> int:
     started = time.monotonic()
     for module in modules:
         print(f"mutation: {module} against {', '.join(mapping[module]['tests'])}", flush=True)
-        result = run_module(module, mapping[module]["tests"], settings, args.jobs, args.fresh)
+        if args.report_only:
+            work = WORK / slug(module)
+            if not (work / "mutants").is_dir():
+                print(f"  not run yet ({work.relative_to(ROOT)} has no results)", flush=True)
+                continue
+            result = ModuleResult(module, statuses(work))
+        else:
+            result = run_module(module, mapping[module]["tests"], settings, args.jobs, args.fresh)
         apply_equivalents(result, entries, problems)
         results.append(result)
         print(f"  {result.killed} killed of {result.tried} tried, {len(result.equivalent)} equivalent, "
