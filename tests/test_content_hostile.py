@@ -339,3 +339,26 @@ def test_malformed_unixfs_data_is_an_integrity_error(data, why):
 
     with pytest.raises(IntegrityError, match=why):
         decode_unixfs(data)
+
+
+def test_varints_at_their_boundaries_match_protobuf():
+    from registry.content.dagpb import decode_node, varint
+
+    assert [varint(n) for n in (127, 128, 129)] == [b"\x7f", b"\x80\x01", b"\x81\x01"]
+    widest = _len_field(1, _HASH) + bytes([0x18]) + varint(2**64 - 1)  # Tsize as a 10-byte varint
+    assert len(varint(2**64 - 1)) == 10
+    assert decode_node(_node_with_link(widest)).links[0].tsize == 2**64 - 1
+    with pytest.raises(IntegrityError, match="varint too long"):
+        decode_node(_node_with_link(_len_field(1, _HASH) + bytes([0x18]) + b"\xff" * 10 + b"\x01"))
+
+
+@pytest.mark.parametrize("block,why", [
+    (_len_field(3, b"x") + _len_field(1, b"\x08\x02"), "unexpected field 3/2"),
+    (bytes([0x10, 0x01]) + _len_field(1, b"\x08\x02"), "unexpected field 2/0"),
+    (bytes([0x08, 0x01]), "unexpected field 1/0"),
+])
+def test_a_node_with_a_field_dag_pb_does_not_have_is_refused(block, why):
+    from registry.content.dagpb import decode_node
+
+    with pytest.raises(IntegrityError, match=why):
+        decode_node(block)
