@@ -117,24 +117,33 @@ def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
             link.symlink_to(ROOT / name)
     from importlib.metadata import version
 
-    config = (
-        f"# written by scripts/mutation.py for mutmut {version('mutmut')}; a change drops this module's cache\n"
+    # What decides which mutants exist and how they are numbered: a change drops the module's cache.
+    core = (
+        f"# written by scripts/mutation.py for mutmut {version('mutmut')}\n"
         "[mutmut]\n"
         "source_paths = registry\n"
         f"only_mutate = {module}\n"
+        "do_not_mutate_patterns =\n" + "".join(f"    {p}\n" for p in settings.get("do_not_mutate_patterns", []))
+    )
+    # What only decides how they are tested: mutmut itself re-tests what such a change can affect
+    # (every verdict for another test list, the timeouts for another timeout).
+    config = core + (
         "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests)
         + "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    no:xdist\n"
         # Test-file changes are handled here (survivors re-tested); git sees the whole repo.
         "use_git_change_detection = false\n"
         "on_dependency_change = ignore\n"
-        "do_not_mutate_patterns =\n" + "".join(f"    {p}\n" for p in settings.get("do_not_mutate_patterns", []))
+        # A mutant that loops forever is a kill; mutmut's default waits 30x the tests' time for it.
+        f"timeout_multiplier = {settings.get('timeout_multiplier', 3.0)}\n"
     )
-    cfg = work / "setup.cfg"
-    if not cfg.exists() or cfg.read_text() != config:
-        # Mutant ids are numbered within a function: other patterns or tests renumber them, so no
-        # cached verdict can be trusted after a configuration change.
+    cfg, core_file = work / "setup.cfg", work / "config.core"
+    if not core_file.exists() or core_file.read_text() != core:
+        # Mutant ids are numbered within a function: other patterns renumber them, so no cached
+        # verdict can be trusted after such a change.
         shutil.rmtree(work / "mutants", ignore_errors=True)
         (work / "tests.sha256").unlink(missing_ok=True)
+        core_file.write_text(core)
+    if not cfg.exists() or cfg.read_text() != config:
         cfg.write_text(config)
     # Tests find node_modules (npm tools) beside the package they import, which is mutants/registry.
     (work / "mutants").mkdir(exist_ok=True)
