@@ -145,11 +145,13 @@ def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
         core_file.write_text(core)
     if not cfg.exists() or cfg.read_text() != config:
         cfg.write_text(config)
-    # Tests find node_modules (npm tools) beside the package they import, which is mutants/registry.
+    # Tests find node_modules (npm tools) and scripts/js (the reference CAR/UnixFS checks) beside the
+    # package they import, which is mutants/registry.
     (work / "mutants").mkdir(exist_ok=True)
-    modules_link = work / "mutants" / "node_modules"
-    if not modules_link.is_symlink():
-        modules_link.symlink_to(ROOT / "node_modules")
+    for name in ("node_modules", "scripts"):
+        link = work / "mutants" / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
     return work
 
 
