@@ -273,3 +273,78 @@ def test_confirmations_and_attestations_are_counted_on_the_chain(deployed, tmp_p
     assert report.check("policy").evidence["failed_by"] == [bad.address]
     one = Policy(required_attestations=1, attesters=(good.address,))
     assert verify(pub.ref, file=pub.model, policy=one, settings=pub.settings, client=deployed.client).ok
+
+
+# ------------------------------------------------------------------------------------------
+# Checks 2-4 as the operator reads them: verdict, detail and evidence, online and offline
+# ------------------------------------------------------------------------------------------
+
+
+def test_chain_checks_say_what_they_read_online(deployed, tmp_path: Path) -> None:
+    import dataclasses
+
+    from registry.manifest import load_manifest, write_manifest
+
+    parent = publish_tiny(deployed, tmp_path, version="1.0.0", seed=40)
+    child = publish_tiny(deployed, tmp_path, version="1.1.0", seed=41, parent=parent.ref)
+    me = deployed.publisher.address
+    report = verify(child.ref, file=child.model, settings=child.settings, trust=[me])
+    assert report.ok, report.to_json()
+    revoked = report.check("not_revoked")
+    assert revoked.detail == "not revoked (nor its 1 ancestors)" and revoked.evidence == {"lineage": [parent.ref]}
+    assert report.check("publisher_authorised").detail == f"{me} is a publisher of acme/tiny and trusted"
+    assert report.check("publisher_authorised").evidence == {"publisher": me, "trusted": [me],
+                                                             "may_publish_on_chain": True}
+    sig = report.check("signature")
+    assert sig.detail == f"EIP-712 signature recovers to {me}"
+    assert sig.evidence["recovered"] == me == sig.evidence["publisher"] == sig.evidence["claimed_publisher"]
+    assert sig.evidence["manifest_chain_id"] == deployed.chain_id and sig.evidence["pinned_by"][0] == "chain"
+    assert sig.evidence["manifest_contract"].lower() == deployed.address.lower()
+    assert isinstance(sig.evidence["nonce"], int)
+    root = verify(parent.ref, settings=parent.settings)  # from the store, no manifest beside anything
+    assert root.ok and root.check("not_revoked").detail == "not revoked"
+    assert root.check("publisher_authorised").detail == f"{me} is a publisher of acme/tiny"
+    assert root.check("signature").evidence == {"publisher": me, "source": "chain"}
+    assert "publish time" in root.check("signature").detail
+    # a manifest altered in a signed field is named by that field
+    altered = load_manifest(child.manifest_path)
+    altered = dataclasses.replace(altered, release=dataclasses.replace(altered.release, artifact_size=1))
+    path = tmp_path / "altered.release.json"
+    write_manifest(altered, path)
+    bad = verify(child.ref, file=child.model, manifest=path, settings=child.settings)
+    assert bad.check("signature").status == "fail"
+    assert bad.check("signature").detail == "manifest differs from the chain record in artifact_size"
+    assert bad.check("signature").evidence["manifest_differs_from_chain"] == ["artifact_size"]
+    # revocation: the release itself, then an ancestor, each with its reason or the lack of one
+    deployed.client.revoke(parent.result.record.id, "", deployed.publisher)
+    gone = verify(parent.ref, file=parent.model, settings=parent.settings)
+    assert gone.exit_code == 12 and gone.check("not_revoked").detail == f"{parent.ref} was revoked: (no reason given)"
+    assert gone.check("not_revoked").evidence["reason"] == "" and gone.check("not_revoked").evidence["revoked_at"] > 0
+    assert gone.check("not_revoked").evidence["release_id"] == "0x" + parent.result.record.id.hex()
+    orphan = verify(child.ref, file=child.model, settings=child.settings)
+    assert orphan.exit_code == 12
+    assert orphan.check("not_revoked").detail == f"ancestor {parent.ref} was revoked: (no reason given)"
+    assert orphan.check("not_revoked").evidence["lineage"] == [parent.ref]
+
+
+def test_chain_checks_say_what_they_could_not_read_offline(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    me = rel.publisher.address
+    report = rel.verify()
+    assert report.check("not_revoked").status == "skip" and "offline" in report.check("not_revoked").detail
+    assert report.check("publisher_authorised").detail == f"{me} is a trusted publisher (offline)"
+    assert report.check("signature").evidence["pinned_by"] == ["local profile"]
+    untrusted = rel.verify(trust=[])
+    assert untrusted.check("publisher_authorised").detail.startswith("offline verification needs trusted publishers")
+    other = rel.verify(trust=["0x" + "11" * 20])
+    assert other.check("publisher_authorised").detail == f"publisher {me} is not in the trusted set"
+    assert other.check("publisher_authorised").evidence["trusted"] == ["0x" + "11" * 20]
+    pinned = rel.verify(policy=Policy(contract="0x" + "22" * 20))
+    sig = pinned.check("signature")
+    assert sig.status == "fail" and "signed for contract" in sig.detail and sig.evidence["domain_source"] == "policy"
+    assert sig.evidence["expected_contract"] == "0x" + "22" * 20
+    chain = rel.verify(chain_id=5)
+    assert chain.check("signature").evidence["expected_chain_id"] == 5
+    assert "signed for chain 31337, --chain-id expects 5" in chain.check("signature").detail
