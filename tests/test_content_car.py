@@ -134,3 +134,43 @@ def test_sections_and_headers_at_their_limits():
     with pytest.raises(IntegrityError, match="not DAG-CBOR|not a CAR v1|truncated"):
         read_car(_Trickle(varint(MAX_HEADER) + header + bytes(MAX_HEADER - len(header)), step=1 << 20))
     assert body
+
+
+def test_a_car_written_from_walker_cids_reads_back_and_counts_its_bytes():
+    import io
+
+    from registry.content.car import read_car, write_car
+    from registry.content.cids import RawCID
+
+    data, result = _car(b"walked")
+    roots, blocks = read_car(io.BytesIO(data))
+    blocks = list(blocks)
+    out = io.BytesIO()
+    written = write_car(out, [RawCID(bytes(result.cid))], [(c, b) for c, b in blocks])
+    assert written == len(out.getvalue()) == len(data) and out.getvalue() == data
+
+
+def test_a_header_whose_roots_are_not_a_list_is_refused():
+    import dag_cbor
+
+    from registry.content.car import read_car
+    from registry.content.dagpb import varint
+    from registry.errors import IntegrityError
+
+    for roots in (5, "bafy", None):
+        header = dag_cbor.encode({"roots": roots, "version": 1})
+        with pytest.raises(IntegrityError, match="roots are not a list of CIDs"):
+            read_car(_Trickle(varint(len(header)) + header))
+
+
+def test_a_section_of_exactly_the_largest_size_is_read_then_judged_by_its_block():
+    from registry.content.car import MAX_SECTION, read_car
+    from registry.content.dagpb import varint
+    from registry.errors import IntegrityError
+
+    data, result = _car()
+    cid = bytes(result.cid)
+    section = varint(MAX_SECTION) + cid + bytes(MAX_SECTION - len(cid))
+    with pytest.raises(IntegrityError) as info:
+        list(read_car(_Trickle(data + section, step=1 << 20))[1])
+    assert "out of range" not in str(info.value)
