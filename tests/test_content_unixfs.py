@@ -195,3 +195,33 @@ def test_importing_a_file_raises_no_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert import_file(path, "kubo-v1").size == 1000
+
+
+def test_a_shared_leaf_pool_gives_the_same_dag_blocks_and_progress():
+    """A tree import hashes every file's leaves on one pool it passes in: same answer as a file's own."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from registry.content.unixfs import import_stream
+
+    data = os.urandom(2 * 1048576 + 5)
+    own_blocks: list = []
+    own = import_bytes(data, "unixfs-v1-2025", block_sink=lambda c, b: own_blocks.append((str(c), bytes(b))))
+    shared_blocks: list = []
+    seen: list[int] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        shared = import_stream(io.BytesIO(data), "unixfs-v1-2025", seen.append,
+                               lambda c, b: shared_blocks.append((str(c), bytes(b))), pool)
+    assert (shared.cid, shared.sha256, shared.size, shared.profile) == (own.cid, own.sha256, own.size, own.profile)
+    assert shared.dag_size == own.dag_size == sum(len(b) for _c, b in own_blocks)
+    assert sorted(shared_blocks) == sorted(own_blocks) and sum(seen) == len(data)
+
+
+@pytest.mark.parametrize("profile", ["kubo-v0", "kubo-v1"])
+def test_an_empty_file_writes_its_one_block_to_the_sink(profile):
+    blocks: list = []
+    result = import_bytes(b"", profile, block_sink=lambda c, b: blocks.append((c, bytes(b))))
+    assert [str(c) for c, _b in blocks] == [str(result.cid)]
+    block = blocks[0][1]
+    assert hashlib.sha256(block).digest() == result.cid.digest[-32:]
+    assert result.dag_size == len(block) and result.size == 0
