@@ -217,7 +217,9 @@ def load_equivalents() -> list[Equivalent]:
     for number, raw in enumerate(EQUIVALENT.read_text().splitlines(), 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
-        parts = [p.strip() for p in raw.split(" | ", 3)]
+        # The mutated line may itself hold " | " (a type union); the reason never does.
+        head = raw.split(" | ", 2)
+        parts = [p.strip() for p in head[:2] + (head[2].rsplit(" | ", 1) if len(head) == 3 else [])]
         if len(parts) != 4 or not all(parts):
             sys.exit(f"mutation: {EQUIVALENT.name}:{number}: expected 'module | mutant id | mutated line | why'")
         entries.append(Equivalent(*parts))
