@@ -348,3 +348,26 @@ def test_chain_checks_say_what_they_could_not_read_offline(tmp_path: Path) -> No
     chain = rel.verify(chain_id=5)
     assert chain.check("signature").evidence["expected_chain_id"] == 5
     assert "signed for chain 31337, --chain-id expects 5" in chain.check("signature").detail
+
+
+def test_an_onnx_refusal_is_check_8s_with_the_rule_it_broke(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    report = rel.verify(policy=Policy(allowed_ops=frozenset({"Relu"})))
+    onnx_check = report.check("onnx")
+    assert onnx_check.status == "fail" and report.exit_code == 14
+    assert onnx_check.detail == "op types not in the policy's allow-list: Gemm"
+
+
+def test_rule_texts_quote_at_most_64_characters_of_a_label_and_survive_a_failed_provenance(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    long = "x" * 100
+    report = rel.verify(policy=Policy(refuse_rollback=True), installed_version=long)
+    assert f"installed {'x' * 64!r} (not SemVer 2.0.0): refused" in report.check("policy").detail
+    # a provenance that failed gives the accuracy rule nothing to read: it says so, it does not crash
+    failed = rel.verify(policy=Policy(min_accuracy=0.5), provenance=b'{"not": "the signed provenance"}')
+    assert failed.check("provenance").status == "fail"
+    assert failed.check("policy").detail == "provenance records no accuracy (predicate.metrics.accuracy)"
