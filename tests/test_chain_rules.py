@@ -371,3 +371,98 @@ def test_rule_texts_quote_at_most_64_characters_of_a_label_and_survive_a_failed_
     failed = rel.verify(policy=Policy(min_accuracy=0.5), provenance=b'{"not": "the signed provenance"}')
     assert failed.check("provenance").status == "fail"
     assert failed.check("policy").detail == "provenance records no accuracy (predicate.metrics.accuracy)"
+
+
+class _RefusingRpc:
+    """A JSON-RPC front for the real node that refuses some calls, as public RPCs refuse log queries
+    or rate-limit: ``refuse(body) -> bool`` picks them; everything else is forwarded unchanged."""
+
+    def __init__(self, upstream: str, refuse) -> None:
+        import http.server
+        import json
+        import threading
+        import urllib.request
+
+        owner = self
+        self.refuse = refuse
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = json.loads(raw)
+                calls = body if isinstance(body, list) else [body]
+                if any(owner.refuse(c) for c in calls):
+                    answer = json.dumps([{"jsonrpc": "2.0", "id": c.get("id"),
+                                          "error": {"code": -32005, "message": "query refused by the provider"}}
+                                         for c in calls] if isinstance(body, list) else
+                                        {"jsonrpc": "2.0", "id": body.get("id"),
+                                         "error": {"code": -32005, "message": "query refused by the provider"}})
+                    data = answer.encode()
+                else:
+                    request = urllib.request.Request(upstream, raw, {"Content-Type": "application/json"})
+                    with urllib.request.urlopen(request, timeout=10) as resp:
+                        data = resp.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_provider_that_refuses_the_reads_a_rule_needs_fails_that_rule_saying_why(deployed, tmp_path: Path) -> None:
+    from registry.chain.lean import keccak
+    from registry.config import load_settings
+    from registry.policy import Policy
+
+    pub = publish_tiny(deployed, tmp_path)
+    selector = "0x" + keccak(b"attestationOf(bytes32,address)")[:4].hex()
+    proxy = _RefusingRpc(deployed.rpc_url, lambda call: call.get("method") == "eth_getLogs" or (
+        call.get("method") == "eth_call" and str(call["params"][0].get("data", call["params"][0].get("input", "")))
+        .startswith(selector)))
+    try:
+        settings = load_settings(env={"REGISTRY_HOME": str(deployed.home), "REGISTRY_RPC_URL": proxy.url,
+                                      "REGISTRY_CHAIN_ID": str(deployed.chain_id),
+                                      "REGISTRY_CONTRACT": deployed.address, "REGISTRY_CONFIRMATIONS": "0"})
+        rules = Policy(min_confirmations=1, required_attestations=1, attesters=(deployed.accounts[2].address,))
+        report = verify(pub.ref, file=pub.model, policy=rules, settings=settings)
+        problems = report.check("policy").detail.split("; ")
+        assert report.check("policy").status == "fail" and len(problems) == 2, report.check("policy").detail
+        assert problems[0].startswith("cannot count confirmations: ") and "refused by the provider" in problems[0]
+        assert problems[1].startswith("cannot read attestations: ") and "refused by the provider" in problems[1]
+        assert [c.status for c in report.checks[:7]] == ["pass"] * 7
+    finally:
+        proxy.close()
+
+
+def test_a_provider_that_refuses_the_publisher_read_fails_that_check_not_the_verify(deployed, tmp_path: Path) -> None:
+    from registry.chain.lean import keccak
+    from registry.config import load_settings
+
+    pub = publish_tiny(deployed, tmp_path)
+    selector = "0x" + keccak(b"mayPublish(string,address)")[:4].hex()
+    proxy = _RefusingRpc(deployed.rpc_url, lambda call: call.get("method") == "eth_call" and str(
+        call["params"][0].get("data", call["params"][0].get("input", ""))).startswith(selector))
+    try:
+        settings = load_settings(env={"REGISTRY_HOME": str(deployed.home), "REGISTRY_RPC_URL": proxy.url,
+                                      "REGISTRY_CHAIN_ID": str(deployed.chain_id),
+                                      "REGISTRY_CONTRACT": deployed.address, "REGISTRY_CONFIRMATIONS": "0"})
+        report = verify(pub.ref, file=pub.model, settings=settings)
+        check = report.check("publisher_authorised")
+        assert check.status == "fail" and check.detail.startswith("cannot read publishers: ")
+        assert report.exit_code == check.exit_code != 0
+        assert check.evidence == {"publisher": deployed.publisher.address, "trusted": []}
+        assert report.check("sha256").status == "pass" and report.check("not_revoked").status == "pass"
+    finally:
+        proxy.close()
