@@ -113,7 +113,7 @@ def test_an_unreachable_rpc_is_exit_15_naming_the_rpc_and_the_offline_way(rel, t
     resolve = report.check("resolve")
     assert resolve.status == "fail" and report.exit_code == 15
     assert resolve.evidence == {"rpc": url}
-    assert "--offline" in resolve.detail and "revocation" in resolve.detail
+    assert "--offline" in resolve.detail and resolve.detail.endswith("without revocation checks)")
     assert [c.status for c in report.checks[1:]] == ["skip"] * 8
     assert {c.detail for c in report.checks[1:]} == {"resolve failed"}
 
@@ -124,11 +124,13 @@ def test_a_manifest_for_another_release_is_named_in_the_refusal(rel):
     assert resolve.status == "fail" and report.exit_code == 3
     assert "acme/offline@1.0.0" in resolve.detail and "acme/offline@2.0.0" in resolve.detail
     assert resolve.evidence == {"manifest": "acme/offline@1.0.0", "ref": "acme/offline@2.0.0"}
+    assert {(c.status, c.detail) for c in report.checks[1:]} == {("skip", "resolve failed")}
 
 
 def test_an_offline_pass_reports_the_manifest_as_the_record(rel):
     report = rel.verify()
     assert report.ok and report.mode == "offline", report.summary()
+    assert report.check("resolve").status == "pass"
     assert report.summary() == f"{rel.ref}: verified (offline)"
     record = report.release
     assert (record.published_at, record.revoked_at, record.revocation_reason) == (0, 0, "")
@@ -180,6 +182,10 @@ def test_each_option_reaches_its_check(rel, tmp_path):
     ops.write_text('allowed_ops = ["Relu"]\n')
     narrow = rel.verify(policy=str(ops))
     assert narrow.check("onnx").status == "fail" and "Gemm" in narrow.check("onnx").detail
+    # trusted publishers may come from the policy alone
+    trusting = tmp_path / "trust.toml"
+    trusting.write_text(f'trusted_publishers = ["{rel.publisher.address}"]\n')
+    assert _v(rel, rel.ref, trust=[], policy=str(trusting)).ok
     # progress sees every byte hashed
     seen: list[int] = []
     assert rel.verify(progress=seen.append).ok
@@ -254,3 +260,30 @@ def test_load_verified_of_other_bytes_loads_nothing(rel):
     assert failed.value.report.check("sha256").status == "fail"
     assert failed.value.report.check("onnx").status == "skip"
     assert "integrity" in failed.value.report.check("onnx").detail
+
+
+def test_a_profile_the_reader_cannot_use_fails_resolve_as_bad_input(rel, tmp_path):
+    from registry.config import load_settings
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    settings = load_settings(env={"REGISTRY_HOME": str(tmp_path / "home"), "REGISTRY_RPC_URL": url})  # no contract
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, settings=settings)
+    assert report.check("resolve").status == "fail" and report.exit_code == 3
+    assert "contract" in report.check("resolve").detail
+    assert {(c.status, c.detail) for c in report.checks[1:]} == {("skip", "resolve failed")}
+
+
+def test_an_offline_release_with_a_card_checks_the_card(tmp_path):
+    import hashlib
+
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.unixfs import import_bytes
+
+    card = b"---\nlicense: mit\n---\n# offline card\n"
+    imported = import_bytes(card, "kubo-v1")
+    rel = offline_release(tmp_path / "home", overrides={"card_sha256": hashlib.sha256(card).digest(),
+                                                        "card_cid": cid_bytes_v1(imported.cid)})
+    good = rel.verify(card=card)
+    assert good.ok and good.release.has_card and good.check("provenance").evidence["card_source"] == "memory"
+    bad = rel.verify(card=card + b"changed")
+    assert bad.exit_code == 13 and "card" in bad.check("provenance").detail

@@ -93,6 +93,9 @@ def test_online_resolve_names_its_chain_and_trust_narrows_a_shared_digest(deploy
     mine = publish_tiny(deployed, tmp_path, name="acme/shared", seed=30)
     theirs = publish_tiny(deployed, tmp_path / "b", name="other/shared", seed=30, signer=deployed.accounts[1])
     digest = "sha256:" + mine.result.artifact.sha256.hex()
+    unknown = verify("acme/shared@9.9.9", file=mine.model, settings=mine.settings)
+    assert unknown.check("resolve").status == "fail" and unknown.exit_code == 6
+    assert {(c.status, c.detail) for c in unknown.checks[1:]} == {("skip", "resolve failed")}
     ambiguous = verify(digest, file=mine.model, settings=mine.settings)
     assert ambiguous.exit_code == 3 and "acme/shared" in ambiguous.check("resolve").detail
     for manifest in (None, mine.manifest_path):
@@ -155,6 +158,12 @@ def test_a_directory_release_gets_the_onnx_check_of_its_tree_with_the_policy(dep
     policy.write_text('allowed_ops = ["Relu"]\n')
     narrow = verify(ref, file=folder, manifest=pub.manifest_path, client=deployed.client, policy=str(policy))
     assert narrow.check("onnx").status == "fail" and narrow.exit_code == 14
+    seen: list = []
+    assert verify(ref, file=folder, manifest=pub.manifest_path, client=deployed.client,
+                  file_progress=lambda *args: seen.append(args)).ok
+    assert seen, "file_progress was never called"
+    session = load_verified(ref, file=folder, manifest=pub.manifest_path, client=deployed.client)
+    assert session.get_inputs()[0].name == "X"
     (folder / "config.json").write_bytes(b'{"k": 2}')
     broken = verify(ref, file=folder, manifest=pub.manifest_path, client=deployed.client)
     assert broken.exit_code == 10 and broken.check("onnx").status == "skip"
