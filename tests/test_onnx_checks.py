@@ -671,3 +671,48 @@ def test_only_named_tensors_with_raw_bytes_take_the_fast_path():
     nameless = _wire_tensor([N], np.zeros(N, np.float32).tobytes(), name=None)
     _slim, stripped = _strip_large_initializers(memoryview(_model_with(nameless, N)))
     assert stripped == []
+
+
+# --------------------------------------------------------------------------------------------
+# The allocation check looks everywhere a size-taking op can hide, at its exact limit
+# --------------------------------------------------------------------------------------------
+
+
+def _cos_model(shape: list[int], where: str = "graph") -> bytes:
+    """``ConstantOfShape(shape)`` in the main graph, an If branch, a local function or an initializer."""
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])
+    const = _ints("s", shape)
+    cos = helper.make_node("ConstantOfShape", ["s"], ["y"])
+    functions, inits, nodes = [], [], [const, cos]
+    if where == "initializer":
+        inits, nodes = [helper.make_tensor("s", TensorProto.INT64, [len(shape)], shape)], [cos]
+    elif where == "if":
+        branch = helper.make_graph([const, helper.make_node("ConstantOfShape", ["s"], ["c"])], "then", [],
+                                   [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["a", "b"])])
+        small = helper.make_graph([_ints("t", [1, 1]), helper.make_node("ConstantOfShape", ["t"], ["c"])], "else", [],
+                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["a", "b"])])
+        cond = helper.make_node("Constant", [], ["b"], value=helper.make_tensor("b", TensorProto.BOOL, [], [True]))
+        nodes = [cond, helper.make_node("If", ["b"], ["y"], then_branch=branch, else_branch=small)]
+    elif where == "function":
+        functions = [helper.make_function("local", "Fill", [], ["o"],
+                                          [_ints("s", shape), helper.make_node("ConstantOfShape", ["s"], ["o"])],
+                                          [helper.make_opsetid("", 17)])]
+        nodes = [helper.make_node("Fill", [], ["y"], domain="local")]
+    graph = helper.make_graph(nodes, "g", [], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                              functions=functions)
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("where", ["graph", "initializer", "if", "function"])
+def test_a_huge_constant_of_shape_is_refused_wherever_it_is(where):
+    with pytest.raises(PolicyError, match="ConstantOfShape"):
+        check_onnx(_cos_model([1 << 20, 1 << 20], where))
+    check_onnx(_cos_model([4, 4], where))
+
+
+def test_the_allocation_limit_is_inclusive():
+    check_onnx(_cos_model([4, 4]), Policy(max_alloc_elements=16))
+    with pytest.raises(PolicyError, match="ConstantOfShape"):
+        check_onnx(_cos_model([4, 5]), Policy(max_alloc_elements=16))
