@@ -19,6 +19,8 @@ surviving mutants with their diffs; also writes build/mutation/report.txt.
 
 Run it through ``make mutation`` (its own venv, ``nice -n 19``); ``MUTATION_MODULES`` picks modules
 (paths from the map, comma-separated, or ``all``; default: the phase-1 modules).
+``MUTATION_REPORT_ONLY=1`` (``--report-only``) runs nothing and prints the table from the cache as it
+stands, e.g. while a long module is still being re-tested in another process.
 """
 
 from __future__ import annotations
@@ -115,30 +117,41 @@ def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
             link.symlink_to(ROOT / name)
     from importlib.metadata import version
 
-    config = (
-        f"# written by scripts/mutation.py for mutmut {version('mutmut')}; a change drops this module's cache\n"
+    # What decides which mutants exist and how they are numbered: a change drops the module's cache.
+    core = (
+        f"# written by scripts/mutation.py for mutmut {version('mutmut')}\n"
         "[mutmut]\n"
         "source_paths = registry\n"
         f"only_mutate = {module}\n"
+        "do_not_mutate_patterns =\n" + "".join(f"    {p}\n" for p in settings.get("do_not_mutate_patterns", []))
+    )
+    # What only decides how they are tested: mutmut itself re-tests what such a change can affect
+    # (every verdict for another test list, the timeouts for another timeout).
+    config = core + (
         "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests)
         + "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    no:xdist\n"
         # Test-file changes are handled here (survivors re-tested); git sees the whole repo.
         "use_git_change_detection = false\n"
         "on_dependency_change = ignore\n"
-        "do_not_mutate_patterns =\n" + "".join(f"    {p}\n" for p in settings.get("do_not_mutate_patterns", []))
+        # A mutant that loops forever is a kill; mutmut's default waits 30x the tests' time for it.
+        f"timeout_multiplier = {settings.get('timeout_multiplier', 3.0)}\n"
     )
-    cfg = work / "setup.cfg"
-    if not cfg.exists() or cfg.read_text() != config:
-        # Mutant ids are numbered within a function: other patterns or tests renumber them, so no
-        # cached verdict can be trusted after a configuration change.
+    cfg, core_file = work / "setup.cfg", work / "config.core"
+    if not core_file.exists() or core_file.read_text() != core:
+        # Mutant ids are numbered within a function: other patterns renumber them, so no cached
+        # verdict can be trusted after such a change.
         shutil.rmtree(work / "mutants", ignore_errors=True)
         (work / "tests.sha256").unlink(missing_ok=True)
+        core_file.write_text(core)
+    if not cfg.exists() or cfg.read_text() != config:
         cfg.write_text(config)
-    # Tests find node_modules (npm tools) beside the package they import, which is mutants/registry.
+    # Tests find node_modules (npm tools) and scripts/js (the reference CAR/UnixFS checks) beside the
+    # package they import, which is mutants/registry.
     (work / "mutants").mkdir(exist_ok=True)
-    modules_link = work / "mutants" / "node_modules"
-    if not modules_link.is_symlink():
-        modules_link.symlink_to(ROOT / "node_modules")
+    for name in ("node_modules", "scripts"):
+        link = work / "mutants" / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
     return work
 
 
@@ -204,27 +217,52 @@ def load_equivalents() -> list[Equivalent]:
     for number, raw in enumerate(EQUIVALENT.read_text().splitlines(), 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
-        parts = [p.strip() for p in raw.split(" | ", 3)]
+        # The mutated line may itself hold " | " (a type union); the reason never does.
+        head = raw.split(" | ", 2)
+        parts = [p.strip() for p in head[:2] + (head[2].rsplit(" | ", 1) if len(head) == 3 else [])]
         if len(parts) != 4 or not all(parts):
             sys.exit(f"mutation: {EQUIVALENT.name}:{number}: expected 'module | mutant id | mutated line | why'")
         entries.append(Equivalent(*parts))
     return entries
 
 
-def mutated_lines(work: Path, mutant: str) -> list[str]:
-    diff = mutmut(work, "show", mutant)
+# One interpreter prints every diff asked for (``mutmut show`` costs a start-up per mutant).
+_DIFFS = """
+import sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+for name in sys.argv[1:]:
+    print("\\x00" + name)
+    print(get_diff_for_mutant(name, path=find_mutant(name).path))
+"""
+
+
+def diffs(work: Path, mutants: list[str]) -> dict[str, str]:
+    """Each mutant's diff against the original source, as ``mutmut show`` prints it."""
+    found: dict[str, str] = {}
+    for start in range(0, len(mutants), 200):  # keep argv short
+        done = subprocess.run([sys.executable, "-c", _DIFFS, *mutants[start:start + 200]], cwd=work,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mutation: cannot show mutants in {work}:\n{done.stderr[-2000:]}")
+        for block in done.stdout.split("\x00")[1:]:
+            name, _, diff = block.partition("\n")
+            found[name] = diff
+    return found
+
+
+def mutated_lines(diff: str) -> list[str]:
     return [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
 
 
 def apply_equivalents(result: ModuleResult, entries: list[Equivalent], problems: list[str]) -> None:
     work = WORK / slug(result.module)
-    for entry in entries:
-        if entry.module != result.module:
-            continue
+    mine = [e for e in entries if e.module == result.module]
+    shown = diffs(work, [e.mutant for e in mine if e.mutant in result.statuses])
+    for entry in mine:
         if entry.mutant not in result.statuses:
             problems.append(f"{entry.module}: equivalent {entry.mutant} no longer exists (stale entry)")
             continue
-        if entry.line not in mutated_lines(work, entry.mutant):
+        if entry.line not in mutated_lines(shown.get(entry.mutant, "")):
             problems.append(f"{entry.module}: equivalent {entry.mutant} now mutates something else (stale entry)")
             continue
         if result.statuses[entry.mutant] in KILLED:
@@ -245,11 +283,10 @@ def table(results: list[ModuleResult]) -> str:
 def survivors_report(results: list[ModuleResult]) -> str:
     out: list[str] = []
     for r in results:
-        work = WORK / slug(r.module)
+        shown = diffs(WORK / slug(r.module), r.survivors)
         for name in r.survivors:
             out.append(f"--- {name} ({r.statuses[name]})")
-            diff = mutmut(work, "show", name)
-            out.extend(line for line in diff.splitlines()[1:] if line.startswith(("-", "+", "@")))
+            out.extend(line for line in shown[name].splitlines() if line.startswith(("-", "+", "@")))
     return "\n".join(out)
 
 
@@ -257,6 +294,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="module paths from the map (default: MUTATION_MODULES or phase 1)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")))
+    parser.add_argument("--report-only", action="store_true", default=os.environ.get("MUTATION_REPORT_ONLY") == "1",
+                        help="run nothing: the table and the survivors from the cache as it stands")
     parser.add_argument("--fresh", action="store_true", default=os.environ.get("MUTATION_FRESH") == "1",
                         help="drop the cache first")
     args = parser.parse_args()
@@ -270,7 +309,14 @@ def main() -> int:
     started = time.monotonic()
     for module in modules:
         print(f"mutation: {module} against {', '.join(mapping[module]['tests'])}", flush=True)
-        result = run_module(module, mapping[module]["tests"], settings, args.jobs, args.fresh)
+        if args.report_only:
+            work = WORK / slug(module)
+            if not (work / "mutants").is_dir():
+                print(f"  not run yet ({work.relative_to(ROOT)} has no results)", flush=True)
+                continue
+            result = ModuleResult(module, statuses(work))
+        else:
+            result = run_module(module, mapping[module]["tests"], settings, args.jobs, args.fresh)
         apply_equivalents(result, entries, problems)
         results.append(result)
         print(f"  {result.killed} killed of {result.tried} tried, {len(result.equivalent)} equivalent, "

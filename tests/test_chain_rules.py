@@ -195,3 +195,277 @@ def test_publish_into_someone_elses_namespace_is_refused_before_any_transaction(
     assert deployed.client.namespace_owner("other") == (None, None)
     deployed.client.add_publisher("acme/model", deployed.publisher.address, owner)
     assert publish_model(model, "acme/model", "1.0.0", signer=deployed.publisher, client=deployed.client).record
+
+
+# ------------------------------------------------------------------------------------------
+# What checks 8 and 9 tell the operator: each rule's verdict, its evidence, every problem at once
+# ------------------------------------------------------------------------------------------
+
+
+def test_policy_rules_report_their_evidence_and_every_problem_at_once(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path, version="1.2.0")  # provenance accuracy 0.97
+    plain = rel.verify()
+    assert plain.check("policy").status == "skip" and plain.check("policy").detail == "no policy rules to apply"
+    met = rel.verify(policy=Policy(refuse_rollback=True, min_accuracy=0.97), installed_version="1.2.0")
+    assert met.ok and (met.check("policy").status, met.check("policy").detail) == ("pass", "policy rules met")
+    assert met.check("policy").evidence == {"installed_version": "1.2.0", "min_accuracy": 0.97, "accuracy": 0.97}
+    no_install = rel.verify(policy=Policy(refuse_rollback=True))
+    assert no_install.ok and no_install.check("policy").evidence == {}
+    both = rel.verify(policy=Policy(refuse_rollback=True, min_accuracy=0.98, min_confirmations=1,
+                                    required_attestations=1, attesters=(rel.publisher.address,)),
+                      installed_version="1.10.0")
+    detail = both.check("policy").detail
+    assert both.exit_code == 14
+    assert detail.split("; ") == [
+        "rollback refused: 1.2.0 is older than installed 1.10.0",
+        "accuracy 0.9700 is below the policy minimum 0.9800",
+        "confirmations cannot be checked offline",
+        "attestations cannot be checked offline",
+    ]
+    assert both.check("policy").evidence["min_confirmations"] == 1
+    assert both.check("policy").evidence["required_attestations"] == 1
+
+
+def test_a_provenance_without_accuracy_fails_an_accuracy_rule(tmp_path: Path) -> None:
+    from registry.policy import Policy
+    from registry.provenance import statement
+
+    import hashlib
+
+    data = tiny_onnx(2)
+    rel = offline_release(tmp_path, data, provenance_doc=statement(hashlib.sha256(data).hexdigest(), "model.onnx",
+                                                                     {"method": "none"}))
+    report = rel.verify(policy=Policy(min_accuracy=0.5))
+    assert report.exit_code == 14 and "records no accuracy" in report.check("policy").detail
+    assert report.check("policy").evidence["accuracy"] is None
+
+
+def test_the_onnx_check_reports_what_it_read(tmp_path: Path) -> None:
+    rel = offline_release(tmp_path)
+    onnx_check = rel.verify().check("onnx")
+    assert onnx_check.status == "pass" and onnx_check.detail.startswith("ONNX IR ")
+    assert "opset 17" in onnx_check.detail and "2 nodes" in onnx_check.detail
+    assert onnx_check.evidence["op_types"] == ["Gemm", "Relu"]
+
+
+def test_confirmations_and_attestations_are_counted_on_the_chain(deployed, tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    pub = publish_tiny(deployed, tmp_path)
+    rid = pub.result.record.id
+    deep = Policy(min_confirmations=3)
+    shallow = verify(pub.ref, file=pub.model, policy=deep, settings=pub.settings, client=deployed.client)
+    seen = shallow.check("policy").evidence["confirmations"]
+    assert shallow.exit_code == 14 and f"{seen} confirmations, policy needs 3" in shallow.check("policy").detail
+    for _ in range(3 - seen):
+        deployed.rpc("evm_mine")
+    deep_enough = verify(pub.ref, file=pub.model, policy=deep, settings=pub.settings, client=deployed.client)
+    assert deep_enough.ok and deep_enough.check("policy").evidence["confirmations"] == 3
+    good, bad, silent = deployed.accounts[2], deployed.accounts[3], deployed.accounts[4]
+    deployed.client.attest(rid, True, b"\x01" * 32, good)
+    deployed.client.attest(rid, False, b"\x02" * 32, bad)
+    two = Policy(required_attestations=2, attesters=(good.address, bad.address, silent.address, good.address))
+    report = verify(pub.ref, file=pub.model, policy=two, settings=pub.settings, client=deployed.client)
+    assert report.exit_code == 14
+    assert report.check("policy").detail == "1 of 2 required attestations from listed attesters"
+    assert report.check("policy").evidence["passed_by"] == [good.address]
+    assert report.check("policy").evidence["failed_by"] == [bad.address]
+    one = Policy(required_attestations=1, attesters=(good.address,))
+    assert verify(pub.ref, file=pub.model, policy=one, settings=pub.settings, client=deployed.client).ok
+
+
+# ------------------------------------------------------------------------------------------
+# Checks 2-4 as the operator reads them: verdict, detail and evidence, online and offline
+# ------------------------------------------------------------------------------------------
+
+
+def test_chain_checks_say_what_they_read_online(deployed, tmp_path: Path) -> None:
+    import dataclasses
+
+    from registry.manifest import load_manifest, write_manifest
+
+    parent = publish_tiny(deployed, tmp_path, version="1.0.0", seed=40)
+    child = publish_tiny(deployed, tmp_path, version="1.1.0", seed=41, parent=parent.ref)
+    me = deployed.publisher.address
+    report = verify(child.ref, file=child.model, settings=child.settings, trust=[me])
+    assert report.ok, report.to_json()
+    revoked = report.check("not_revoked")
+    assert revoked.detail == "not revoked (nor its 1 ancestors)" and revoked.evidence == {"lineage": [parent.ref]}
+    assert report.check("publisher_authorised").detail == f"{me} is a publisher of acme/tiny and trusted"
+    assert report.check("publisher_authorised").evidence == {"publisher": me, "trusted": [me],
+                                                             "may_publish_on_chain": True}
+    sig = report.check("signature")
+    assert sig.detail == f"EIP-712 signature recovers to {me}"
+    assert sig.evidence["recovered"] == me == sig.evidence["publisher"] == sig.evidence["claimed_publisher"]
+    assert sig.evidence["manifest_chain_id"] == deployed.chain_id and sig.evidence["pinned_by"][0] == "chain"
+    assert sig.evidence["manifest_contract"].lower() == deployed.address.lower()
+    assert isinstance(sig.evidence["nonce"], int)
+    root = verify(parent.ref, settings=parent.settings)  # from the store, no manifest beside anything
+    assert root.ok and root.check("not_revoked").detail == "not revoked"
+    assert root.check("publisher_authorised").detail == f"{me} is a publisher of acme/tiny"
+    assert root.check("signature").evidence == {"publisher": me, "source": "chain"}
+    assert "publish time" in root.check("signature").detail
+    # a manifest altered in a signed field is named by that field
+    altered = load_manifest(child.manifest_path)
+    altered = dataclasses.replace(altered, release=dataclasses.replace(altered.release, artifact_size=1))
+    path = tmp_path / "altered.release.json"
+    write_manifest(altered, path)
+    bad = verify(child.ref, file=child.model, manifest=path, settings=child.settings)
+    assert bad.check("signature").status == "fail"
+    assert bad.check("signature").detail == "manifest differs from the chain record in artifact_size"
+    assert bad.check("signature").evidence["manifest_differs_from_chain"] == ["artifact_size"]
+    # revocation: the release itself, then an ancestor, each with its reason or the lack of one
+    deployed.client.revoke(parent.result.record.id, "", deployed.publisher)
+    gone = verify(parent.ref, file=parent.model, settings=parent.settings)
+    assert gone.exit_code == 12 and gone.check("not_revoked").detail == f"{parent.ref} was revoked: (no reason given)"
+    assert gone.check("not_revoked").evidence["reason"] == "" and gone.check("not_revoked").evidence["revoked_at"] > 0
+    assert gone.check("not_revoked").evidence["release_id"] == "0x" + parent.result.record.id.hex()
+    orphan = verify(child.ref, file=child.model, settings=child.settings)
+    assert orphan.exit_code == 12
+    assert orphan.check("not_revoked").detail == f"ancestor {parent.ref} was revoked: (no reason given)"
+    assert orphan.check("not_revoked").evidence["lineage"] == [parent.ref]
+
+
+def test_chain_checks_say_what_they_could_not_read_offline(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    me = rel.publisher.address
+    report = rel.verify()
+    assert report.check("not_revoked").status == "skip" and "offline" in report.check("not_revoked").detail
+    assert report.check("publisher_authorised").detail == f"{me} is a trusted publisher (offline)"
+    assert report.check("signature").evidence["pinned_by"] == ["local profile"]
+    untrusted = rel.verify(trust=[])
+    assert untrusted.check("publisher_authorised").detail.startswith("offline verification needs trusted publishers")
+    other = rel.verify(trust=["0x" + "11" * 20])
+    assert other.check("publisher_authorised").detail == f"publisher {me} is not in the trusted set"
+    assert other.check("publisher_authorised").evidence["trusted"] == ["0x" + "11" * 20]
+    pinned = rel.verify(policy=Policy(contract="0x" + "22" * 20))
+    sig = pinned.check("signature")
+    assert sig.status == "fail" and "signed for contract" in sig.detail and sig.evidence["domain_source"] == "policy"
+    assert sig.evidence["expected_contract"] == "0x" + "22" * 20
+    chain = rel.verify(chain_id=5)
+    assert chain.check("signature").evidence["expected_chain_id"] == 5
+    assert "signed for chain 31337, --chain-id expects 5" in chain.check("signature").detail
+
+
+def test_an_onnx_refusal_is_check_8s_with_the_rule_it_broke(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    report = rel.verify(policy=Policy(allowed_ops=frozenset({"Relu"})))
+    onnx_check = report.check("onnx")
+    assert onnx_check.status == "fail" and report.exit_code == 14
+    assert onnx_check.detail == "op types not in the policy's allow-list: Gemm"
+
+
+def test_rule_texts_quote_at_most_64_characters_of_a_label_and_survive_a_failed_provenance(tmp_path: Path) -> None:
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    long = "x" * 100
+    report = rel.verify(policy=Policy(refuse_rollback=True), installed_version=long)
+    assert f"installed {'x' * 64!r} (not SemVer 2.0.0): refused" in report.check("policy").detail
+    # a provenance that failed gives the accuracy rule nothing to read: it says so, it does not crash
+    failed = rel.verify(policy=Policy(min_accuracy=0.5), provenance=b'{"not": "the signed provenance"}')
+    assert failed.check("provenance").status == "fail"
+    assert failed.check("policy").detail == "provenance records no accuracy (predicate.metrics.accuracy)"
+
+
+class _RefusingRpc:
+    """A JSON-RPC front for the real node that refuses some calls, as public RPCs refuse log queries
+    or rate-limit: ``refuse(body) -> bool`` picks them; everything else is forwarded unchanged."""
+
+    def __init__(self, upstream: str, refuse) -> None:
+        import http.server
+        import json
+        import threading
+        import urllib.request
+
+        owner = self
+        self.refuse = refuse
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = json.loads(raw)
+                calls = body if isinstance(body, list) else [body]
+                if any(owner.refuse(c) for c in calls):
+                    answer = json.dumps([{"jsonrpc": "2.0", "id": c.get("id"),
+                                          "error": {"code": -32005, "message": "query refused by the provider"}}
+                                         for c in calls] if isinstance(body, list) else
+                                        {"jsonrpc": "2.0", "id": body.get("id"),
+                                         "error": {"code": -32005, "message": "query refused by the provider"}})
+                    data = answer.encode()
+                else:
+                    request = urllib.request.Request(upstream, raw, {"Content-Type": "application/json"})
+                    with urllib.request.urlopen(request, timeout=10) as resp:
+                        data = resp.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        from tests._content_fixtures import _QuietServer  # a client hanging up is not an error here
+
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_provider_that_refuses_the_reads_a_rule_needs_fails_that_rule_saying_why(deployed, tmp_path: Path) -> None:
+    from registry.chain.lean import keccak
+    from registry.config import load_settings
+    from registry.policy import Policy
+
+    pub = publish_tiny(deployed, tmp_path)
+    selector = "0x" + keccak(b"attestationOf(bytes32,address)")[:4].hex()
+    proxy = _RefusingRpc(deployed.rpc_url, lambda call: call.get("method") == "eth_getLogs" or (
+        call.get("method") == "eth_call" and str(call["params"][0].get("data", call["params"][0].get("input", "")))
+        .startswith(selector)))
+    try:
+        settings = load_settings(env={"REGISTRY_HOME": str(deployed.home), "REGISTRY_RPC_URL": proxy.url,
+                                      "REGISTRY_CHAIN_ID": str(deployed.chain_id),
+                                      "REGISTRY_CONTRACT": deployed.address, "REGISTRY_CONFIRMATIONS": "0"})
+        rules = Policy(min_confirmations=1, required_attestations=1, attesters=(deployed.accounts[2].address,))
+        report = verify(pub.ref, file=pub.model, policy=rules, settings=settings)
+        problems = report.check("policy").detail.split("; ")
+        assert report.check("policy").status == "fail" and len(problems) == 2, report.check("policy").detail
+        assert problems[0].startswith("cannot count confirmations: ") and "refused by the provider" in problems[0]
+        assert problems[1].startswith("cannot read attestations: ") and "refused by the provider" in problems[1]
+        assert [c.status for c in report.checks[:7]] == ["pass"] * 7
+    finally:
+        proxy.close()
+
+
+def test_a_provider_that_refuses_the_publisher_read_fails_that_check_not_the_verify(deployed, tmp_path: Path) -> None:
+    from registry.chain.lean import keccak
+    from registry.config import load_settings
+
+    pub = publish_tiny(deployed, tmp_path)
+    selector = "0x" + keccak(b"mayPublish(string,address)")[:4].hex()
+    proxy = _RefusingRpc(deployed.rpc_url, lambda call: call.get("method") == "eth_call" and str(
+        call["params"][0].get("data", call["params"][0].get("input", ""))).startswith(selector))
+    try:
+        settings = load_settings(env={"REGISTRY_HOME": str(deployed.home), "REGISTRY_RPC_URL": proxy.url,
+                                      "REGISTRY_CHAIN_ID": str(deployed.chain_id),
+                                      "REGISTRY_CONTRACT": deployed.address, "REGISTRY_CONFIRMATIONS": "0"})
+        report = verify(pub.ref, file=pub.model, settings=settings)
+        check = report.check("publisher_authorised")
+        assert check.status == "fail" and check.detail.startswith("cannot read publishers: ")
+        assert report.exit_code == check.exit_code != 0
+        assert check.evidence == {"publisher": deployed.publisher.address, "trusted": []}
+        assert report.check("sha256").status == "pass" and report.check("not_revoked").status == "pass"
+    finally:
+        proxy.close()

@@ -60,3 +60,117 @@ def test_ipld_car_rejects_a_tampered_car_too(tmp_path):
     car.write_bytes(bytes(raw))
     with pytest.raises(subprocess.CalledProcessError):
         node("read", str(car))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a CAR from anywhere: every malformed length, header and section is refused by name
+# --------------------------------------------------------------------------------------------
+
+
+class _Trickle:
+    """A stream that hands out at most ``step`` bytes per read, as a socket does."""
+
+    def __init__(self, data: bytes, step: int = 3) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.step if n < 0 else min(n, self.step)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+def _car(payload: bytes = b"hello car") -> tuple[bytes, object]:
+    from registry.content.car import car_bytes
+
+    blocks: list = []
+    result = import_bytes(payload, "kubo-v1", block_sink=lambda c, b: blocks.append((c, bytes(b))))
+    return car_bytes([result.cid], blocks), result
+
+
+def test_a_car_read_in_small_pieces_gives_its_roots_and_verified_blocks():
+    from registry.content.car import read_car
+
+    data, result = _car()
+    roots, blocks = read_car(_Trickle(data))
+    assert [str(r) for r in roots] == [str(result.cid)]
+    assert [bytes(b) for _c, b in blocks] == [b"hello car"]
+
+
+@pytest.mark.parametrize("mutate,why", [
+    (lambda d: b"", "empty CAR stream"),
+    (lambda d: b"\x00", "header length 0 is out of range"),
+    (lambda d: b"\x81\x80\x40", "header length 1048577 is out of range"),
+    (lambda d: b"\x80", "truncated inside the header length"),
+    (lambda d: b"\xff" * 10 + b"\x01", "header length is not a valid varint"),
+    (lambda d: d[:5], "truncated inside the header"),
+    (lambda d: b"\x01\xa0", "not a CAR v1"),
+    (lambda d: d[:-1], "truncated inside the section"),
+    (lambda d: d + b"\x00", "section of 0 bytes is out of range"),
+    (lambda d: d + b"\x80", "truncated inside the section length"),
+])
+def test_a_malformed_car_is_refused_saying_where(mutate, why):
+    from registry.content.car import read_car
+    from registry.errors import IntegrityError
+
+    data, _ = _car()
+    with pytest.raises(IntegrityError, match=why):
+        roots, blocks = read_car(_Trickle(mutate(data), step=1000))
+        list(blocks)
+
+
+def test_sections_and_headers_at_their_limits():
+    from registry.content.car import MAX_HEADER, MAX_SECTION, read_car
+    from registry.content.dagpb import varint
+    from registry.errors import IntegrityError
+
+    data, _ = _car()
+    header_len = data[0]
+    header, body = data[1:1 + header_len], data[1 + header_len:]
+    too_big = varint(MAX_SECTION + 1)
+    with pytest.raises(IntegrityError, match=f"section of {MAX_SECTION + 1} bytes is out of range"):
+        list(read_car(_Trickle(data + too_big, step=1 << 20))[1])
+    # a header of exactly MAX_HEADER bytes is read (and then judged on its content)
+    with pytest.raises(IntegrityError, match="not DAG-CBOR|not a CAR v1|truncated"):
+        read_car(_Trickle(varint(MAX_HEADER) + header + bytes(MAX_HEADER - len(header)), step=1 << 20))
+    assert body
+
+
+def test_a_car_written_from_walker_cids_reads_back_and_counts_its_bytes():
+    import io
+
+    from registry.content.car import read_car, write_car
+    from registry.content.cids import RawCID
+
+    data, result = _car(b"walked")
+    roots, blocks = read_car(io.BytesIO(data))
+    blocks = list(blocks)
+    out = io.BytesIO()
+    written = write_car(out, [RawCID(bytes(result.cid))], [(c, b) for c, b in blocks])
+    assert written == len(out.getvalue()) == len(data) and out.getvalue() == data
+
+
+def test_a_header_whose_roots_are_not_a_list_is_refused():
+    import dag_cbor
+
+    from registry.content.car import read_car
+    from registry.content.dagpb import varint
+    from registry.errors import IntegrityError
+
+    for roots in (5, "bafy", None):
+        header = dag_cbor.encode({"roots": roots, "version": 1})
+        with pytest.raises(IntegrityError, match="roots are not a list of CIDs"):
+            read_car(_Trickle(varint(len(header)) + header))
+
+
+def test_a_section_of_exactly_the_largest_size_is_read_then_judged_by_its_block():
+    from registry.content.car import MAX_SECTION, read_car
+    from registry.content.dagpb import varint
+    from registry.errors import IntegrityError
+
+    data, result = _car()
+    cid = bytes(result.cid)
+    section = varint(MAX_SECTION) + cid + bytes(MAX_SECTION - len(cid))
+    with pytest.raises(IntegrityError) as info:
+        list(read_car(_Trickle(data + section, step=1 << 20))[1])
+    assert "out of range" not in str(info.value)

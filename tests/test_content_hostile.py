@@ -261,3 +261,104 @@ def test_tree_walk_refuses_hostile_directory_nodes(tmp_path):
     with pytest.raises(IntegrityError, match="more than"):
         for item in walk_tree(outer, fetch):
             pass
+
+
+# --------------------------------------------------------------------------------------------
+# dag-pb links and UnixFS data read strictly, field by field (hand-written blocks)
+# --------------------------------------------------------------------------------------------
+
+_HASH = bytes([0x01, 0x55, 0x12, 0x20]) + bytes(32)
+
+
+def _len_field(num: int, payload: bytes) -> bytes:
+    return bytes([(num << 3) | 2, len(payload)]) + payload
+
+
+def _node_with_link(link: bytes) -> bytes:
+    return _len_field(2, link) + _len_field(1, bytes([0x08, 0x02]))
+
+
+def test_a_link_is_read_with_only_the_fields_it_has():
+    from registry.content.dagpb import decode_node
+
+    node = decode_node(_node_with_link(_len_field(1, _HASH)))
+    assert node.links[0].hash == _HASH and node.links[0].name is None and node.links[0].tsize is None
+    named = decode_node(_node_with_link(_len_field(1, _HASH) + _len_field(2, b"a") + bytes([0x18, 0x05])))
+    assert (named.links[0].name, named.links[0].tsize) == ("a", 5)
+
+
+@pytest.mark.parametrize("link,why", [
+    (_len_field(2, b"a"), "without a hash"),
+    (_len_field(1, _HASH) + _len_field(1, _HASH), "out of order or repeated"),
+    (_len_field(1, _HASH) + bytes([0x18, 0x05, 0x18, 0x06]), "out of order or repeated"),
+    (_len_field(1, _HASH) + _len_field(3, b"\x05"), "unexpected link field 3/2"),
+    (_len_field(1, _HASH) + bytes([0x10, 0x01]), "unexpected link field 2/0"),
+    (_len_field(1, _HASH) + bytes([0x20, 0x01]), "unexpected link field 4/0"),
+])
+def test_a_malformed_link_is_refused_saying_how(link, why):
+    from registry.content.dagpb import decode_node
+
+    with pytest.raises(IntegrityError, match=why):
+        decode_node(_node_with_link(link))
+
+
+def test_unixfs_data_keeps_absent_fields_absent_and_needs_a_type():
+    from registry.content.dagpb import decode_unixfs
+
+    plain = decode_unixfs(bytes([0x08, 0x02]))
+    assert (plain.type, plain.filesize, plain.hash_type, plain.fanout, plain.blocksizes) == (2, None, None, None, [])
+    with pytest.raises(IntegrityError, match="no type"):
+        decode_unixfs(bytes([0x18, 0x05]))
+
+
+def test_unixfs_data_reads_every_field_in_both_encodings():
+    from registry.content.dagpb import decode_unixfs
+
+    full = (bytes([0x08, 0x05]) + _len_field(2, b"payload") + bytes([0x18, 0x90, 0x03])  # type 5, data, filesize 400
+            + bytes([0x20, 0x64, 0x20, 0xAC, 0x02])                                  # blocksizes 100, 300 (unpacked)
+            + bytes([0x28, 0x22, 0x30, 0x80, 0x02]))                                 # hashType 0x22, fanout 256
+    data = decode_unixfs(full)
+    assert (data.type, data.data, data.filesize, data.blocksizes, data.hash_type, data.fanout) == \
+        (5, b"payload", 400, [100, 300], 0x22, 256)
+    packed = decode_unixfs(bytes([0x08, 0x02]) + _len_field(4, bytes([0x64, 0xAC, 0x02, 0x01])))
+    assert packed.blocksizes == [100, 300, 1] and packed.data == b""
+    # unknown fields of every width are skipped (mode, mtime and whatever comes later)
+    extra = (bytes([0x08, 0x02]) + bytes([0x39]) + bytes(8) + bytes([0x45]) + bytes(4) + _len_field(7, b"xyz")
+             + bytes([0x38, 0x01]) + _len_field(2, b"d"))
+    assert decode_unixfs(extra).data == b"d"
+
+
+@pytest.mark.parametrize("data,why", [
+    (bytes([0x08, 0x02, 0x39]) + bytes(7), "truncated"),
+    (bytes([0x08, 0x02, 0x45]) + bytes(3), "truncated"),
+    (bytes([0x08, 0x02, 0x3B]), "wire type 3"),
+    (bytes([0x08, 0x02]) + _len_field(4, bytes([0x80])), "truncated varint"),
+])
+def test_malformed_unixfs_data_is_an_integrity_error(data, why):
+    from registry.content.dagpb import decode_unixfs
+
+    with pytest.raises(IntegrityError, match=why):
+        decode_unixfs(data)
+
+
+def test_varints_at_their_boundaries_match_protobuf():
+    from registry.content.dagpb import decode_node, varint
+
+    assert [varint(n) for n in (127, 128, 129)] == [b"\x7f", b"\x80\x01", b"\x81\x01"]
+    widest = _len_field(1, _HASH) + bytes([0x18]) + varint(2**64 - 1)  # Tsize as a 10-byte varint
+    assert len(varint(2**64 - 1)) == 10
+    assert decode_node(_node_with_link(widest)).links[0].tsize == 2**64 - 1
+    with pytest.raises(IntegrityError, match="varint too long"):
+        decode_node(_node_with_link(_len_field(1, _HASH) + bytes([0x18]) + b"\xff" * 10 + b"\x01"))
+
+
+@pytest.mark.parametrize("block,why", [
+    (_len_field(3, b"x") + _len_field(1, b"\x08\x02"), "unexpected field 3/2"),
+    (bytes([0x10, 0x01]) + _len_field(1, b"\x08\x02"), "unexpected field 2/0"),
+    (bytes([0x08, 0x01]), "unexpected field 1/0"),
+])
+def test_a_node_with_a_field_dag_pb_does_not_have_is_refused(block, why):
+    from registry.content.dagpb import decode_node
+
+    with pytest.raises(IntegrityError, match=why):
+        decode_node(block)

@@ -185,3 +185,47 @@ def test_putting_again_repairs_a_damaged_block(store):
         store.get_bytes(r.cid)
     store.put_bytes(data, "kubo-v1")
     assert store.get_bytes(r.cid) == data
+
+
+@pytest.mark.parametrize("spec", ["kubo:http://127.0.0.1:5001/", "gateway:https://gw.example/", " local "])
+def test_open_store_builds_what_the_profile_names_with_its_limits(tmp_path, monkeypatch, spec):
+    from dataclasses import replace
+
+    monkeypatch.setenv("REGISTRY_HOME", str(tmp_path))
+    settings = load_settings()
+    profile = replace(settings.profile, store=spec, cid_profile="kubo-v0", timeout_s=2.5, retries=7)
+    store = open_store(replace(settings, profile=profile))
+    try:
+        if spec.strip() == "local":
+            assert isinstance(store, LocalStore) and store.profile == "kubo-v0" and store.root == tmp_path / "blocks"
+            return
+        assert (store.policy.timeout_s, store.policy.retries) == (2.5, 7)
+        if spec.startswith("kubo"):
+            assert type(store).__name__ == "KuboStore" and store.api_url == "http://127.0.0.1:5001"
+            assert store.profile == "kubo-v0"
+        else:
+            assert type(store).__name__ == "GatewayStore" and store.url == "https://gw.example"
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.mark.parametrize("spec", ["kubo:", "gateway:", "kubo", "Local"])
+def test_a_store_spec_without_its_url_is_refused_naming_the_profile(tmp_path, monkeypatch, spec):
+    from dataclasses import replace
+
+    monkeypatch.setenv("REGISTRY_HOME", str(tmp_path))
+    settings = load_settings()
+    bad = replace(settings, profile=replace(settings.profile, store=spec))
+    with pytest.raises(InputError, match=rf"unknown content store {spec!r} in profile 'local'"):
+        open_store(bad)
+
+
+def test_the_http_back_ends_load_on_first_use():
+    import registry.content.stores as stores
+
+    assert stores.KuboStore.__name__ == "KuboStore" and stores.GatewayStore.__name__ == "GatewayStore"
+    assert stores.PinningService.__name__ == "PinningService"
+    with pytest.raises(AttributeError):
+        stores.NotAStore  # noqa: B018

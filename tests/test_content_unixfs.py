@@ -164,3 +164,64 @@ def test_memory_stays_bounded_and_each_byte_is_read_once():
         expected.update(_ZEROS)
     expected.update(bytes(size % len(_ZEROS)))
     assert result.sha256 == expected.digest()
+
+
+def test_an_import_result_shows_both_cid_forms_and_what_was_hashed():
+    data = b"model bytes" * 100
+    result = import_bytes(data, "kubo-v0")
+    shown = result.to_json()
+    assert shown["cid"] == str(result.cid) and shown["cid_v0"].startswith("Qm") and shown["cid_v1"].startswith("b")
+    assert shown["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (shown["size"], shown["profile"]) == (len(data), "kubo-v0")
+
+
+def test_chunks_of_any_size_give_the_same_dag_and_blocks_as_the_bytes():
+    data = os.urandom(3 * 262144 + 77)
+    cuts = [0, 1, 1000, 262144, 262145, 600000, len(data)]
+    pieces = [data[a:b] for a, b in zip(cuts, cuts[1:])]
+    whole_blocks: list = []
+    chunk_blocks: list = []
+    whole = import_bytes(data, "kubo-v1", block_sink=lambda c, b: whole_blocks.append((str(c), bytes(b))))
+    chunked = import_chunks(iter(pieces), "kubo-v1", block_sink=lambda c, b: chunk_blocks.append((str(c), bytes(b))))
+    assert (chunked.cid, chunked.sha256, chunked.size) == (whole.cid, whole.sha256, whole.size)
+    assert sorted(chunk_blocks) == sorted(whole_blocks) and len(whole_blocks) == 5
+
+
+def test_importing_a_file_raises_no_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "m.bin"
+    path.write_bytes(os.urandom(1000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert import_file(path, "kubo-v1").size == 1000
+
+
+def test_a_shared_leaf_pool_gives_the_same_dag_blocks_and_progress():
+    """A tree import hashes every file's leaves on one pool it passes in: same answer as a file's own."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from registry.content.unixfs import import_stream
+
+    data = os.urandom(2 * 1048576 + 5)
+    own_blocks: list = []
+    own = import_bytes(data, "unixfs-v1-2025", block_sink=lambda c, b: own_blocks.append((str(c), bytes(b))))
+    shared_blocks: list = []
+    seen: list[int] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        shared = import_stream(io.BytesIO(data), "unixfs-v1-2025", seen.append,
+                               lambda c, b: shared_blocks.append((str(c), bytes(b))), pool)
+    assert (shared.cid, shared.sha256, shared.size, shared.profile) == (own.cid, own.sha256, own.size, own.profile)
+    assert shared.dag_size == own.dag_size == sum(len(b) for _c, b in own_blocks)
+    assert sorted(shared_blocks) == sorted(own_blocks) and sum(seen) == len(data)
+
+
+@pytest.mark.parametrize("profile", ["kubo-v0", "kubo-v1"])
+def test_an_empty_file_writes_its_one_block_to_the_sink(profile):
+    blocks: list = []
+    result = import_bytes(b"", profile, block_sink=lambda c, b: blocks.append((c, bytes(b))))
+    assert [str(c) for c, _b in blocks] == [str(result.cid)]
+    block = blocks[0][1]
+    assert hashlib.sha256(block).digest() == result.cid.digest[-32:]
+    assert result.dag_size == len(block) and result.size == 0

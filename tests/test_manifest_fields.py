@@ -258,3 +258,19 @@ def test_release_id_is_checked_against_the_invalid_name_it_claims() -> None:
                      "releaseId": "0x" + release_id(name, version).hex()})
         with pytest.raises(InputError, match="invalid (model name|version)"):
             parse_manifest(bad)
+
+
+def test_a_manifest_path_that_is_no_file_is_refused_as_a_manifest(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    with pytest.raises(InputError, match=r"^manifest .*x"):
+        load_manifest(tmp_path / "x")
+    big = tmp_path / "y.json"
+    big.write_bytes(b" " * 2_000_000)
+    with pytest.raises(InputError, match=r"^manifest .*y\.json"):
+        load_manifest(big)
+
+
+def test_a_release_id_of_the_wrong_length_is_named_with_its_length() -> None:
+    short = "0x" + REL.manifest.release_id.hex()[:-2]
+    with pytest.raises(InputError, match="releaseId must be 32 bytes, got 31"):
+        parse_manifest(doc(releaseId=short))

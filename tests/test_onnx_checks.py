@@ -366,3 +366,353 @@ def test_large_packed_4bit_initializer_is_sized_by_bits(data_type: int) -> None:
     assert out.shape == (n,)
     with pytest.raises(PolicyError, match=r"raw_data is \d+ bytes, shape \[\d+\] of type \d+ needs \d+"):
         check_onnx(_packed_model(data_type, n, corrupt=1))
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path read at the wire: every encoding of a large initializer protobuf allows
+# --------------------------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    from registry.onnx_checks import _encode_varint
+
+    return _encode_varint(value)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _wire_tensor(dims: list[int], raw: bytes, data_type: int | None = TensorProto.FLOAT, name: bytes | None = b"W",
+                 packed: bool = False, doc: bytes = b"") -> bytes:
+    """A TensorProto written field by field (dims packed or not, negative dims as 64-bit varints)."""
+    encoded = [_varint(d & (2**64 - 1)) for d in dims]
+    out = _field(1, b"".join(encoded)) if packed else b"".join(_varint(1 << 3) + e for e in encoded)
+    if data_type is not None:
+        out += _varint(2 << 3) + _varint(data_type)
+    out += (_field(8, name) if name is not None else b"") + _field(9, raw)
+    if doc:
+        out += _field(12, doc)
+    return out
+
+
+def _model_with(tensor: bytes, n: int, elem: int = TensorProto.FLOAT) -> bytes:
+    """``Y = X + W`` with W the hand-written initializer, spliced into the graph's bytes."""
+    x = helper.make_tensor_value_info("X", elem, [n])
+    y = helper.make_tensor_value_info("Y", elem, [n])
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    graph_bytes = model.graph.SerializeToString() + _field(5, tensor)
+    model.ClearField("graph")
+    return model.SerializeToString() + _field(7, graph_bytes)
+
+
+N = STRIP_THRESHOLD // 4 + 1000
+
+
+def test_packed_dims_are_read_like_unpacked_ones():
+    raw = np.arange(N, dtype=np.float32).tobytes()
+    for packed in (False, True):
+        assert check_onnx(_model_with(_wire_tensor([N], raw, packed=packed), N)).large_initializers == 1
+        with pytest.raises(PolicyError, match=rf"initializer 'W': raw_data is {4 * N - 4} bytes, shape \[{N}\]"):
+            check_onnx(_model_with(_wire_tensor([N], raw[:-4], packed=packed), N))
+    two = _wire_tensor([2, N // 2], raw[: 4 * 2 * (N // 2) - 4], packed=True)
+    with pytest.raises(PolicyError, match=rf"shape \[2, {N // 2}\]"):  # both packed dims read, in order
+        check_onnx(_model_with(two, N))
+
+
+def test_a_negative_or_zero_dim_is_named_in_the_refusal():
+    raw = np.zeros(N, np.float32).tobytes()
+    for packed in (False, True):
+        with pytest.raises(PolicyError, match=r"shape \[-1, " + str(N) + r"\] of type 1 needs None"):
+            check_onnx(_model_with(_wire_tensor([-1, N], raw, packed=packed), N))
+    with pytest.raises(PolicyError, match=r"shape \[-9223372036854775808\]"):  # the most negative int64
+        check_onnx(_model_with(_wire_tensor([-(2**63)], raw), N))
+    with pytest.raises(PolicyError, match=r"shape \[0\] of type 1 needs 0"):
+        check_onnx(_model_with(_wire_tensor([0], raw), N))
+
+
+def test_a_large_initializer_without_a_sized_type_is_refused_not_crashed():
+    raw = np.zeros(N, np.float32).tobytes()
+    for data_type in (None, TensorProto.STRING, 99):  # no type field (UNDEFINED), strings, unknown
+        with pytest.raises(PolicyError, match="initializer 'W'"):
+            check_onnx(_model_with(_wire_tensor([N], raw, data_type=data_type), N))
+
+
+@pytest.mark.parametrize("data_type,dtype", [(TensorProto.INT8, np.int8), (TensorProto.FLOAT16, np.float16),
+                                             (TensorProto.INT64, np.int64), (TensorProto.DOUBLE, np.float64),
+                                             (TensorProto.INT32, np.int32), (TensorProto.UINT16, np.uint16)])
+def test_item_sizes_of_other_types_decide_the_expected_length(data_type, dtype):
+    n = STRIP_THRESHOLD // np.dtype(dtype).itemsize + 17
+    raw = np.zeros(n, dtype).tobytes()
+    assert check_onnx(_model_with(_wire_tensor([n], raw, data_type=data_type), n, data_type)).large_initializers == 1
+    with pytest.raises(PolicyError, match=rf"raw_data is {len(raw)} bytes, .* needs {(n + 1) * np.dtype(dtype).itemsize}$"):
+        check_onnx(_model_with(_wire_tensor([n + 1], raw, data_type=data_type), n, data_type))
+
+
+def test_an_initializer_whose_name_is_not_utf8_is_a_policy_error():
+    raw = np.zeros(N, np.float32).tobytes()
+    with pytest.raises(PolicyError):
+        check_onnx(_model_with(_wire_tensor([N], raw, name=b"W\xff\xfe"), N))
+
+
+def test_a_large_initializer_with_a_doc_string_still_takes_the_fast_path():
+    raw = np.arange(N, dtype=np.float32).tobytes()
+    facts = check_onnx(_model_with(_wire_tensor([N], raw, doc=b"weights of the only layer"), N))
+    assert facts.large_initializers == 1
+    assert facts.evidence()["large_initializers_length_checked"] == 1
+
+
+def test_a_large_tensor_that_is_only_a_doc_string_is_left_to_the_full_check():
+    empty = _wire_tensor([0], b"", doc=b"x" * (STRIP_THRESHOLD + 10))
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [0])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [0])
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    graph_bytes = model.graph.SerializeToString() + _field(5, empty[: empty.index(_field(9, b""))]
+                                                          + _field(12, b"x" * (STRIP_THRESHOLD + 10)))
+    model.ClearField("graph")
+    facts = check_onnx(model.SerializeToString() + _field(7, graph_bytes))
+    assert facts.large_initializers == 0
+
+
+def test_the_facts_a_report_shows():
+    facts = check_onnx(tiny_onnx())
+    evidence = facts.evidence()
+    assert evidence["ir_version"] == facts.ir_version > 0 and evidence["opset"] == 17
+    assert evidence["op_types"] == ["Gemm", "Relu"] and evidence["nodes"] == 2
+    assert evidence["size"] == len(tiny_onnx()) and evidence["large_initializers_length_checked"] == 0
+    model = onnx.load_from_string(tiny_onnx())
+    assert evidence["producer"] == f"{model.producer_name} {model.producer_version}".strip()
+    assert facts.domains == ("ai.onnx",)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    model.producer_name, model.producer_version = "acme-compress", "2.1"
+    facts = check_onnx(model.SerializeToString())
+    assert facts.domains == ("ai.onnx", "com.microsoft") and facts.producer == "acme-compress 2.1"
+
+
+def test_an_explicit_ai_onnx_domain_is_the_default_opset():
+    model = onnx.load_from_string(tiny_onnx())
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("ai.onnx", 17))
+    assert check_onnx(model.SerializeToString()).opset == 17
+
+
+@pytest.mark.parametrize("location,where", [("/etc/passwd", "outside the artifact directory"),
+                                            ("\\\\server\\share", "outside the artifact directory"),
+                                            ("a/../../secret", "outside the artifact directory"),
+                                            ("a\\..\\..\\secret", "outside the artifact directory"),
+                                            ("weights.bin", "a separate file"),
+                                            ("dir/x..y", "a separate file")])
+def test_the_refusal_names_the_external_location_and_where_it_points(location, where):
+    with pytest.raises(PolicyError) as info:
+        check_onnx(_wrap([helper.make_node("Add", ["x", "v"], ["y"])], initializers=[_ext(location=location)]))
+    assert repr(location)[1:-1] in str(info.value) and f"({where})" in str(info.value)
+
+
+def test_external_data_without_a_location_is_refused_saying_so():
+    tensor = _ext()
+    del tensor.external_data[:]
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "offset", "0"
+    with pytest.raises(PolicyError, match=r"at '\?' \(a separate file\)"):
+        check_onnx(_wrap([helper.make_node("Add", ["x", "v"], ["y"])], initializers=[tensor]))
+
+
+def _graphs_attr_node(inner: onnx.NodeProto, tensor: TensorProto | None = None) -> onnx.NodeProto:
+    """A custom-domain node carrying a list of subgraphs (attribute type GRAPHS)."""
+    out = helper.make_tensor_value_info("z", TensorProto.FLOAT, [4])
+    body = helper.make_graph([inner], "body", [], [out], [tensor] if tensor is not None else [])
+    node = helper.make_node("Wrap", ["x"], ["y"], domain="com.acme")
+    node.attribute.append(helper.make_attribute("bodies", [body]))
+    return node
+
+
+def _acme(node: onnx.NodeProto, functions: list = (), training: list = ()) -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    graph = helper.make_graph([node], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1),
+                                                    helper.make_opsetid("local", 1)], functions=list(functions))
+    model.ir_version = 8
+    model.training_info.extend(training)
+    return model.SerializeToString()
+
+
+def test_nodes_and_tensors_inside_a_list_of_subgraphs_are_checked():
+    acme = Policy(allowed_domains=frozenset({"com.acme"}))
+    inner = helper.make_node("Relu", ["x"], ["z"])
+    assert check_onnx(_acme(_graphs_attr_node(inner)), acme).op_types == ("Relu", "com.acme::Wrap")
+    hidden = helper.make_node("Evil", ["x"], ["z"], domain="com.evil")
+    with pytest.raises(PolicyError, match="com.evil"):
+        check_onnx(_acme(_graphs_attr_node(hidden)), acme)
+    with pytest.raises(PolicyError, match="external data"):
+        check_onnx(_acme(_graphs_attr_node(inner, _ext())), acme)
+
+
+def test_custom_domain_ops_inside_functions_and_training_graphs_are_refused():
+    evil = helper.make_node("Evil", ["a"], ["b"], domain="com.evil")
+    function = helper.make_function("local", "Fn", ["a"], ["b"], [evil], [helper.make_opsetid("com.evil", 1)])
+    with pytest.raises(PolicyError, match="com.evil"):
+        check_onnx(_acme(helper.make_node("Fn", ["x"], ["y"], domain="local"), functions=[function]))
+    for part in ("initialization", "algorithm"):
+        info = onnx.TrainingInfoProto()
+        getattr(info, part).CopyFrom(helper.make_graph([helper.make_node("Evil", [], ["q"], domain="com.evil")],
+                                                       part, [], []))
+        with pytest.raises(PolicyError, match="com.evil"):
+            check_onnx(_acme(helper.make_node("Relu", ["x"], ["y"]), training=[info]))
+
+
+def test_external_data_in_a_functions_attribute_or_a_training_algorithm_is_refused():
+    function = helper.make_function("local", "Fn", ["a"], ["b"], [helper.make_node("Relu", ["a"], ["b"])],
+                                    [helper.make_opsetid("", 17)])
+    function.attribute_proto.append(helper.make_attribute("w", _ext()))
+    with pytest.raises(PolicyError, match="external data"):
+        check_onnx(_acme(helper.make_node("Fn", ["x"], ["y"], domain="local"), functions=[function]))
+    info = onnx.TrainingInfoProto()
+    info.algorithm.CopyFrom(helper.make_graph([], "algo", [], [], [_ext()]))
+    with pytest.raises(PolicyError, match="external data"):
+        check_onnx(_acme(helper.make_node("Relu", ["x"], ["y"]), training=[info]))
+
+
+def test_the_size_limit_is_inclusive_and_ir_version_zero_is_named():
+    data = tiny_onnx()
+    assert check_onnx(data, Policy(max_artifact_size=len(data))).size == len(data)
+    with pytest.raises(PolicyError, match=f"artifact is {len(data)} bytes"):
+        check_onnx(data, Policy(max_artifact_size=len(data) - 1))
+    model = onnx.load_from_string(data)
+    model.ir_version = 0
+    with pytest.raises(PolicyError, match="no graph or no IR version"):
+        check_onnx(model.SerializeToString())
+
+
+def test_shape_errors_only_the_full_check_sees_are_refused_with_the_checkers_words():
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])
+    w = numpy_helper.from_array(np.zeros(3, np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(PolicyError, match=r"onnx.checker rejected the model: .*Incompatible dimensions"):
+        check_onnx(model.SerializeToString())
+
+
+def test_the_opset_range_is_inclusive_at_both_ends_and_a_policy_maximum_applies():
+    data = tiny_onnx()  # opset 17
+    assert check_onnx(data, Policy(opset_min=17, opset_max=17)).opset == 17
+    with pytest.raises(PolicyError, match=r"opset 17 is outside the accepted range \[7, 16\]"):
+        check_onnx(data, Policy(opset_max=16))
+    with pytest.raises(PolicyError, match=r"\[18, "):
+        check_onnx(data, Policy(opset_min=18))
+
+
+def test_the_allow_list_refusal_names_only_the_ops_it_does_not_allow():
+    with pytest.raises(PolicyError) as info:
+        check_onnx(tiny_onnx(), Policy(allowed_ops=frozenset({"Gemm"})))
+    assert str(info.value).endswith(": Relu")
+    acme = Policy(allowed_ops=frozenset({"Relu"}), allowed_domains=frozenset({"com.acme"}))
+    with pytest.raises(PolicyError) as info:
+        check_onnx(_acme(_graphs_attr_node(helper.make_node("Relu", ["x"], ["z"]))), acme)
+    assert str(info.value).endswith(": com.acme::Wrap")
+
+
+def test_unknown_fixed_width_fields_are_skipped_at_their_width():
+    """Fields of wire types 1 (8 bytes) and 5 (4 bytes), unknown to ONNX, around a large initializer."""
+    raw = np.arange(N, dtype=np.float32).tobytes()
+    fixed = _varint((99 << 3) | 1) + bytes(8) + _varint((98 << 3) | 5) + bytes(4)
+    data = _model_with(_wire_tensor([N], raw), N)
+    facts = check_onnx(fixed + data + fixed)
+    assert facts.large_initializers == 1
+    with pytest.raises(PolicyError, match="not an ONNX model"):
+        check_onnx(data + _varint((99 << 3) | 1) + bytes(7))  # cut short
+
+
+def test_the_fast_path_threshold_is_strictly_above_one_mebibyte():
+    def model(n: int) -> bytes:
+        return _model_with(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8), n, TensorProto.UINT8)
+
+    n = STRIP_THRESHOLD - 16
+    while len(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8)) < STRIP_THRESHOLD:
+        n += 1
+    assert len(_wire_tensor([n], bytes(n), data_type=TensorProto.UINT8)) == STRIP_THRESHOLD
+    assert check_onnx(model(n)).large_initializers == 0
+    assert check_onnx(model(n + 1)).large_initializers == 1
+
+
+def test_an_ir_version_the_checker_cannot_take_gets_the_checkers_reason():
+    model = onnx.load_from_string(tiny_onnx())
+    model.ir_version = 1
+    with pytest.raises(PolicyError, match="onnx.checker rejected the model: .*IR version"):
+        check_onnx(model.SerializeToString())
+
+
+def test_the_directory_hook_sees_the_model_being_checked():
+    seen: list[str] = []
+    check_onnx(tiny_onnx(), external_data=lambda model: seen.append(model.graph.name))
+    assert seen == [onnx.load_from_string(tiny_onnx()).graph.name]
+
+
+def test_only_named_tensors_with_raw_bytes_take_the_fast_path():
+    """An empty raw_data tensor is length-checked like any other; a nameless one is left to the checker."""
+    big_doc = b"d" * (STRIP_THRESHOLD + 10)
+    empty = _wire_tensor([0], b"", doc=big_doc)
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [0])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [0])
+    graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    graph_bytes = model.graph.SerializeToString() + _field(5, empty)
+    model.ClearField("graph")
+    assert check_onnx(model.SerializeToString() + _field(7, graph_bytes)).large_initializers == 1
+    from registry.onnx_checks import _strip_large_initializers
+
+    nameless = _wire_tensor([N], np.zeros(N, np.float32).tobytes(), name=None)
+    _slim, stripped = _strip_large_initializers(memoryview(_model_with(nameless, N)))
+    assert stripped == []
+
+
+# --------------------------------------------------------------------------------------------
+# The allocation check looks everywhere a size-taking op can hide, at its exact limit
+# --------------------------------------------------------------------------------------------
+
+
+def _cos_model(shape: list[int], where: str = "graph") -> bytes:
+    """``ConstantOfShape(shape)`` in the main graph, an If branch, a local function or an initializer."""
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])
+    const = _ints("s", shape)
+    cos = helper.make_node("ConstantOfShape", ["s"], ["y"])
+    functions, inits, nodes = [], [], [const, cos]
+    if where == "initializer":
+        inits, nodes = [helper.make_tensor("s", TensorProto.INT64, [len(shape)], shape)], [cos]
+    elif where == "if":
+        branch = helper.make_graph([const, helper.make_node("ConstantOfShape", ["s"], ["c"])], "then", [],
+                                   [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["a", "b"])])
+        small = helper.make_graph([_ints("t", [1, 1]), helper.make_node("ConstantOfShape", ["t"], ["c"])], "else", [],
+                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["a", "b"])])
+        cond = helper.make_node("Constant", [], ["b"], value=helper.make_tensor("b", TensorProto.BOOL, [], [True]))
+        nodes = [cond, helper.make_node("If", ["b"], ["y"], then_branch=branch, else_branch=small)]
+    elif where == "function":
+        functions = [helper.make_function("local", "Fill", [], ["o"],
+                                          [_ints("s", shape), helper.make_node("ConstantOfShape", ["s"], ["o"])],
+                                          [helper.make_opsetid("", 17)])]
+        nodes = [helper.make_node("Fill", [], ["y"], domain="local")]
+    graph = helper.make_graph(nodes, "g", [], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                              functions=functions)
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("where", ["graph", "initializer", "if", "function"])
+def test_a_huge_constant_of_shape_is_refused_wherever_it_is(where):
+    with pytest.raises(PolicyError, match="ConstantOfShape"):
+        check_onnx(_cos_model([1 << 20, 1 << 20], where))
+    check_onnx(_cos_model([4, 4], where))
+
+
+def test_the_allocation_limit_is_inclusive():
+    check_onnx(_cos_model([4, 4]), Policy(max_alloc_elements=16))
+    with pytest.raises(PolicyError, match="ConstantOfShape"):
+        check_onnx(_cos_model([4, 5]), Policy(max_alloc_elements=16))

@@ -161,3 +161,20 @@ def test_numeric_identifiers_compare_as_numbers_and_before_letters() -> None:
     assert version_key("1.0.0-rc.9") < version_key("1.0.0-rc.10")
     assert version_key("1.0.0-99") < version_key("1.0.0-rc")
     assert version_key("1.0.0-alpha.99") < version_key("1.0.0-alpha.a")
+
+
+def test_a_policy_path_that_is_no_file_is_refused_as_a_policy(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    with pytest.raises(InputError, match=r"^policy .*x"):
+        load_policy(tmp_path / "x")
+
+
+@pytest.mark.parametrize("raw,named", [
+    ({"trusted_publishers": ["0x12"]}, "trusted_publishers must be a list"),
+    ({"attestations": {"required": -1, "attesters": []}}, "attestations.required must be a non-negative integer"),
+    ({"attestations": {"required": 1, "attesters": "0xabc"}}, "attestations.attesters must be a list"),
+])
+def test_each_bad_key_is_named_in_the_policy_error(raw, named) -> None:
+    with pytest.raises(InputError) as info:
+        parse_policy(raw)
+    assert str(info.value).startswith("policy: ") and named in str(info.value)

@@ -3,6 +3,7 @@ each shape rule the verifier relies on, and the accuracy a policy minimum reads.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -189,3 +190,22 @@ def test_show_section_says_why_a_document_is_not_shown() -> None:
     assert "must be" in malformed["lines"][0] or "subject" in malformed["lines"][0]
     other = provenance_section(_Store(raw), _record(raw, artifact="00" * 32))
     assert other["status"] == "other-artifact" and other["document"] == full_doc()
+
+
+def test_load_errors_call_the_input_provenance(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ProvenanceError, match=r"^provenance .*d"):
+        load_provenance(tmp_path / "d")
+    with pytest.raises(ProvenanceError, match=r"^provenance"):
+        load_provenance(b"{not json")
+
+
+def test_show_lines_skip_what_is_absent_or_not_a_table_and_never_crash() -> None:
+    doc = {"subject": [{"name": "m.onnx", "digest": {"sha256": "ab" * 32}}], "predicateType": "t",
+           "predicate": {"recipe": ["prune"], "data": {}, "tools": ["x"], "seeds": "s",
+                         "metrics": {"b": 2, "a": datetime.date(2026, 1, 2)}}}
+    lines = render_lines(doc)
+    assert not any(line.startswith(("recipe", "data", "tools", "seeds")) for line in lines)
+    # tables are shown compactly with sorted keys; values JSON cannot hold are shown as text
+    assert lines[-1] == 'metrics      {"a":"2026-01-02","b":2}'
+    assert render_lines({"predicateType": "t"})[1] == "predicate    t"

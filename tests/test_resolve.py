@@ -45,11 +45,16 @@ def test_digest_shared_by_two_names_is_refused_unless_trust_narrows_it(deployed,
     with pytest.raises(AmbiguousReference, match="2 names") as info:
         client.resolve(ref)
     assert "attacker/model" in str(info.value) and "victim/model" in str(info.value)
+    # the message names the bytes (16 hex digits), both names as a list, and the ways out
+    assert str(info.value).startswith(f"the bytes sha256:{shared.hex()[:16]}… are released under 2 names "
+                                      "(attacker/model, victim/model): refused; use NAME@VERSION, or --trust")
     assert info.value.exit_code == InputError.exit_code == 3
     assert client.resolve(ref, trusted=[victim.address]) == mine
     assert client.resolve(ref, trusted=[attacker.address]) == theirs
-    with pytest.raises(SignatureError, match="no release .* is by a trusted publisher"):
+    with pytest.raises(SignatureError, match="no release .* is by a trusted publisher") as info:
         client.resolve(ref, trusted=[deployed.accounts[5].address])
+    assert str(info.value).startswith(f"no release of sha256:{shared.hex()[:16]}… is by a trusted publisher")
+    assert f"(published by {', '.join(sorted([victim.address, attacker.address]))})" in str(info.value)
     # Same bytes, same name, two versions: not ambiguous, the newest that counts wins.
     again = client.sign_and_publish(fake("victim/model", "1.1.0", shared), victim)
     assert client.resolve(ref, trusted=[victim.address]) == again
@@ -79,8 +84,9 @@ def test_too_many_releases_of_one_digest_are_refused(deployed, two_namespaces, m
     reads: list[int] = []
     real = client.get_by_id
     monkeypatch.setattr(client, "get_by_id", lambda rid: (reads.append(1), real(rid))[1])
-    with pytest.raises(AmbiguousReference, match="more than 3 releases"):
+    with pytest.raises(AmbiguousReference, match="more than 3 releases") as info:
         client.resolve("sha256:" + shared.hex())
+    assert str(info.value).endswith("refused as too ambiguous to check; use NAME@VERSION")
     assert reads == []  # refused from the id pages alone, before reading any record
     monkeypatch.setattr(resolve, "MAX_DIGEST_RELEASES", 4)
     assert client.resolve("sha256:" + shared.hex()).version == "1.3.0"
@@ -95,8 +101,10 @@ def test_unknown_digest_and_removed_publishers(deployed, two_namespaces) -> None
     client.add_publisher("victim/model", helper.address, victim)
     only = client.sign_and_publish(fake("victim/model", "1.0.0"), helper)
     client.remove_publisher("victim/model", helper.address, victim)
-    with pytest.raises(ChainError, match="no longer publish"):
+    with pytest.raises(ChainError, match="no longer publish") as info:
         client.resolve("sha256:" + only.artifact_sha256.hex())
+    assert str(info.value).startswith(f"no release of sha256:{only.artifact_sha256.hex()[:16]}… still counts")
+    assert str(info.value).endswith("may no longer publish victim/model")
     with pytest.raises(ChainError, match="NoActiveRelease"):
         client.resolve("victim/model@latest")
 
@@ -109,8 +117,10 @@ def test_labels_that_are_not_semver_are_refused(deployed, two_namespaces) -> Non
     fn = client.contract.functions.publish(bad.as_tuple(), victim.address, client.sign(bad, victim))
     client._write(fn, victim)  # straight to the contract: the Python client would refuse the label
     for ref in ("victim/model@latest", "sha256:" + bad.artifact_sha256.hex()):
-        with pytest.raises(ChainError, match="not SemVer"):
+        with pytest.raises(ChainError, match="not SemVer") as info:
             client.resolve(ref)
+        assert str(info.value) == ("victim/model has a release labelled '1.0', which is not SemVer 2.0.0: refused "
+                                   "(its order against other versions is undefined)")
     client.set_alias("victim/model", "production", bad.id, victim)
     with pytest.raises(ChainError, match="not SemVer"):
         client.resolve("victim/model@production")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from registry.manifest import write_manifest
+import pytest
 
-from tests._verify_fixtures import offline_release
+from registry.manifest import write_manifest
+from registry.verify import VerificationFailed, load_verified, verify
+from registry.verify.procedure import verify_artifact, verify_bytes
+from registry.verify.report import CHECK_NAMES
+
+from tests._verify_fixtures import offline_release, tiny_onnx
 
 
 def test_full_verify_and_load_of_a_small_model_never_import_torch(tmp_path):
@@ -59,3 +65,225 @@ def test_exit_code_is_the_first_failing_check(tmp_path):
     failing = [c.name for c in report.checks if c.status == "fail"]
     assert failing[0] == "publisher_authorised" and "provenance" in failing and "onnx" in failing
     assert report.exit_code == 11
+
+
+# ------------------------------------------------------------------------------------------------
+# What the report tells its reader through every entry point (verify, verify_bytes, verify_artifact,
+# load_verified), and that each option a caller passes reaches the check it is for.
+# ------------------------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def rel(tmp_path: Path):
+    return offline_release(tmp_path / "home")
+
+
+def _v(rel, ref: str, **kwargs):
+    """The offline release verified under another reference."""
+    args = dict(data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address], offline=True,
+                provenance=rel.provenance, settings=rel.settings)
+    args.update(kwargs)
+    return verify(ref, **args)
+
+
+def test_a_bad_reference_fails_resolve_and_skips_every_other_check_by_name(rel):
+    report = _v(rel, "not a reference")
+    assert report.ref == "not a reference"
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
+    first, rest = report.checks[0], report.checks[1:]
+    assert (first.name, first.status, report.exit_code) == ("resolve", "fail", 3)
+    assert all(c.status == "skip" and c.detail == "resolve failed" for c in rest)
+    assert not report.ok
+    assert report.summary().startswith("not a reference: resolve failed")
+
+
+def test_an_unreachable_rpc_is_exit_15_naming_the_rpc_and_the_offline_way(rel, tmp_path):
+    from registry.config import load_settings
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    settings = load_settings(env={"REGISTRY_HOME": str(tmp_path / "home"), "REGISTRY_RPC_URL": url,
+                                  "REGISTRY_CHAIN_ID": "31337", "REGISTRY_CONTRACT": rel.manifest.contract})
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, settings=settings)
+    resolve = report.check("resolve")
+    assert resolve.status == "fail" and report.exit_code == 15
+    assert resolve.evidence == {"rpc": url}
+    assert "--offline" in resolve.detail and resolve.detail.endswith("without revocation checks)")
+    assert [c.status for c in report.checks[1:]] == ["skip"] * 8
+    assert {c.detail for c in report.checks[1:]} == {"resolve failed"}
+
+
+def test_a_manifest_for_another_release_is_named_in_the_refusal(rel):
+    report = _v(rel, "acme/offline@2.0.0")
+    resolve = report.check("resolve")
+    assert resolve.status == "fail" and report.exit_code == 3
+    assert "acme/offline@1.0.0" in resolve.detail and "acme/offline@2.0.0" in resolve.detail
+    assert resolve.evidence == {"manifest": "acme/offline@1.0.0", "ref": "acme/offline@2.0.0"}
+    assert {(c.status, c.detail) for c in report.checks[1:]} == {("skip", "resolve failed")}
+
+
+def test_an_offline_pass_reports_the_manifest_as_the_record(rel):
+    report = rel.verify()
+    assert report.ok and report.mode == "offline", report.summary()
+    assert report.check("resolve").status == "pass"
+    assert report.summary() == f"{rel.ref}: verified (offline)"
+    record = report.release
+    assert (record.published_at, record.revoked_at, record.revocation_reason) == (0, 0, "")
+    assert not record.has_card and record.card_cid == b""
+    assert report.check("resolve").evidence == {
+        "release_id": "0x" + rel.manifest.release_id.hex(), "chain_id": 31337, "contract": rel.manifest.contract,
+        "publisher": rel.publisher.address, "source": "manifest"}
+    assert rel.ref in report.check("resolve").detail and "offline" in report.check("resolve").detail
+    assert report.check("not_revoked").status == "skip"
+
+
+def test_a_digest_reference_must_be_the_manifests_bytes(rel):
+    good = _v(rel, "sha256:" + rel.manifest.release.artifact_sha256.hex())
+    assert good.ok, good.summary()
+    other = _v(rel, "sha256:" + "ab" * 32)
+    assert other.check("resolve").status == "fail" and other.exit_code == 3
+
+
+def test_an_alias_reference_with_the_manifest_of_that_name_is_verified_offline(rel):
+    assert _v(rel, "acme/offline@stable").ok
+    refused = _v(rel, "acme/other@stable")
+    assert refused.check("resolve").status == "fail"
+
+
+def test_each_option_reaches_its_check(rel, tmp_path):
+    from registry.config import load_settings
+
+    # policy given as a path: its rule is applied
+    policy = tmp_path / "policy.toml"
+    policy.write_text("min_accuracy = 0.99\n")
+    refused = rel.verify(policy=str(policy))
+    assert refused.check("policy").status == "fail" and refused.exit_code == 14
+    assert "0.97" in refused.check("policy").detail or "0.9700" in refused.check("policy").detail
+    # installed_version feeds the rollback rule
+    rollback = tmp_path / "rollback.toml"
+    rollback.write_text("refuse_rollback = true\n")
+    older = rel.verify(policy=str(rollback), installed_version="2.0.0")
+    assert older.check("policy").status == "fail" and "2.0.0" in older.check("policy").detail
+    assert rel.verify(policy=str(rollback), installed_version="0.9.0").ok
+    # settings: a profile pinned to another chain refuses a manifest signed for 31337
+    other = load_settings(env={"REGISTRY_HOME": str(tmp_path / "home"), "REGISTRY_CHAIN_ID": "5"})
+    pinned = rel.verify(settings=other)
+    assert pinned.check("signature").status == "fail" and "5" in pinned.check("signature").detail
+    # chain_id (--chain-id) likewise
+    assert rel.verify(chain_id=1).check("signature").status == "fail"
+    assert rel.verify(chain_id=31337).ok
+    # the policy reaches the ONNX check too: an op it does not allow is refused there
+    ops = tmp_path / "ops.toml"
+    ops.write_text('allowed_ops = ["Relu"]\n')
+    narrow = rel.verify(policy=str(ops))
+    assert narrow.check("onnx").status == "fail" and "Gemm" in narrow.check("onnx").detail
+    # trusted publishers may come from the policy alone
+    trusting = tmp_path / "trust.toml"
+    trusting.write_text(f'trusted_publishers = ["{rel.publisher.address}"]\n')
+    assert _v(rel, rel.ref, trust=[], policy=str(trusting)).ok
+    # progress sees every byte hashed
+    seen: list[int] = []
+    assert rel.verify(progress=seen.append).ok
+    assert sum(seen) == len(rel.data)
+
+
+def test_verify_bytes_hands_out_bytes_only_when_every_check_passed(rel):
+    report, data = verify_bytes(rel.ref, data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address],
+                                offline=True, provenance=rel.provenance, settings=rel.settings)
+    assert report.ok and report.ref == rel.ref and bytes(data) == rel.data
+    report, data = verify_bytes(rel.ref, data=rel.data, manifest=rel.manifest, offline=True,
+                                provenance=rel.provenance, settings=rel.settings)  # untrusted publisher
+    assert not report.ok and report.exit_code == 11 and data is None
+    tampered = bytearray(rel.data)
+    tampered[-1] ^= 1
+    report, data = verify_bytes(rel.ref, data=bytes(tampered), manifest=rel.manifest, trust=[rel.publisher.address],
+                                offline=True, provenance=rel.provenance, settings=rel.settings)
+    assert report.exit_code == 10 and data is None
+
+
+def test_verify_artifact_returns_the_report_for_the_ref_given(rel, tmp_path):
+    report, artifact = verify_artifact(rel.ref, data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address],
+                                       offline=True, provenance=rel.provenance, settings=rel.settings)
+    try:
+        assert report.ok and report.ref == rel.ref and artifact.ok and bytes(artifact.data) == rel.data
+    finally:
+        artifact.release()
+    # a failure in any check (here the last one, policy) leaves nothing for a loader or a stager
+    policy = tmp_path / "strict.toml"
+    policy.write_text("min_accuracy = 0.99\n")
+    report, artifact = verify_artifact(rel.ref, data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address],
+                                       offline=True, provenance=rel.provenance, settings=rel.settings,
+                                       policy=str(policy))
+    assert report.exit_code == 14 and report.check("sha256").status == "pass"
+    assert not artifact.ok and artifact.data is None
+
+
+def test_load_verified_honours_the_callers_session_options_and_providers(rel):
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.enable_profiling = False
+    options.add_session_config_entry("session.mutation_probe", "seen")
+    kwargs = dict(data=rel.data, manifest=rel.manifest, trust=[rel.publisher.address], offline=True,
+                  provenance=rel.provenance, settings=rel.settings)
+    session = load_verified(rel.ref, session_options=options, **kwargs)
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert session.get_session_options().get_session_config_entry("session.mutation_probe") == "seen"
+    chosen = ["AzureExecutionProvider", "CPUExecutionProvider"]  # both ship in the CPU wheel
+    session = load_verified(rel.ref, providers=chosen, **kwargs)
+    assert session.get_providers() == chosen
+    # without a choice: the CPU provider, asked for by its real name (no "unknown provider" warning)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session = load_verified(rel.ref, **kwargs)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 8), np.float32)})
+    assert out[0].shape == (1, 3)
+    with pytest.raises(VerificationFailed) as failed:
+        load_verified(rel.ref, **{**kwargs, "trust": []})
+    assert failed.value.exit_code == 11
+
+
+def test_load_verified_of_other_bytes_loads_nothing(rel):
+    with pytest.raises(VerificationFailed) as failed:
+        load_verified(rel.ref, data=tiny_onnx(7), manifest=rel.manifest, trust=[rel.publisher.address], offline=True,
+                      provenance=rel.provenance, settings=rel.settings)
+    assert failed.value.report.check("sha256").status == "fail"
+    assert failed.value.report.check("onnx").status == "skip"
+    assert "integrity" in failed.value.report.check("onnx").detail
+
+
+def test_a_profile_the_reader_cannot_use_fails_resolve_as_bad_input(rel, tmp_path):
+    from registry.config import load_settings
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    settings = load_settings(env={"REGISTRY_HOME": str(tmp_path / "home"), "REGISTRY_RPC_URL": url})  # no contract
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, settings=settings)
+    assert report.check("resolve").status == "fail" and report.exit_code == 3
+    assert "contract" in report.check("resolve").detail
+    assert {(c.status, c.detail) for c in report.checks[1:]} == {("skip", "resolve failed")}
+
+
+def test_an_offline_release_with_a_card_checks_the_card(tmp_path):
+    import hashlib
+
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.unixfs import import_bytes
+
+    card = b"---\nlicense: mit\n---\n# offline card\n"
+    imported = import_bytes(card, "kubo-v1")
+    rel = offline_release(tmp_path / "home", overrides={"card_sha256": hashlib.sha256(card).digest(),
+                                                        "card_cid": cid_bytes_v1(imported.cid)})
+    good = rel.verify(card=card)
+    assert good.ok and good.release.has_card and good.check("provenance").evidence["card_source"] == "memory"
+    bad = rel.verify(card=card + b"changed")
+    assert bad.exit_code == 13 and "card" in bad.check("provenance").detail
