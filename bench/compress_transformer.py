@@ -33,7 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _offline import minilm_dir  # noqa: E402  (bench/ is the script's own directory)
+from _common import minilm_dir  # noqa: E402  (bench/ is the script's own directory)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _offline import minilm_dir  # noqa: E402  (bench/ is the script's own directory)
+from _common import measured, minilm_dir  # noqa: E402  (bench/ is the script's own directory)
 PY = sys.executable
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -138,24 +137,6 @@ def source_dir(folder: Path, model: Path, hf: Path) -> Path:
     for name in TOKENIZER_FILES:
         shutil.copyfile(hf / name, folder / name)
     return folder
-
-
-def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Runs ``cmd`` in a child; (wall seconds, peak RSS MB of that child from wait4, stdout)."""
-    launcher = ("import os, subprocess, sys, time, json\n"
-                "t = time.perf_counter()\n"
-                "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
-                "out, err = p.stdout.read(), p.stderr.read()\n"
-                "_, status, ru = os.wait4(p.pid, 0)\n"
-                "wall = time.perf_counter() - t\n"
-                "sys.stdout.write(json.dumps({'wall': wall, 'rss_kb': ru.ru_maxrss, "
-                "'code': os.waitstatus_to_exitcode(status), 'out': out.decode(errors='replace'), "
-                "'err': err.decode(errors='replace')[-3000:]}))\n")
-    res = subprocess.run([PY, "-c", launcher, *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
-    doc = json.loads(res.stdout)
-    if doc["code"] != 0:
-        raise SystemExit(f"{' '.join(cmd[3:6])} exited {doc['code']}: {doc['err']}")
-    return doc["wall"], doc["rss_kb"] / 1024, doc["out"]
 
 
 class ShapedLink:
@@ -298,7 +279,7 @@ def run(work: Path, steps: int, env: dict[str, str], link_mbit: float) -> None: 
     def pull(ref: str, dest: Path, cache: Path) -> tuple[float, float, dict[str, Any], int]:
         child = dict(env, REGISTRY_BLOCK_CACHE_DIR=str(cache))
         before = gateway.bytes_served
-        wall, rss, out = measured(reg + ["pull", ref, "-o", str(dest), "--profile", "device", "--json"], child)
+        wall, rss, out, _cpu = measured(reg + ["pull", ref, "-o", str(dest), "--profile", "device", "--json"], child)
         return wall, rss, json.loads(out)["transfer"], gateway.bytes_served - before
 
     def fresh() -> tuple[Path, Path]:

@@ -38,32 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _common import measured  # noqa: E402  (bench/ is the script's own directory)
 PY = sys.executable
 BIN = Path(PY).parent
-
-
-def measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, float]:
-    """Runs ``cmd`` through a tiny launcher that reads the child's own rusage with wait4: (wall s,
-    peak RSS MB, stdout, CPU s = user + system)."""
-    launcher = ("import os, subprocess, sys, time, json, threading\n"
-                "t = time.perf_counter()\n"
-                "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
-                "got = {}\n"
-                "readers = [threading.Thread(target=lambda k=k, f=f: got.__setitem__(k, f.read())) "
-                "for k, f in (('out', p.stdout), ('err', p.stderr))]\n"
-                "[r.start() for r in readers]; [r.join() for r in readers]\n"
-                "out, err = got['out'], got['err']\n"
-                "_, status, ru = os.wait4(p.pid, 0)\n"
-                "wall = time.perf_counter() - t\n"
-                "code = os.waitstatus_to_exitcode(status)\n"
-                "sys.stdout.write(json.dumps({'wall': wall, 'rss_kb': ru.ru_maxrss, 'code': code, "
-                "'cpu': ru.ru_utime + ru.ru_stime, "
-                "'out': out.decode(errors='replace')[-20000:], 'err': err.decode(errors='replace')[-3000:]}))\n")
-    res = subprocess.run([PY, "-c", launcher, *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
-    doc = json.loads(res.stdout)
-    if doc["code"] != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} exited {doc['code']}: {doc['err']}")
-    return doc["wall"], doc["rss_kb"] / 1024, doc["out"], doc["cpu"]
 
 
 def load_average() -> str:
@@ -73,7 +50,6 @@ def load_average() -> str:
 
 def build_models(folder: Path, size_mib: int) -> tuple[Path, Path]:
     """``folder/dir`` (model.onnx + model.onnx.data) and ``folder/single.onnx``, same weights."""
-    import onnx
     from onnx import TensorProto, helper
 
     n = size_mib * 1024 * 1024 // 4
