@@ -204,6 +204,13 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
+def _present(input_ids: Any, attention_mask: Any, token_type_ids: Any) -> dict[str, Any]:
+    """The backbone's keyword inputs, leaving out those the export did not feed (a model without
+    ``token_type_ids`` must not receive ``None`` for it)."""
+    optional = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    return {"input_ids": input_ids, **{k: v for k, v in optional.items() if v is not None}}
+
+
 class EmbeddingModel(nn.Module):
     """Backbone + pooling -> (batch, hidden). Mean pooling averages the non-padding tokens."""
 
@@ -214,12 +221,7 @@ class EmbeddingModel(nn.Module):
         self.pooling = pooling
 
     def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
-        kwargs = {"input_ids": input_ids}
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**kwargs).last_hidden_state
+        hidden = self.backbone(**_present(input_ids, attention_mask, token_type_ids)).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         if attention_mask is None:
@@ -237,12 +239,7 @@ class ClassifierModel(nn.Module):
         self.input_names = list(input_names)
 
     def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
-        kwargs = {"input_ids": input_ids}
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        return self.backbone(**kwargs).logits
+        return self.backbone(**_present(input_ids, attention_mask, token_type_ids)).logits
 
 
 def tiny_bert(out: str | Path, task: str = "embedding", seed: int = 0, labels: int = 2) -> Path:

@@ -83,20 +83,20 @@ class Runner:
 
         m, out = evaluate_onnx(data, self.feeds, self.y, self.task, self.reference, self.threads, self.pooling,
                                output=self.output)
-        metrics = m.to_dict()
-        self._keep_cosines(name, out)
-        rob = self._robust_onnx(data)
-        if rob:
-            metrics["robustness"] = rob
-        return metrics
+        return self._recorded(name, m, out, lambda: self._robust_onnx(data))
 
     def eval_torch(self, model: Any, name: str | None = None) -> dict[str, Any]:
         from registry.compress.evaluate import evaluate_torch
 
         m, out = evaluate_torch(model, self.feeds, self.y, self.task, self.reference, self.opset)
+        return self._recorded(name, m, out, lambda: self._robust_torch(model))
+
+    def _recorded(self, name: str | None, m: Any, out: np.ndarray, robustness: Callable[[], Any]) -> dict[str, Any]:
+        """One variant's metrics as the report and provenance take them, its outputs' cosines kept
+        for the plot, and robustness under attack when the recipe asks for it."""
         metrics = m.to_dict()
         self._keep_cosines(name, out)
-        rob = self._robust_torch(model)
+        rob = robustness()
         if rob:
             metrics["robustness"] = rob
         return metrics
