@@ -37,8 +37,9 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
 
 
 def open_regular(path: str | PathLike[str], *, what: str, max_size: int | None = None,
-                 error: type[RegistryError] = InputError) -> BinaryIO:
+                 error: type[RegistryError] = InputError, buffered: bool = True) -> BinaryIO:
     """``path`` opened for binary reading, if it is a regular file (at most ``max_size`` bytes).
+    ``buffered=False`` hands back the raw file (readers that fill their own buffers, e.g. hashing).
 
     Never blocks on open, never hands back a device, FIFO, socket or directory; ``error`` with one
     line naming ``what`` otherwise. The caller closes the file (use it in a ``with`` block).
@@ -58,10 +59,24 @@ def open_regular(path: str | PathLike[str], *, what: str, max_size: int | None =
             raise error(f"{what} {target} is larger than {max_size} bytes ({info.st_size} bytes)")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", buffering=-1 if buffered else 0)
     except BaseException:
         os.close(fd)
         raise
+
+
+def require_file_or_tree(path: str | PathLike[str], *, what: str) -> None:
+    """Refuses, in one line, a path that exists but is neither a regular file nor a directory (a FIFO
+    would block the read, a device never ends). A command option names files a user has on disk; the
+    library still accepts a stream (a pipe read once, bounded by the signed size) where it is given one.
+    A missing path is left to the reader, which says it cannot read it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = next((label for test, label in _KINDS if test(mode)), "not a regular file")
+        raise InputError(f"{what} {path} is {kind}; a regular file or a directory is needed")
 
 
 def read_small_file(path: str | PathLike[str], *, limit: int, what: str,

@@ -119,6 +119,13 @@ def command_cases(work: Path, rpc: HostileRPC) -> list[CommandCase]:
                                   release["file"], "--manifest", release["manifest"], "--provenance", str(path)],
                                  base_env))
     for label, path in _special_files(work).items():
+        # the artifact itself: a FIFO once hung `verify --file` while it hashed (the manifest was fine)
+        cases.append(CommandCase(f"verify --file {label}",
+                                 ["verify", release["ref"], "--offline", "--trust", release["publisher"], "--file",
+                                  str(path), "--manifest", release["manifest"]], base_env))
+        cases.append(CommandCase(f"cid {label}", ["cid", str(path), "--json"], base_env))
+        cases.append(CommandCase(f"publish {label}", ["publish", str(path), "--name", "acme/m", "--version", "1.0.0"],
+                                 base_env))
         cases.append(CommandCase(f"attest --report {label}",
                                  ["attest", "acme/m@1.0.0", "--pass", "--report", str(path)], base_env))
         cases.append(CommandCase(f"compress --recipe {label}", ["compress", "--recipe", str(path), "-o",

@@ -148,6 +148,10 @@ def verify(
 
     from registry.cli._progress import byte_progress, tree_total
 
+    from registry.fsutil import require_file_or_tree
+
+    if file is not None:
+        require_file_or_tree(file, what="--file")
     settings = load_settings(profile)
     total = tree_total(file) if file is not None else None
     with byte_progress("verifying", total, wants_progress(json_output)) as bars:

@@ -310,10 +310,9 @@ class KuboStore(BlockReadingStore):
         """Verifies every block of the CAR locally, then ``dag/import``s it; roots must match."""
 
         def opener() -> BinaryIO:
-            try:
-                return open(path, "rb")
-            except OSError as exc:
-                raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            from registry.fsutil import open_regular
+
+            return open_regular(path, what="CAR file")
 
         return self._import_car(opener, pin)
 

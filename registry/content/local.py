@@ -257,8 +257,10 @@ class LocalStore(BlockReadingStore):
         return reader.roots
 
     def import_car_file(self, path: str | PathLike[str], pin: bool = True) -> list[CID]:
+        from registry.fsutil import open_regular
+
         try:
-            with open(path, "rb") as f:
+            with open_regular(path, what="CAR file") as f:
                 return self.import_car(f, pin)
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc

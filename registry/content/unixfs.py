@@ -326,14 +326,15 @@ def _empty_leaf_digest(p: Profile) -> bytes:
 def import_file(path: str | PathLike[str], profile: str | Profile = DEFAULT_PROFILE,
                 progress: Progress | None = None, block_sink: BlockSink | None = None) -> ImportResult:
     """CID, SHA-256 and size of a file in one pass; InputError when it cannot be read."""
+    from registry.fsutil import open_regular
+
     p = get_profile(profile)
-    try:
-        with open(path, "rb", buffering=0) as f:
+    # a regular file only: a FIFO would block the read forever, a device (/dev/zero) never ends
+    with open_regular(path, what="file", buffered=False) as f:
+        try:
             return import_stream(f, p, progress, block_sink)
-    except IsADirectoryError:
-        raise InputError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 class IterReader:
