@@ -26,9 +26,9 @@ stands, e.g. while a long module is still being re-tested in another process.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +105,21 @@ def tests_fingerprint(tests: list[str]) -> str:
     return digest.hexdigest()
 
 
+def function_names(source: Path) -> str:
+    """The module's functions and methods by qualified name, one per line (what mutmut mutates)."""
+    names: list[str] = []
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.append(prefix + child.name)
+            elif isinstance(child, ast.ClassDef):
+                walk(child, f"{prefix}{child.name}.")
+
+    walk(ast.parse(source.read_text()), "")
+    return "".join(f"{name}\n" for name in sorted(names))
+
+
 def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
     """A mutmut project for one module: links to the package and tests, and its own setup.cfg."""
     work = WORK / slug(module)
@@ -145,6 +160,14 @@ def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
         core_file.write_text(core)
     if not cfg.exists() or cfg.read_text() != config:
         cfg.write_text(config)
+    # mutmut learns which tests call which function only from the tests that ran in its stats pass,
+    # and re-runs that pass only for changed tests: a function added or renamed since would be tried
+    # against no test (or a stale few) and its mutants "survive". A new set of functions drops the
+    # stats, so the next run collects them again from every mapped test.
+    functions, functions_file = function_names(ROOT / module), work / "functions.txt"
+    if not functions_file.exists() or functions_file.read_text() != functions:
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        functions_file.write_text(functions)
     # Tests find node_modules (npm tools) and scripts/js (the reference CAR/UnixFS checks) beside the
     # package they import, which is mutants/registry.
     (work / "mutants").mkdir(exist_ok=True)
