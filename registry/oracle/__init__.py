@@ -7,5 +7,6 @@ One idea per module (import them directly; this package imports nothing heavy):
 - ``model``  ServedModel: a verified onnxruntime session bound to its release
 - ``state``  the node's progress on disk, written atomically
 - ``server`` the local HTTP face (GET /health, POST /predict)
-- ``node``   OracleNode: follow releases, verify, hot-swap, submit, back off, serve
+- ``follow`` ReleaseFollower: which release serves (follow the chain, verify, hot-swap, lineage)
+- ``node``   OracleNode: rounds and submissions, health, the loop with back-off, the HTTP server
 """
