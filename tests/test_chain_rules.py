@@ -540,6 +540,7 @@ def test_revocation_offline_is_skipped_and_a_revoked_release_fails_with_its_reas
     revoked = check_not_revoked(_record(revoked_at=5, reason="leaked key"), _ScriptedReader())
     assert (revoked.status, revoked.exit_code) == ("fail", RevokedError.exit_code)
     assert "leaked key" in revoked.detail and revoked.evidence["revoked_at"] == 5
+    assert revoked.evidence["release_id"] == "0x" + _record().id.hex()
     assert revoked.evidence["reason"] == "leaked key"
     unreasoned = check_not_revoked(_record(revoked_at=5), _ScriptedReader())
     assert "(no reason given)" in unreasoned.detail
@@ -559,6 +560,8 @@ def test_a_revoked_ancestor_anywhere_within_the_depth_fails_and_names_it() -> No
     assert check.evidence["revoked_at"] == 7 and "ancestor acme/m@0.0.3 was revoked: (no reason given)" in check.detail
     parent_revoked = check_not_revoked(*(lambda r, rs: (r, _ScriptedReader(releases=rs)))(*_lineage(2, 1)))
     assert "ancestor acme/m@0.0.1 was revoked: bad" in parent_revoked.detail
+    assert parent_revoked.evidence["reason"] == "bad"
+    assert parent_revoked.evidence["release_id"] == "0x" + _record(version="0.0.1").id.hex()
     clean, releases = _lineage(3)
     ok = check_not_revoked(clean, _ScriptedReader(releases=releases))
     assert ok.status == "pass" and ok.detail == "not revoked (nor its 3 ancestors)"
@@ -598,7 +601,10 @@ def test_publisher_authorisation_trusted_set_offline_and_on_chain() -> None:
     untrusted = check_publisher(rec, _ScriptedReader(), frozenset({other}))
     assert (untrusted.status, untrusted.exit_code) == ("fail", SignatureError.exit_code)
     assert "not in the trusted set" in untrusted.detail
-    assert check_publisher(rec, None, frozenset()).status == "fail"
+    unpinned = check_publisher(rec, None, frozenset())
+    assert (unpinned.status, unpinned.exit_code) == ("fail", SignatureError.exit_code)
+    assert "--trust ADDR or policy trusted_publishers" in unpinned.detail
+    assert unpinned.evidence == {"publisher": pub, "trusted": []}
     offline = check_publisher(rec, None, frozenset({pub}))
     assert offline.status == "pass" and "(offline)" in offline.detail
     assert offline.evidence == {"publisher": pub, "trusted": [pub]}
@@ -609,7 +615,9 @@ def test_publisher_authorisation_trusted_set_offline_and_on_chain() -> None:
     assert check_publisher(rec, _ScriptedReader(), frozenset({pub})).detail.endswith(" and trusted")
     removed = check_publisher(rec, _ScriptedReader(allowed=False), frozenset({pub}))
     assert (removed.status, removed.exit_code) == ("fail", SignatureError.exit_code)
-    assert removed.evidence["may_publish_on_chain"] is False and "no longer publish" in removed.detail
+    assert removed.evidence["may_publish_on_chain"] is False and removed.evidence["publisher"] == pub
+    assert removed.detail.endswith("may no longer publish acme/m on chain (removed publisher or former namespace "
+                                   "owner): its releases no longer count")
     broken = check_publisher(rec, _ScriptedReader(allowed=ChainError("rpc down")), frozenset())
     assert (broken.status, broken.exit_code) == ("fail", ChainError.exit_code) and "rpc down" in broken.detail
 
@@ -636,7 +644,9 @@ def test_signature_domain_pins_each_source(tmp_path: Path) -> None:
 
     off = _signed(tmp_path)
     rec, pol, s = _record_of(off), Policy(), off.settings
-    assert check_signature(rec, None, _ScriptedReader(), pol, s).evidence["source"] == "chain"
+    chain_word = check_signature(rec, None, _ScriptedReader(), pol, s)
+    assert (chain_word.status, chain_word.evidence) == ("pass", {"publisher": rec.publisher, "source": "chain"})
+    assert chain_word.detail == "checked by the contract at publish time (no manifest to re-check)"
     ok = check_signature(rec, off.manifest, _ScriptedReader(), pol, s)
     assert ok.status == "pass" and ok.evidence["recovered"] == off.publisher.address
     assert ok.evidence["pinned_by"] == ["chain", "local profile"]
@@ -651,7 +661,9 @@ def test_signature_domain_pins_each_source(tmp_path: Path) -> None:
     by_policy_contract = check_signature(rec, off.manifest, None, Policy(contract="0x" + "cd" * 20), s)
     assert by_policy_contract.status == "fail" and by_policy_contract.evidence["domain_source"] == "policy"
     remote = dataclasses.replace(s, profile=dataclasses.replace(s.profile, name="remote", rpc_url="http://127.0.0.1:9"))
-    assert check_signature(rec, off.manifest, None, pol, remote).status == "fail"  # nothing pins the chain
+    unpinned = check_signature(rec, off.manifest, None, pol, remote)  # nothing pins the chain
+    assert unpinned.status == "fail" and "--chain-id, a policy chain_id, or a profile" in unpinned.detail
+    assert unpinned.evidence["claimed_publisher"] == off.publisher.address and unpinned.evidence["nonce"] == 0
     assert check_signature(rec, off.manifest, None, pol, remote, chain_id=31337).status == "pass"
     assert check_signature(rec, off.manifest, None, Policy(contract=off.manifest.contract), remote).status == "fail"
     pinned = dataclasses.replace(remote, profile=dataclasses.replace(remote.profile, chain_id=31337,
