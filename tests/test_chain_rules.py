@@ -536,7 +536,8 @@ def test_revocation_offline_is_skipped_and_a_revoked_release_fails_with_its_reas
     from registry.errors import RevokedError
     from registry.verify.chain_checks import check_not_revoked
 
-    assert check_not_revoked(_record(revoked_at=5), None).status == "skip"
+    offline = check_not_revoked(_record(revoked_at=5), None)
+    assert (offline.status, offline.detail) == ("skip", "offline: no RPC, revocation not checked (re-verify when online)")
     revoked = check_not_revoked(_record(revoked_at=5, reason="leaked key"), _ScriptedReader())
     assert (revoked.status, revoked.exit_code) == ("fail", RevokedError.exit_code)
     assert "leaked key" in revoked.detail and revoked.evidence["revoked_at"] == 5
@@ -580,6 +581,7 @@ def test_lineage_exactly_the_contracts_depth_passes_one_more_fails_closed() -> N
     assert (deep.status, deep.exit_code) == ("fail", RevokedError.exit_code)
     assert deep.evidence["max_depth"] == MAX_PARENT_DEPTH and len(deep.evidence["lineage"]) == MAX_PARENT_DEPTH
     assert "deeper than 64" in deep.detail
+    assert deep.detail.endswith("(the contract's MAX_LINEAGE_DEPTH; publish a new root release)")
 
 
 def test_an_unreadable_ancestor_fails_revocation_with_the_chains_exit_code() -> None:
