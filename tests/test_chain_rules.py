@@ -652,12 +652,16 @@ def test_signature_domain_pins_each_source(tmp_path: Path) -> None:
     ok = check_signature(rec, off.manifest, _ScriptedReader(), pol, s)
     assert ok.status == "pass" and ok.evidence["recovered"] == off.publisher.address
     assert ok.evidence["pinned_by"] == ["chain", "local profile"]
+    assert ok.detail == f"EIP-712 signature recovers to {off.publisher.address}"
     other_chain = check_signature(rec, off.manifest, _ScriptedReader(chain_id=1), pol, s)
     assert (other_chain.status, other_chain.exit_code) == ("fail", SignatureError.exit_code)
     assert other_chain.evidence["domain_source"] == "chain" and other_chain.evidence["expected_chain_id"] == 1
+    assert other_chain.detail == "manifest is signed for chain 31337, chain expects 1 (replayed from another chain?)"
     other_contract = check_signature(rec, off.manifest, _ScriptedReader(address="0x" + "cd" * 20), pol, s)
     assert other_contract.status == "fail" and other_contract.evidence["domain_source"] == "chain"
     assert other_contract.evidence["expected_contract"].lower() == "0x" + "cd" * 20
+    assert other_contract.detail.startswith(f"manifest is signed for contract {off.manifest.contract}, chain expects")
+    assert other_contract.detail.endswith("(replayed from another contract?)")
     by_policy = check_signature(rec, off.manifest, None, Policy(chain_id=5), s)
     assert by_policy.status == "fail" and by_policy.evidence["domain_source"] == "policy"
     by_policy_contract = check_signature(rec, off.manifest, None, Policy(contract="0x" + "cd" * 20), s)
@@ -720,8 +724,26 @@ def test_an_erc1271_wallet_publisher_is_asked_over_the_signed_digest(tmp_path: P
     assert ok.status == "pass" and ok.evidence["erc1271"] is True and wallet in ok.detail
     assert accepting.calls and accepting.calls[0][0] == wallet and off.manifest.signature in accepting.calls[0][1]
     refusing = _ScriptedReader(code=b"\x60", wallet_reply=b"\x00" * 32)
-    assert check_signature(rec, off.manifest, refusing, Policy(), off.settings).status == "fail"
+    refused = check_signature(rec, off.manifest, refusing, Policy(), off.settings)
+    assert refused.status == "fail" and "erc1271" not in refused.evidence
+    assert refused.detail == f"signature recovers to {off.publisher.address}, not the publisher {wallet}"
     no_code = _ScriptedReader(code=b"", wallet_reply=ERC1271_MAGIC)
     assert check_signature(rec, off.manifest, no_code, Policy(), off.settings).status == "fail"
     # offline a wallet cannot be asked: a signature by someone else fails
     assert check_signature(rec, off.manifest, None, Policy(), off.settings).status == "fail"
+
+
+def test_a_malformed_signature_fails_the_signature_check_saying_why(tmp_path: Path) -> None:
+    import dataclasses
+
+    from registry.errors import SignatureError
+    from registry.policy import Policy
+    from registry.verify.chain_checks import check_signature
+
+    off = _signed(tmp_path)
+    bad_v = dataclasses.replace(off.manifest, signature=off.manifest.signature[:64] + bytes([29]))
+    for client in (_ScriptedReader(), None):
+        check = check_signature(_record_of(off), bad_v, client, Policy(), off.settings)
+        assert (check.status, check.exit_code) == ("fail", SignatureError.exit_code)
+        assert check.detail and "recovers" not in check.detail
+        assert check.evidence["claimed_publisher"] == off.publisher.address and "recovered" not in check.evidence
