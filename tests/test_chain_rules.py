@@ -662,6 +662,8 @@ def test_signature_domain_pins_each_source(tmp_path: Path) -> None:
     assert other_contract.evidence["expected_contract"].lower() == "0x" + "cd" * 20
     assert other_contract.detail.startswith(f"manifest is signed for contract {off.manifest.contract}, chain expects")
     assert other_contract.detail.endswith("(replayed from another contract?)")
+    contract_only = check_signature(rec, off.manifest, _ScriptedReader(), Policy(contract=off.manifest.contract), s)
+    assert contract_only.status == "pass" and contract_only.evidence["pinned_by"] == ["chain", "policy", "local profile"]
     by_policy = check_signature(rec, off.manifest, None, Policy(chain_id=5), s)
     assert by_policy.status == "fail" and by_policy.evidence["domain_source"] == "policy"
     by_policy_contract = check_signature(rec, off.manifest, None, Policy(contract="0x" + "cd" * 20), s)
