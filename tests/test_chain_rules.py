@@ -592,6 +592,7 @@ def test_an_unreadable_ancestor_fails_revocation_with_the_chains_exit_code() -> 
     check = check_not_revoked(rec, _ScriptedReader(releases=releases))
     assert (check.status, check.exit_code) == ("fail", ChainError.exit_code)
     assert "cannot read the lineage" in check.detail and check.evidence == {"lineage": []}
+    assert check.name == "not_revoked"
 
 
 def test_publisher_authorisation_trusted_set_offline_and_on_chain() -> None:
@@ -670,7 +671,9 @@ def test_signature_domain_pins_each_source(tmp_path: Path) -> None:
     assert by_policy_contract.status == "fail" and by_policy_contract.evidence["domain_source"] == "policy"
     remote = dataclasses.replace(s, profile=dataclasses.replace(s.profile, name="remote", rpc_url="http://127.0.0.1:9"))
     unpinned = check_signature(rec, off.manifest, None, pol, remote)  # nothing pins the chain
-    assert unpinned.status == "fail" and "--chain-id, a policy chain_id, or a profile" in unpinned.detail
+    assert unpinned.status == "fail" and unpinned.detail == (
+        "offline verification needs the chain the manifest must be signed for: "
+        "--chain-id, a policy chain_id, or a profile with a chain id")
     assert unpinned.evidence["claimed_publisher"] == off.publisher.address and unpinned.evidence["nonce"] == 0
     assert check_signature(rec, off.manifest, None, pol, remote, chain_id=31337).status == "pass"
     assert check_signature(rec, off.manifest, None, Policy(contract=off.manifest.contract), remote).status == "fail"
@@ -691,9 +694,11 @@ def test_online_signature_is_checked_over_the_chains_record(tmp_path: Path) -> N
     off = _signed(tmp_path)
     pol, s = Policy(), off.settings
     # the chain's record differs from what was signed: the signature no longer recovers to the publisher
-    swapped = check_signature(_record_of(off, artifact_size=11), off.manifest, _ScriptedReader(), pol, s)
+    swapped = check_signature(_record_of(off, artifact_size=11, provenance_sha256=b"\x01" * 32), off.manifest,
+                              _ScriptedReader(), pol, s)
     assert swapped.status == "fail" and "not the publisher" in swapped.detail
-    assert "artifact_size" in swapped.detail and swapped.evidence["manifest_differs_from_chain"] == ["artifact_size"]
+    assert swapped.detail.endswith(" (manifest differs from chain in artifact_size, provenance_sha256)")
+    assert swapped.evidence["manifest_differs_from_chain"] == ["artifact_size", "provenance_sha256"]
     # offline the manifest's own fields are what was signed, so the same record passes
     assert check_signature(_record_of(off, artifact_size=11), off.manifest, None, pol, s).status == "pass"
 
@@ -705,9 +710,11 @@ def test_a_manifest_differing_from_the_signed_record_fails_even_when_the_signatu
     from registry.verify.chain_checks import check_signature
 
     off = _signed(tmp_path)
-    altered = dataclasses.replace(off.manifest, release=dataclasses.replace(off.manifest.release, artifact_size=99))
+    altered = dataclasses.replace(off.manifest, release=dataclasses.replace(off.manifest.release, artifact_size=99,
+                                                                             provenance_sha256=b"\x01" * 32))
     check = check_signature(_record_of(off), altered, _ScriptedReader(), Policy(), off.settings)
-    assert check.status == "fail" and "differs from the chain record in artifact_size" in check.detail
+    assert check.status == "fail"
+    assert check.detail == "manifest differs from the chain record in artifact_size, provenance_sha256"
     assert check.evidence["recovered"] == off.publisher.address
 
 
@@ -724,6 +731,7 @@ def test_an_erc1271_wallet_publisher_is_asked_over_the_signed_digest(tmp_path: P
     accepting = _ScriptedReader(code=b"\x60", wallet_reply=ERC1271_MAGIC + b"\x00" * 28, expect_digest=digest)
     ok = check_signature(rec, off.manifest, accepting, Policy(), off.settings)
     assert ok.status == "pass" and ok.evidence["erc1271"] is True and wallet in ok.detail
+    assert ok.name == "signature"
     assert accepting.calls and accepting.calls[0][0] == wallet and off.manifest.signature in accepting.calls[0][1]
     refusing = _ScriptedReader(code=b"\x60", wallet_reply=b"\x00" * 32)
     refused = check_signature(rec, off.manifest, refusing, Policy(), off.settings)
@@ -747,5 +755,5 @@ def test_a_malformed_signature_fails_the_signature_check_saying_why(tmp_path: Pa
     for client in (_ScriptedReader(), None):
         check = check_signature(_record_of(off), bad_v, client, Policy(), off.settings)
         assert (check.status, check.exit_code) == ("fail", SignatureError.exit_code)
-        assert check.detail and "recovers" not in check.detail
+        assert check.name == "signature" and "recovers" not in check.detail and check.detail != "None"
         assert check.evidence["claimed_publisher"] == off.publisher.address and "recovered" not in check.evidence
