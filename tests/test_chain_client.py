@@ -498,3 +498,35 @@ def test_unfunded_sender_is_told_so(deployed) -> None:
     with pytest.raises(ChainError, match=f"{poor.address} has too little ETH to pay for gas on chain 31337") as info:
         deployed.client.claim_namespace("poor", poor)
     assert "reverted" not in str(info.value)
+
+
+def test_lists_longer_than_a_page_are_read_whole_in_order(deployed, monkeypatch) -> None:
+    """History, digest lookups, attestations and an attester's list page through the contract: a list
+    longer than one page (2 here) comes back whole, in order, and a limit stops at exactly that many."""
+    import registry.chain.client as client_module
+
+    monkeypatch.setattr(client_module, "PAGE", 2)
+    client, alice = deployed.client, deployed.accounts[1]
+    client.claim_namespace("acme", alice)
+    digest = secrets.token_bytes(32)
+    records = [client.sign_and_publish(make_release(version=f"1.{i}.0", artifact_sha256=digest), alice)
+               for i in range(5)]
+    ids = [r.id for r in records]
+    assert client.release_ids("acme/demo") == ids
+    assert [r.version for r in client.history("acme/demo")] == [f"1.{i}.0" for i in range(5)]
+    newest_first = list(reversed(ids))
+    assert client.digest_ids(digest) == (newest_first, True)
+    assert client.digest_ids(digest, 3) == (newest_first[:3], False)
+    assert client.digest_ids(digest, 5) == (newest_first, True)
+    assert [r.version for r in client.by_digest(digest, 2)] == ["1.3.0", "1.4.0"]
+    page, cursor = client.digest_page(digest, 0, 2)
+    assert page == newest_first[:2] and cursor != 0
+    attesters = deployed.accounts[2:7]
+    for a in attesters:
+        client.attest(ids[0], True, ZERO32, a)
+    for rid in ids:
+        client.attest(rid, False, ZERO32, alice)
+    assert [a.attester for a in client.attestations(ids[0])] == [a.address for a in attesters] + [alice.address]
+    assert [a.attester for a in client.attestations(ids[0], limit=3)] == [a.address for a in attesters[:3]]
+    assert len(client.attestations(ids[0], limit=4)) == 4
+    assert client.attested_by(alice.address) == ids

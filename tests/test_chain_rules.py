@@ -469,3 +469,291 @@ def test_a_provider_that_refuses_the_publisher_read_fails_that_check_not_the_ver
         assert report.check("sha256").status == "pass" and report.check("not_revoked").status == "pass"
     finally:
         proxy.close()
+
+
+# ------------------------------------------------------------------------------------------
+# The chain checks' decisions against a scripted reader (no anvil): what each verdict rests on
+# ------------------------------------------------------------------------------------------
+
+
+class _ScriptedReader:
+    """A ChainReader whose answers a test fixes: releases by id, may_publish, a wallet's code and reply."""
+
+    def __init__(self, chain_id: int = 31337, address: str = "0x" + "ab" * 20, releases: dict | None = None,
+                 allowed: bool | Exception = True, code: bytes = b"", wallet_reply: bytes = b"",
+                 expect_digest: bytes | None = None) -> None:
+        self.chain_id, self.address, self.releases = chain_id, address, releases or {}
+        self.allowed, self.code, self.wallet_reply, self.expect_digest = allowed, code, wallet_reply, expect_digest
+        self.asked: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, bytes]] = []
+
+    def get_by_id(self, release_id: bytes) -> Any:
+        if release_id not in self.releases:
+            raise ChainError("no such release")
+        return self.releases[release_id]
+
+    def may_publish(self, name: str, publisher: str) -> bool:
+        self.asked.append((name, publisher))
+        if isinstance(self.allowed, Exception):
+            raise self.allowed
+        return self.allowed
+
+    def get_code(self, address: str) -> bytes:
+        return self.code
+
+    def eth_call(self, to: str, data: bytes) -> bytes:
+        self.calls.append((to, data))
+        if self.expect_digest is not None and self.expect_digest not in data:
+            return b"\xff" * 32
+        return self.wallet_reply
+
+
+def _record(name: str = "acme/m", version: str = "1.0.0", parent: bytes = b"\x00" * 32, revoked_at: int = 0,
+            reason: str = "", publisher: str = "0x" + "11" * 20, release: Release | None = None) -> Any:
+    from registry.chain.records import ReleaseRecord
+
+    rel = release or fake(name, version, parent)
+    return ReleaseRecord(id=rel.id, name=rel.name, version=rel.version, artifact_sha256=rel.artifact_sha256,
+                         artifact_cid=rel.artifact_cid, artifact_size=rel.artifact_size,
+                         provenance_sha256=rel.provenance_sha256, provenance_cid=rel.provenance_cid,
+                         parent=rel.parent, publisher=publisher, published_at=1, revoked_at=revoked_at,
+                         revocation_reason=reason, card_sha256=rel.card_sha256, card_cid=rel.card_cid)
+
+
+def _lineage(depth: int, revoked_at_level: int | None = None) -> tuple[Any, dict]:
+    """A release with ``depth`` ancestors; the ancestor ``revoked_at_level`` levels up (1 = parent) is revoked."""
+    releases: dict = {}
+    parent = b"\x00" * 32
+    for level in range(depth, 0, -1):
+        rec = _record(version=f"0.0.{level}", parent=parent,
+                      revoked_at=7 if level == revoked_at_level else 0, reason="bad" if level == 1 else "")
+        releases[rec.id] = rec
+        parent = rec.id
+    return _record(version="9.0.0", parent=parent), releases
+
+
+def test_revocation_offline_is_skipped_and_a_revoked_release_fails_with_its_reason() -> None:
+    from registry.errors import RevokedError
+    from registry.verify.chain_checks import check_not_revoked
+
+    offline = check_not_revoked(_record(revoked_at=5), None)
+    assert (offline.status, offline.detail) == ("skip", "offline: no RPC, revocation not checked (re-verify when online)")
+    revoked = check_not_revoked(_record(revoked_at=5, reason="leaked key"), _ScriptedReader())
+    assert (revoked.status, revoked.exit_code) == ("fail", RevokedError.exit_code)
+    assert "leaked key" in revoked.detail and revoked.evidence["revoked_at"] == 5
+    assert revoked.evidence["release_id"] == "0x" + _record().id.hex()
+    assert revoked.evidence["reason"] == "leaked key"
+    unreasoned = check_not_revoked(_record(revoked_at=5), _ScriptedReader())
+    assert "(no reason given)" in unreasoned.detail
+    root = check_not_revoked(_record(), _ScriptedReader())
+    assert (root.status, root.detail, root.evidence) == ("pass", "not revoked", {"lineage": []})
+
+
+def test_a_revoked_ancestor_anywhere_within_the_depth_fails_and_names_it() -> None:
+    from registry.errors import RevokedError
+    from registry.verify.chain_checks import check_not_revoked
+
+    rec, releases = _lineage(3, revoked_at_level=3)
+    check = check_not_revoked(rec, _ScriptedReader(releases=releases))
+    assert (check.status, check.exit_code) == ("fail", RevokedError.exit_code)
+    assert check.evidence["revoked_ancestor"] == "acme/m@0.0.3"
+    assert check.evidence["lineage"] == ["acme/m@0.0.1", "acme/m@0.0.2", "acme/m@0.0.3"]
+    assert check.evidence["revoked_at"] == 7 and "ancestor acme/m@0.0.3 was revoked: (no reason given)" in check.detail
+    parent_revoked = check_not_revoked(*(lambda r, rs: (r, _ScriptedReader(releases=rs)))(*_lineage(2, 1)))
+    assert "ancestor acme/m@0.0.1 was revoked: bad" in parent_revoked.detail
+    assert parent_revoked.evidence["reason"] == "bad"
+    assert parent_revoked.evidence["release_id"] == "0x" + _record(version="0.0.1").id.hex()
+    clean, releases = _lineage(3)
+    ok = check_not_revoked(clean, _ScriptedReader(releases=releases))
+    assert ok.status == "pass" and ok.detail == "not revoked (nor its 3 ancestors)"
+
+
+def test_lineage_exactly_the_contracts_depth_passes_one_more_fails_closed() -> None:
+    from registry.errors import RevokedError
+    from registry.verify.chain_checks import MAX_PARENT_DEPTH, check_not_revoked
+
+    assert MAX_PARENT_DEPTH == 64  # the contract's MAX_LINEAGE_DEPTH
+    rec, releases = _lineage(MAX_PARENT_DEPTH)
+    ok = check_not_revoked(rec, _ScriptedReader(releases=releases))
+    assert ok.status == "pass" and len(ok.evidence["lineage"]) == MAX_PARENT_DEPTH
+    rec, releases = _lineage(MAX_PARENT_DEPTH + 1)
+    deep = check_not_revoked(rec, _ScriptedReader(releases=releases))
+    assert (deep.status, deep.exit_code) == ("fail", RevokedError.exit_code)
+    assert deep.evidence["max_depth"] == MAX_PARENT_DEPTH and len(deep.evidence["lineage"]) == MAX_PARENT_DEPTH
+    assert "deeper than 64" in deep.detail
+    assert deep.detail.endswith("(the contract's MAX_LINEAGE_DEPTH; publish a new root release)")
+
+
+def test_an_unreadable_ancestor_fails_revocation_with_the_chains_exit_code() -> None:
+    from registry.verify.chain_checks import check_not_revoked
+
+    rec, releases = _lineage(2)
+    del releases[rec.parent]
+    check = check_not_revoked(rec, _ScriptedReader(releases=releases))
+    assert (check.status, check.exit_code) == ("fail", ChainError.exit_code)
+    assert "cannot read the lineage" in check.detail and check.evidence == {"lineage": []}
+    assert check.name == "not_revoked"
+
+
+def test_publisher_authorisation_trusted_set_offline_and_on_chain() -> None:
+    from registry.errors import SignatureError
+    from registry.verify.chain_checks import check_publisher
+
+    pub, other = "0x" + "11" * 20, "0x" + "22" * 20
+    rec = _record(publisher=pub)
+    untrusted = check_publisher(rec, _ScriptedReader(), frozenset({other}))
+    assert (untrusted.status, untrusted.exit_code) == ("fail", SignatureError.exit_code)
+    assert "not in the trusted set" in untrusted.detail
+    unpinned = check_publisher(rec, None, frozenset())
+    assert (unpinned.status, unpinned.exit_code) == ("fail", SignatureError.exit_code)
+    assert "--trust ADDR or policy trusted_publishers" in unpinned.detail
+    assert unpinned.evidence == {"publisher": pub, "trusted": []}
+    offline = check_publisher(rec, None, frozenset({pub}))
+    assert offline.status == "pass" and "(offline)" in offline.detail
+    assert offline.evidence == {"publisher": pub, "trusted": [pub]}
+    reader = _ScriptedReader(allowed=True)
+    online = check_publisher(rec, reader, frozenset())
+    assert online.status == "pass" and reader.asked == [("acme/m", pub)]
+    assert online.detail == f"{pub} is a publisher of acme/m" and online.evidence["may_publish_on_chain"] is True
+    assert check_publisher(rec, _ScriptedReader(), frozenset({pub})).detail.endswith(" and trusted")
+    removed = check_publisher(rec, _ScriptedReader(allowed=False), frozenset({pub}))
+    assert (removed.status, removed.exit_code) == ("fail", SignatureError.exit_code)
+    assert removed.evidence["may_publish_on_chain"] is False and removed.evidence["publisher"] == pub
+    assert removed.detail.endswith("may no longer publish acme/m on chain (removed publisher or former namespace "
+                                   "owner): its releases no longer count")
+    broken = check_publisher(rec, _ScriptedReader(allowed=ChainError("rpc down")), frozenset())
+    assert (broken.status, broken.exit_code) == ("fail", ChainError.exit_code) and "rpc down" in broken.detail
+
+
+def _signed(tmp_path: Path, chain_id: int = 31337, contract: str = "0x" + "ab" * 20) -> Any:
+    from eth_utils import to_checksum_address
+
+    return offline_release(tmp_path, chain_id=chain_id, contract=to_checksum_address(contract))
+
+
+def _record_of(off: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return _record(release=dataclasses.replace(off.manifest.release, **changes) if changes else off.manifest.release,
+                   publisher=off.publisher.address)
+
+
+def test_signature_domain_pins_each_source(tmp_path: Path) -> None:
+    import dataclasses
+
+    from registry.errors import SignatureError
+    from registry.policy import Policy
+    from registry.verify.chain_checks import check_signature
+
+    off = _signed(tmp_path)
+    rec, pol, s = _record_of(off), Policy(), off.settings
+    chain_word = check_signature(rec, None, _ScriptedReader(), pol, s)
+    assert (chain_word.status, chain_word.evidence) == ("pass", {"publisher": rec.publisher, "source": "chain"})
+    assert chain_word.detail == "checked by the contract at publish time (no manifest to re-check)"
+    ok = check_signature(rec, off.manifest, _ScriptedReader(), pol, s)
+    assert ok.status == "pass" and ok.evidence["recovered"] == off.publisher.address
+    assert ok.evidence["pinned_by"] == ["chain", "local profile"]
+    assert ok.detail == f"EIP-712 signature recovers to {off.publisher.address}"
+    other_chain = check_signature(rec, off.manifest, _ScriptedReader(chain_id=1), pol, s)
+    assert (other_chain.status, other_chain.exit_code) == ("fail", SignatureError.exit_code)
+    assert other_chain.evidence["domain_source"] == "chain" and other_chain.evidence["expected_chain_id"] == 1
+    assert other_chain.detail == "manifest is signed for chain 31337, chain expects 1 (replayed from another chain?)"
+    other_contract = check_signature(rec, off.manifest, _ScriptedReader(address="0x" + "cd" * 20), pol, s)
+    assert other_contract.status == "fail" and other_contract.evidence["domain_source"] == "chain"
+    assert other_contract.evidence["expected_contract"].lower() == "0x" + "cd" * 20
+    assert other_contract.detail.startswith(f"manifest is signed for contract {off.manifest.contract}, chain expects")
+    assert other_contract.detail.endswith("(replayed from another contract?)")
+    contract_only = check_signature(rec, off.manifest, _ScriptedReader(), Policy(contract=off.manifest.contract), s)
+    assert contract_only.status == "pass" and contract_only.evidence["pinned_by"] == ["chain", "policy", "local profile"]
+    by_policy = check_signature(rec, off.manifest, None, Policy(chain_id=5), s)
+    assert by_policy.status == "fail" and by_policy.evidence["domain_source"] == "policy"
+    by_policy_contract = check_signature(rec, off.manifest, None, Policy(contract="0x" + "cd" * 20), s)
+    assert by_policy_contract.status == "fail" and by_policy_contract.evidence["domain_source"] == "policy"
+    remote = dataclasses.replace(s, profile=dataclasses.replace(s.profile, name="remote", rpc_url="http://127.0.0.1:9"))
+    unpinned = check_signature(rec, off.manifest, None, pol, remote)  # nothing pins the chain
+    assert unpinned.status == "fail" and unpinned.detail == (
+        "offline verification needs the chain the manifest must be signed for: "
+        "--chain-id, a policy chain_id, or a profile with a chain id")
+    assert unpinned.evidence["claimed_publisher"] == off.publisher.address and unpinned.evidence["nonce"] == 0
+    assert check_signature(rec, off.manifest, None, pol, remote, chain_id=31337).status == "pass"
+    assert check_signature(rec, off.manifest, None, Policy(contract=off.manifest.contract), remote).status == "fail"
+    pinned = dataclasses.replace(remote, profile=dataclasses.replace(remote.profile, chain_id=31337,
+                                                                        contract="0x" + "cd" * 20))
+    by_profile = check_signature(rec, off.manifest, None, pol, pinned)
+    assert by_profile.status == "fail" and by_profile.evidence["domain_source"] == "profile"
+    profile_chain = dataclasses.replace(remote, profile=dataclasses.replace(remote.profile, chain_id=7))
+    assert check_signature(rec, off.manifest, None, pol, profile_chain).evidence["domain_source"] == "profile"
+    by_option = check_signature(rec, off.manifest, None, pol, remote, chain_id=8)
+    assert by_option.status == "fail" and by_option.evidence["domain_source"] == "--chain-id"
+
+
+def test_online_signature_is_checked_over_the_chains_record(tmp_path: Path) -> None:
+    from registry.policy import Policy
+    from registry.verify.chain_checks import check_signature
+
+    off = _signed(tmp_path)
+    pol, s = Policy(), off.settings
+    # the chain's record differs from what was signed: the signature no longer recovers to the publisher
+    swapped = check_signature(_record_of(off, artifact_size=11, provenance_sha256=b"\x01" * 32), off.manifest,
+                              _ScriptedReader(), pol, s)
+    assert swapped.status == "fail" and "not the publisher" in swapped.detail
+    assert swapped.detail.endswith(" (manifest differs from chain in artifact_size, provenance_sha256)")
+    assert swapped.evidence["manifest_differs_from_chain"] == ["artifact_size", "provenance_sha256"]
+    # offline the manifest's own fields are what was signed, so the same record passes
+    assert check_signature(_record_of(off, artifact_size=11), off.manifest, None, pol, s).status == "pass"
+
+
+def test_a_manifest_differing_from_the_signed_record_fails_even_when_the_signature_recovers(tmp_path: Path) -> None:
+    import dataclasses
+
+    from registry.policy import Policy
+    from registry.verify.chain_checks import check_signature
+
+    off = _signed(tmp_path)
+    altered = dataclasses.replace(off.manifest, release=dataclasses.replace(off.manifest.release, artifact_size=99,
+                                                                             provenance_sha256=b"\x01" * 32))
+    check = check_signature(_record_of(off), altered, _ScriptedReader(), Policy(), off.settings)
+    assert check.status == "fail"
+    assert check.detail == "manifest differs from the chain record in artifact_size, provenance_sha256"
+    assert check.evidence["recovered"] == off.publisher.address
+
+
+def test_an_erc1271_wallet_publisher_is_asked_over_the_signed_digest(tmp_path: Path) -> None:
+    from registry.chain.reads import ERC1271_MAGIC
+    from registry.policy import Policy
+    from registry.release import signing_digest
+    from registry.verify.chain_checks import check_signature
+
+    off = _signed(tmp_path)
+    wallet = "0x" + "77" * 20
+    rec = _record(release=off.manifest.release, publisher=wallet)
+    digest = signing_digest(off.manifest.release, off.manifest.chain_id, off.manifest.contract)
+    accepting = _ScriptedReader(code=b"\x60", wallet_reply=ERC1271_MAGIC + b"\x00" * 28, expect_digest=digest)
+    ok = check_signature(rec, off.manifest, accepting, Policy(), off.settings)
+    assert ok.status == "pass" and ok.evidence["erc1271"] is True and wallet in ok.detail
+    assert ok.name == "signature"
+    assert accepting.calls and accepting.calls[0][0] == wallet and off.manifest.signature in accepting.calls[0][1]
+    refusing = _ScriptedReader(code=b"\x60", wallet_reply=b"\x00" * 32)
+    refused = check_signature(rec, off.manifest, refusing, Policy(), off.settings)
+    assert refused.status == "fail" and "erc1271" not in refused.evidence
+    assert refused.detail == f"signature recovers to {off.publisher.address}, not the publisher {wallet}"
+    no_code = _ScriptedReader(code=b"", wallet_reply=ERC1271_MAGIC)
+    assert check_signature(rec, off.manifest, no_code, Policy(), off.settings).status == "fail"
+    # offline a wallet cannot be asked: a signature by someone else fails
+    assert check_signature(rec, off.manifest, None, Policy(), off.settings).status == "fail"
+
+
+def test_a_malformed_signature_fails_the_signature_check_saying_why(tmp_path: Path) -> None:
+    import dataclasses
+
+    from registry.errors import SignatureError
+    from registry.policy import Policy
+    from registry.verify.chain_checks import check_signature
+
+    off = _signed(tmp_path)
+    bad_v = dataclasses.replace(off.manifest, signature=off.manifest.signature[:64] + bytes([29]))
+    for client in (_ScriptedReader(), None):
+        check = check_signature(_record_of(off), bad_v, client, Policy(), off.settings)
+        assert (check.status, check.exit_code) == ("fail", SignatureError.exit_code)
+        assert check.name == "signature" and "recovers" not in check.detail and check.detail != "None"
+        assert check.evidence["claimed_publisher"] == off.publisher.address and "recovered" not in check.evidence
