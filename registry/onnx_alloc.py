@@ -179,6 +179,8 @@ def _walk(graph: Any, env: dict[str, Bound | None], ranks: dict[str, int], allow
           max_elements: int) -> None:
     for init in graph.initializer:
         env[init.name] = _tensor_bound(init)
+    for value in graph.input:  # a caller feeds inputs, even one with an initializer as its default
+        env[value.name] = None
     for node in graph.node:
         for attr in node.attribute:  # subgraphs see the outer values
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
@@ -302,7 +304,11 @@ def _linear(label: str, bounds: list[Bound], rank: int, max_elements: int) -> No
         if bound.k > 1:
             raise _refuse(label, f"takes its size from a shape scaled by {bound.k:g}")
     constant = max((b.c for b in bounds), default=0.0)
-    _limit(label, max(1.0, constant) ** max(1, rank), max_elements)
+    try:
+        factor = max(1.0, constant) ** max(1, rank)
+    except OverflowError:  # a float power past 1e308 raises instead of giving inf
+        factor = math.inf
+    _limit(label, factor, max_elements)
 
 
 def _limit(label: str, factor: float, max_elements: int) -> None:
