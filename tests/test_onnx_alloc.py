@@ -134,3 +134,120 @@ def test_a_huge_constant_added_to_a_shape_is_refused_not_a_traceback():
              helper.make_node("Add", ["f", "big"], ["g"]), helper.make_node("Cast", ["g"], ["s"], to=TensorProto.INT64)]
     with pytest.raises(PolicyError, match="ConstantOfShape node 'y' would allocate"):
         check_onnx(_cos(chain))
+
+
+def _scalar(name: str, value: float, dtype: int = TensorProto.INT64) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, dtype, [], [value]))
+
+
+def test_range_of_constants_counts_its_elements_at_the_limit():
+    data = _model([_scalar("a", 2), _scalar("b", 17), _scalar("d", 1), helper.make_node("Range", ["a", "b", "d"], ["y"])],
+                  1, TensorProto.INT64)
+    _at_limit(data, 15, "Range")
+    down = _model([_scalar("a", 17), _scalar("b", 2), _scalar("d", -3), helper.make_node("Range", ["a", "b", "d"], ["y"])],
+                  1, TensorProto.INT64)
+    _at_limit(down, 5, "Range")
+
+
+def test_range_over_a_shape_needs_a_whole_constant_step():
+    def model(step: float) -> bytes:
+        return _model([helper.make_node("Shape", ["x"], ["s"]), _ints("i", [0]),
+                       helper.make_node("Gather", ["s", "i"], ["n0"], axis=0),
+                       helper.make_node("Squeeze", ["n0", "i"], ["n"]),
+                       helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+                       _scalar("a", 0.0, TensorProto.FLOAT), _scalar("d", step, TensorProto.FLOAT),
+                       helper.make_node("Range", ["a", "nf", "d"], ["y"])], 1)
+
+    check_onnx(model(1.0))
+    check_onnx(model(-1.0))
+    with pytest.raises(PolicyError, match="Range node 'y' has a step that is not a constant of magnitude >= 1"):
+        check_onnx(model(0.5))
+    check_onnx(model(0.5), Policy(allow_unbounded_ops=frozenset({"Range"})))
+
+
+def _resize(scales: list[float] | None, sizes: list[int] | None) -> bytes:
+    nodes = [helper.make_node("Constant", [], ["roi"], value=helper.make_tensor("roi", TensorProto.FLOAT, [0], []))]
+    ins = ["x", "roi", "", ""]
+    if scales is not None:
+        nodes.append(helper.make_node("Constant", [], ["sc"], value=helper.make_tensor("sc", TensorProto.FLOAT, [2], scales)))
+        ins[2] = "sc"
+    if sizes is not None:
+        nodes.append(_ints("sz", sizes))
+        ins[3] = "sz"
+    return _model([*nodes, helper.make_node("Resize", ins, ["y"])])
+
+
+def test_resize_is_bounded_by_its_scales_or_its_sizes():
+    _at_limit(_resize([3.0, 5.0], None), 15, "Resize")
+    _at_limit(_resize([0.5, 5.0], None), 5, "Resize")
+    _at_limit(_resize(None, [3, 5]), 15, "Resize")
+
+
+def test_resize_by_scales_from_data_is_refused():
+    nodes = [helper.make_node("Constant", [], ["roi"], value=helper.make_tensor("roi", TensorProto.FLOAT, [0], [])),
+             _ints("i", [0]), helper.make_node("Slice", ["x", "i", "i"], ["row"]),
+             helper.make_node("Reshape", ["x", "n"], ["flat"]), _ints("n", [-1]), _ints("two", [2]),
+             helper.make_node("Slice", ["flat", "i", "two"], ["sc"]),
+             helper.make_node("Resize", ["x", "roi", "sc"], ["y"])]
+    nodes.sort(key=lambda n: n.op_type != "Constant")
+    with pytest.raises(PolicyError, match="^Resize node 'y' takes its output size from a value that is not"):
+        check_onnx(_model(nodes))
+
+
+def test_resize_to_the_shape_of_a_real_tensor_passes():
+    nodes = [helper.make_node("Constant", [], ["roi"], value=helper.make_tensor("roi", TensorProto.FLOAT, [0], [])),
+             helper.make_node("Shape", ["x"], ["sz"]), helper.make_node("Resize", ["x", "roi", "", "sz"], ["y"])]
+    check_onnx(_model(nodes))
+
+
+def test_pad_by_constants_grows_by_one_plus_both_sides_per_axis():
+    data = _model([_ints("p", [1, 0, 1, 3]), helper.make_node("Pad", ["x", "p"], ["y"])])
+    _at_limit(data, (1 + 1 + 1) * (1 + 0 + 3), "Pad")
+    neg = _model([_ints("p", [0, -1, 0, -1]), helper.make_node("Pad", ["x", "p"], ["y"])])
+    _at_limit(neg, 3, "Pad")  # cropping counts as growth: never an under-estimate
+
+
+def test_pad_by_a_shape_is_bounded_by_its_length():
+    data = _model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Concat", ["s", "s"], ["p"], axis=0),
+                   helper.make_node("Pad", ["x", "p"], ["y"])])
+    check_onnx(data)
+    big = _model([helper.make_node("Shape", ["x"], ["s"]), _ints("c", [2, 2]), helper.make_node("Add", ["s", "c"], ["t"]),
+                  helper.make_node("Concat", ["t", "t"], ["p"], axis=0), helper.make_node("Pad", ["x", "p"], ["y"])])
+    _at_limit(big, 2 ** 4, "Pad")
+
+
+def test_expand_and_tile_by_a_shape_plus_a_constant_are_bounded_by_the_constant_to_the_rank():
+    for op in ("Expand", "Tile"):
+        data = _model([helper.make_node("Shape", ["x"], ["s0"]), _ints("c", [3, 3]),
+                       helper.make_node("Add", ["s0", "c"], ["s"]), helper.make_node(op, ["x", "s"], ["y"])])
+        _at_limit(data, 9, op)
+
+
+def test_one_hot_depth_is_the_growth():
+    data = _model([_ints("i", [0]), helper.make_node("Cast", ["x"], ["ix"], to=TensorProto.INT64),
+                   _scalar("depth", 7), helper.make_node("Constant", [], ["v"], value=helper.make_tensor(
+                       "v", TensorProto.FLOAT, [2], [0.0, 1.0])),
+                   helper.make_node("OneHot", ["ix", "depth", "v"], ["y"])], 3)
+    _at_limit(data, 7, "OneHot")
+
+
+def test_a_window_of_constant_size_and_one_from_data():
+    data = _model([_scalar("n", 9), helper.make_node("HannWindow", ["n"], ["y"])], 1, opset=18)
+    _at_limit(data, 9, "HannWindow")
+    from_data = _model([helper.make_node("Cast", ["x"], ["i"], to=TensorProto.INT64),
+                        helper.make_node("ReduceMax", ["i"], ["n"], keepdims=0),
+                        helper.make_node("HannWindow", ["n"], ["y"])], 1, opset=18)
+    with pytest.raises(PolicyError, match="^HannWindow node 'y' takes its output size from a value that is not"):
+        check_onnx(from_data)
+
+
+def test_a_loop_with_a_constant_trip_count_is_limited_by_it():
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", 4])])
+    data = _model([_scalar("m", 10), helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
+                   helper.make_node("Loop", ["m", "t", "x"], ["y"], body=body)])
+    _at_limit(data, 10, "Loop")
