@@ -78,10 +78,12 @@ _MOVE = {
     "Identity": (0,), "Cast": (0,), "Reshape": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,),
     "Gather": (0,), "GatherElements": (0,), "GatherND": (0,), "Slice": (0,), "Concat": None, "Where": (1, 2),
     "Max": None, "Min": None, "Abs": (0,), "Neg": (0,), "ReduceMax": (0,), "ReduceMin": (0,), "Transpose": (0,),
-    "Expand": (0,), "Tile": (0,), "Floor": (0,), "Ceil": (0,), "Round": (0,), "Relu": (0,), "Sign": (0,),
-    "Split": (0,), "Mod": (1,), "Range": (0, 1), "CastLike": (0,), "Clip": (0,),
+    "Expand": (0,), "Tile": (0,), "Relu": (0,),
+    "Split": (0,), "Mod": (1,), "Range": (0, 1), "CastLike": (0,), "Clip": None,  # Clip may output its min or max
 }
-_BOOL = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
+# Ops that may round a value up in magnitude (Ceil(1e-9) is 1): a bound below 1 would hide a scaled shape.
+_ROUND = {"Floor", "Ceil", "Round"}
+_BOOL = {"Sign", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,9 @@ def _propagate(node: Any, env: dict[str, Bound | None]) -> Bound | None:
         return Bound(0.0, 1.0)
     if op in _BOOL:
         return Bound(1.0, 0.0)
+    if op in _ROUND:
+        part = _get(env, node, 0)
+        return None if part is None else Bound(part.c + 1.0, part.k)
     if op == "ConstantOfShape":
         for attr in node.attribute:
             if attr.name == "value" and attr.HasField("t"):

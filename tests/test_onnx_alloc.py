@@ -251,3 +251,23 @@ def test_a_loop_with_a_constant_trip_count_is_limited_by_it():
     data = _model([_scalar("m", 10), helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
                    helper.make_node("Loop", ["m", "t", "x"], ["y"], body=body)])
     _at_limit(data, 10, "Loop")
+
+
+def _rounded_scale(op: str) -> list:
+    """Shape * 1e9 * op(1e-9): the op makes the tiny factor 1, so the shape is scaled by 1e9."""
+    tiny = [helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.DOUBLE, [1], [1e-9]))]
+    if op == "Clip":
+        tiny += [helper.make_node("Constant", [], ["lo"], value=helper.make_tensor("lo", TensorProto.DOUBLE, [], [1.0])),
+                 helper.make_node("Clip", ["t", "lo"], ["r"])]
+    else:
+        tiny.append(helper.make_node(op, ["t"], ["r"]))
+    return [helper.make_node("Shape", ["x"], ["d"]), helper.make_node("Cast", ["d"], ["f"], to=TensorProto.DOUBLE),
+            helper.make_node("Constant", [], ["k"], value=helper.make_tensor("k", TensorProto.DOUBLE, [1], [1e9])),
+            helper.make_node("Mul", ["f", "k"], ["g"]), *tiny, helper.make_node("Mul", ["g", "r"], ["h"]),
+            helper.make_node("Cast", ["h"], ["s"], to=TensorProto.INT64)]
+
+
+@pytest.mark.parametrize("op", ["Sign", "Ceil", "Round", "Clip"])
+def test_ops_that_round_a_tiny_value_up_do_not_hide_a_scaled_shape(op):
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its size from a shape scaled by"):
+        check_onnx(_cos(_rounded_scale(op)))
