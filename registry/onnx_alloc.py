@@ -301,6 +301,8 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
 
 def _rank(name: str, ranks: dict[str, int]) -> int:
     """How many elements the 1-D size tensor ``name`` has (unknown: refuse by a huge rank)."""
+    if ranks.get(name) == 0:  # a scalar (a window size, a depth, a trip count) is one element
+        return 1
     return ranks.get("#len:" + name, 64)
 
 

@@ -271,3 +271,14 @@ def _rounded_scale(op: str) -> list:
 def test_ops_that_round_a_tiny_value_up_do_not_hide_a_scaled_shape(op):
     with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its size from a shape scaled by"):
         check_onnx(_cos(_rounded_scale(op)))
+
+
+def test_a_scalar_size_from_a_shape_plus_a_constant_is_one_element_not_an_unknown_vector():
+    def model(add: int) -> bytes:
+        return _model([helper.make_node("Shape", ["x"], ["s"]), _ints("i", [0]),
+                       helper.make_node("Gather", ["s", "i"], ["n0"], axis=0),
+                       helper.make_node("Squeeze", ["n0", "i"], ["n1"]), _scalar("c", add),
+                       helper.make_node("Add", ["n1", "c"], ["n"]), helper.make_node("HannWindow", ["n"], ["y"])], 1)
+
+    check_onnx(model(2))
+    _at_limit(model(1000), 1000, "HannWindow")
