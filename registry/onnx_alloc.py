@@ -271,7 +271,8 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
         start, limit, delta = bounds  # type: ignore[misc]
         if start.exact and limit.exact and delta.exact:
             step = delta.exact[0]
-            factor = 0.0 if step == 0 else max(0.0, (limit.exact[0] - start.exact[0]) / step)
+            span = 0.0 if step == 0 else (limit.exact[0] - start.exact[0]) / step
+            factor = math.inf if math.isnan(span) else max(0.0, span)  # inf - inf: no count is known
             return _limit(label, factor, max_elements)
         if delta.exact is None or not delta.exact or abs(delta.exact[0]) < 1:
             raise _refuse(label, "has a step that is not a constant of magnitude >= 1")

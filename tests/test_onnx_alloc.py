@@ -282,3 +282,11 @@ def test_a_scalar_size_from_a_shape_plus_a_constant_is_one_element_not_an_unknow
 
     check_onnx(model(2))
     _at_limit(model(1000), 1000, "HannWindow")
+
+
+def test_a_range_between_infinities_is_refused():
+    inf = float("inf")
+    data = _model([_scalar("a", inf, TensorProto.FLOAT), _scalar("b", inf, TensorProto.FLOAT),
+                   _scalar("d", 1.0, TensorProto.FLOAT), helper.make_node("Range", ["a", "b", "d"], ["y"])], 1)
+    with pytest.raises(PolicyError, match="^Range node 'y' would allocate inf times"):
+        check_onnx(data)
