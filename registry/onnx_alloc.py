@@ -223,7 +223,8 @@ def _propagate(node: Any, env: dict[str, Bound | None]) -> Bound | None:
     if op == "ConstantOfShape":
         for attr in node.attribute:
             if attr.name == "value" and attr.HasField("t"):
-                return _tensor_bound(attr.t)
+                fill = _tensor_bound(attr.t)  # one value repeated: its exact tuple is not the output's
+                return None if fill is None else Bound(fill.c, fill.k)
         return Bound(0.0, 0.0)
     if op in _MOVE:
         indices = _MOVE[op] if _MOVE[op] is not None else range(len(node.input))

@@ -290,3 +290,39 @@ def test_a_range_between_infinities_is_refused():
                    _scalar("d", 1.0, TensorProto.FLOAT), helper.make_node("Range", ["a", "b", "d"], ["y"])], 1)
     with pytest.raises(PolicyError, match="^Range node 'y' would allocate inf times"):
         check_onnx(data)
+
+
+def test_opting_one_op_in_does_not_excuse_another():
+    data = _model([_ints("r", [2, 2000]), helper.make_node("Tile", ["x", "r"], ["t"]),
+                   _ints("s", [1, 8000]), helper.make_node("ConstantOfShape", ["s"], ["c"]),
+                   helper.make_node("Add", ["t", "c"], ["y"])])
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'c'"):
+        check_onnx(data, Policy(max_alloc_elements=1000, allow_unbounded_ops=frozenset({"Tile"})))
+    with pytest.raises(PolicyError, match="^Tile node 't'"):
+        check_onnx(data, Policy(max_alloc_elements=1000, allow_unbounded_ops=frozenset({"ConstantOfShape"})))
+    check_onnx(data, Policy(max_alloc_elements=1000, allow_unbounded_ops=frozenset({"Tile", "ConstantOfShape"})))
+
+
+def test_constant_attribute_forms_are_exact():
+    ints = [helper.make_node("Constant", [], ["s"], value_ints=[3, 5])]
+    _at_limit(_cos(ints), 15)
+    one = [helper.make_node("Constant", [], ["n"], value_int=7), _ints("z", [0]), helper.make_node("Unsqueeze", ["n", "z"], ["s"])]
+    one.sort(key=lambda n: n.op_type != "Constant")
+    _at_limit(_cos(one, 1), 7)
+
+
+def test_a_shape_filled_by_constant_of_shape_carries_its_fill_value():
+    """[6, 6] allocates 36 times: the one fill value is not the shape's exact contents (it was read as [6])."""
+    chain = [_ints("two", [2]), helper.make_node("ConstantOfShape", ["two"], ["s"],
+                                                 value=helper.make_tensor("v", TensorProto.INT64, [1], [6]))]
+    _at_limit(_cos(chain), 36)
+
+
+def test_a_branch_sees_the_constants_of_the_graph_around_it():
+    branch = helper.make_graph([helper.make_node("ConstantOfShape", ["s"], ["c"])], "then", [],
+                               [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["a", "b"])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "else", [],
+                              [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["a", "b"])])
+    data = _model([_ints("s", [3, 5]), helper.make_node("Constant", [], ["b"], value=helper.make_tensor("b", TensorProto.BOOL, [], [True])),
+                   helper.make_node("If", ["b"], ["y"], then_branch=branch, else_branch=other)])
+    _at_limit(data, 15)
