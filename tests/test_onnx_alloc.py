@@ -326,3 +326,20 @@ def test_a_branch_sees_the_constants_of_the_graph_around_it():
     data = _model([_ints("s", [3, 5]), helper.make_node("Constant", [], ["b"], value=helper.make_tensor("b", TensorProto.BOOL, [], [True])),
                    helper.make_node("If", ["b"], ["y"], then_branch=branch, else_branch=other)])
     _at_limit(data, 15)
+
+
+def test_a_size_taking_op_in_a_foreign_domain_is_not_an_onnx_op():
+    """``com.acme::ConstantOfShape`` is the custom domain's business (allowed_domains), not this check's."""
+    graph = helper.make_graph([_ints("s", [1 << 20, 1 << 20]), helper.make_node("ConstantOfShape", ["s"], ["y"], domain="com.acme")],
+                              "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.acme", 1)])
+    model.ir_version = 8
+    check_onnx(model.SerializeToString(), Policy(allowed_domains=frozenset({"com.acme"})))
+
+
+def test_a_size_from_a_shape_times_a_fraction_or_from_a_comparison_is_bounded():
+    half = _cos([helper.make_node("Shape", ["x"], ["d"]), _ints("two", [2]), helper.make_node("Div", ["d", "two"], ["s"])])
+    check_onnx(half, _limit(1))
+    flags = _cos([helper.make_node("Shape", ["x"], ["d"]), _ints("z", [0, 0]), helper.make_node("Greater", ["d", "z"], ["b"]),
+                  helper.make_node("Cast", ["b"], ["s"], to=TensorProto.INT64)])
+    check_onnx(flags, _limit(1))
