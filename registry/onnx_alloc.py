@@ -78,10 +78,12 @@ _MOVE = {
     "Identity": (0,), "Cast": (0,), "Reshape": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,),
     "Gather": (0,), "GatherElements": (0,), "GatherND": (0,), "Slice": (0,), "Concat": None, "Where": (1, 2),
     "Max": None, "Min": None, "Abs": (0,), "Neg": (0,), "ReduceMax": (0,), "ReduceMin": (0,), "Transpose": (0,),
-    "Expand": (0,), "Tile": (0,), "Floor": (0,), "Ceil": (0,), "Round": (0,), "Relu": (0,), "Sign": (0,),
-    "Split": (0,), "Mod": (1,), "Range": (0, 1), "CastLike": (0,), "Clip": (0,),
+    "Expand": (0,), "Tile": (0,), "Relu": (0,),
+    "Split": (0,), "Mod": (1,), "Range": (0, 1), "CastLike": (0,), "Clip": None,  # Clip may output its min or max
 }
-_BOOL = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
+# Ops that may round a value up in magnitude (Ceil(1e-9) is 1): a bound below 1 would hide a scaled shape.
+_ROUND = {"Floor", "Ceil", "Round"}
+_BOOL = {"Sign", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def _walk(graph: Any, env: dict[str, Bound | None], ranks: dict[str, int], allow
           max_elements: int) -> None:
     for init in graph.initializer:
         env[init.name] = _tensor_bound(init)
+    for value in graph.input:  # a caller feeds inputs, even one with an initializer as its default
+        env[value.name] = None
     for node in graph.node:
         for attr in node.attribute:  # subgraphs see the outer values
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
@@ -213,10 +217,14 @@ def _propagate(node: Any, env: dict[str, Bound | None]) -> Bound | None:
         return Bound(0.0, 1.0)
     if op in _BOOL:
         return Bound(1.0, 0.0)
+    if op in _ROUND:
+        part = _get(env, node, 0)
+        return None if part is None else Bound(part.c + 1.0, part.k)
     if op == "ConstantOfShape":
         for attr in node.attribute:
             if attr.name == "value" and attr.HasField("t"):
-                return _tensor_bound(attr.t)
+                fill = _tensor_bound(attr.t)  # one value repeated: its exact tuple is not the output's
+                return None if fill is None else Bound(fill.c, fill.k)
         return Bound(0.0, 0.0)
     if op in _MOVE:
         indices = _MOVE[op] if _MOVE[op] is not None else range(len(node.input))
@@ -264,7 +272,8 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
         start, limit, delta = bounds  # type: ignore[misc]
         if start.exact and limit.exact and delta.exact:
             step = delta.exact[0]
-            factor = 0.0 if step == 0 else max(0.0, (limit.exact[0] - start.exact[0]) / step)
+            span = 0.0 if step == 0 else (limit.exact[0] - start.exact[0]) / step
+            factor = math.inf if math.isnan(span) else max(0.0, span)  # inf - inf: no count is known
             return _limit(label, factor, max_elements)
         if delta.exact is None or not delta.exact or abs(delta.exact[0]) < 1:
             raise _refuse(label, "has a step that is not a constant of magnitude >= 1")
@@ -294,6 +303,8 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
 
 def _rank(name: str, ranks: dict[str, int]) -> int:
     """How many elements the 1-D size tensor ``name`` has (unknown: refuse by a huge rank)."""
+    if ranks.get(name) == 0:  # a scalar (a window size, a depth, a trip count) is one element
+        return 1
     return ranks.get("#len:" + name, 64)
 
 
@@ -302,7 +313,11 @@ def _linear(label: str, bounds: list[Bound], rank: int, max_elements: int) -> No
         if bound.k > 1:
             raise _refuse(label, f"takes its size from a shape scaled by {bound.k:g}")
     constant = max((b.c for b in bounds), default=0.0)
-    _limit(label, max(1.0, constant) ** max(1, rank), max_elements)
+    try:
+        factor = max(1.0, constant) ** max(1, rank)
+    except OverflowError:  # a float power past 1e308 raises instead of giving inf
+        factor = math.inf
+    _limit(label, factor, max_elements)
 
 
 def _limit(label: str, factor: float, max_elements: int) -> None:
