@@ -215,3 +215,33 @@ def test_a_cid_that_does_not_decode_is_still_reported_in_hex(tmp_path):
     assert sha.status == "pass" and cid.status == "fail"
     assert cid.evidence["expected"] == "0x" + garbage.hex()
     assert f"does not match the release (0x{garbage.hex()})" in cid.detail
+
+
+def test_progress_counts_every_byte_from_memory_and_from_a_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(unixfs, "READ_BATCH", 1024 * 1024)
+    data = os.urandom(2 * 1024 * 1024 + 9)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(data)
+    for source in ({"data": bytearray(data)}, {"data": data}, {"file": str(model)}):
+        seen: list[int] = []
+        sha, cid, _ = _check(_record(data), tmp_path, progress=seen.append, **source)
+        assert (sha.status, cid.status) == ("pass", "pass") and sum(seen) == len(data), source
+        assert sha.evidence["source"] == (f"file {model}" if "file" in source else "memory")
+
+
+class _CountingStore(LocalStore):
+    fetched = 0
+
+    def _fetch_block(self, cid):
+        type(self).fetched += 1
+        return super()._fetch_block(cid)
+
+
+def test_a_dag_declaring_more_than_the_signed_size_is_refused_before_its_leaves_are_fetched(tmp_path):
+    store = _CountingStore(tmp_path / "blocks", "kubo-v1")
+    data = os.urandom(1_000_000)  # four leaves under one root
+    store.put_bytes(data, "kubo-v1")
+    record = _record(data, artifact_size=300_000)
+    sha, cid, artifact = _check(record, tmp_path, store=store)
+    assert sha.status == "fail" and sha.exit_code == IntegrityError.exit_code and not artifact.ok
+    assert _CountingStore.fetched <= 2, _CountingStore.fetched
