@@ -246,3 +246,33 @@ def test_a_dag_declaring_more_than_the_signed_size_is_refused_before_its_leaves_
     sha, cid, artifact = _check(record, tmp_path, store=store)
     assert sha.status == "fail" and sha.exit_code == IntegrityError.exit_code and not artifact.ok
     assert store.fetched <= 2, store.fetched
+
+
+def test_a_single_file_past_protobufs_limit_is_refused_unread_and_the_limit_itself_is_read(tmp_path):
+    from registry.errors import PolicyError
+    from registry.policy import Policy
+    from registry.verify.artifact import MAX_SINGLE_FILE
+
+    for size in (MAX_SINGLE_FILE + 1, MAX_SINGLE_FILE):
+        artifact = ArtifactBytes()
+        sha, cid = check_bytes(_record(DATA, artifact_size=size), None, None, DATA, _settings(tmp_path), None,
+                               artifact, None, Policy(max_artifact_size=4 * 1024**3))
+        if size > MAX_SINGLE_FILE:
+            assert sha.exit_code == PolicyError.exit_code and "protobuf's limit" in sha.detail
+            assert sha.evidence == {"expected_size": size}
+        else:  # allowed to be read: the bytes in hand are simply short
+            assert sha.exit_code == IntegrityError.exit_code and "(truncated)" in sha.detail
+            continue
+        assert (cid.name, cid.status, cid.detail) == ("cid", "skip", "no bytes to hash")
+        assert not artifact.ok and artifact.sha256 is None
+
+
+def test_a_declared_size_over_the_cap_is_refused_with_both_numbers(tmp_path):
+    from registry.errors import PolicyError
+    from registry.policy import Policy
+
+    artifact = ArtifactBytes()
+    sha, cid = check_bytes(_record(DATA), None, None, DATA, _settings(tmp_path), None, artifact, None,
+                           Policy(max_artifact_size=len(DATA) - 1))
+    assert sha.exit_code == PolicyError.exit_code and sha.evidence == {"expected_size": len(DATA), "cap": len(DATA) - 1}
+    assert (cid.name, cid.status, cid.detail) == ("cid", "skip", "no bytes to hash")
