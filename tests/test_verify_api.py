@@ -287,3 +287,206 @@ def test_an_offline_release_with_a_card_checks_the_card(tmp_path):
     assert good.ok and good.release.has_card and good.check("provenance").evidence["card_source"] == "memory"
     bad = rel.verify(card=card + b"changed")
     assert bad.exit_code == 13 and "card" in bad.check("provenance").detail
+
+
+# -- what the procedure reports when a part of it breaks (fast: an in-process node stands in for the RPC) --
+
+
+class _Node:
+    """A node serving one release; ``broken`` names the calls that crash (as a buggy RPC client would)."""
+
+    def __init__(self, rel, chain_id=None, broken=(), delay=0.0):
+        from registry.verify import procedure
+
+        self.record = procedure._record_from_manifest(rel.manifest)
+        self.chain_id = rel.manifest.chain_id if chain_id is None else chain_id
+        self.address, self.rpc_url = rel.manifest.contract, "http://node.invalid"
+        self.broken, self.delay, self.answered_at = set(broken), delay, None
+
+    def _call(self, name):
+        if name in self.broken:
+            raise RuntimeError(f"{name} crashed")
+
+    def get_by_id(self, release_id):
+        import time
+
+        self._call("get_by_id")
+        time.sleep(self.delay)
+        self.answered_at = time.monotonic()
+        return self.record
+
+    def may_publish(self, name, account):
+        self._call("may_publish")
+        return account == self.record.publisher
+
+    def attestation_of(self, release_id, attester):
+        self._call("attestation_of")
+        return None
+
+
+def test_a_crashing_node_fails_the_checks_it_answers_under_their_own_names(tmp_path):
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    node = _Node(rel, broken={"may_publish", "attestation_of"})
+    pol = Policy(required_attestations=1, attesters=("0x" + "22" * 20,))
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, client=node, provenance=rel.provenance,
+                    settings=rel.settings, policy=pol)
+    by = {c.name: c for c in report.checks}
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
+    assert by["publisher_authorised"].status == "fail"
+    assert by["publisher_authorised"].detail == "unexpected RuntimeError: may_publish crashed"
+    assert by["policy"].status == "fail" and by["policy"].detail == "unexpected RuntimeError: attestation_of crashed"
+    assert by["signature"].status == "pass" and by["not_revoked"].status == "pass"
+
+
+def test_a_release_with_a_crashing_lineage_read_fails_not_revoked_by_name(tmp_path):
+    import dataclasses
+
+    rel = offline_release(tmp_path, overrides={"parent": b"\7" * 32})
+    node = _Node(rel)
+    served = node.get_by_id
+
+    def lineage_crashes(release_id):
+        if release_id != node.record.id:
+            raise RuntimeError("lineage crashed")
+        return served(release_id)
+
+    node.get_by_id = lineage_crashes
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, client=node, provenance=rel.provenance,
+                    settings=rel.settings)
+    check = report.check("not_revoked")
+    assert check.status == "fail" and check.detail == "unexpected RuntimeError: lineage crashed"
+    assert dataclasses.is_dataclass(report.release)
+
+
+def test_online_the_signature_is_pinned_to_the_chain_the_node_serves(tmp_path):
+    rel = offline_release(tmp_path)  # signed for chain 31337, which the local profile also expects
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, client=_Node(rel, chain_id=999),
+                    provenance=rel.provenance, settings=rel.settings)
+    check = report.check("signature")
+    assert check.status == "fail" and "chain expects 999" in check.detail and report.exit_code == 11
+
+
+class _CrashingStore:
+    def open(self, cid, max_size=None):
+        raise RuntimeError("store crashed")
+
+    def get_bytes(self, cid, max_size=None):
+        raise RuntimeError("store crashed")
+
+
+def test_a_store_that_crashes_mid_read_is_an_integrity_failure_and_nothing_is_parsed(tmp_path):
+    rel = offline_release(tmp_path)
+    report = rel.verify(data=None, store=_CrashingStore())
+    sha, cid, onnx = report.check("sha256"), report.check("cid"), report.check("onnx")
+    assert sha.status == "fail" and sha.detail == "unexpected RuntimeError: store crashed" and report.exit_code == 10
+    assert (cid.name, cid.status, cid.detail) == ("cid", "skip", "no bytes to hash")
+    assert onnx.status == "skip" and onnx.detail == "artifact bytes did not pass integrity checks; not parsed"
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
+
+
+def test_the_policy_size_cap_applies_before_any_byte_is_read(tmp_path):
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    report = rel.verify(policy=Policy(max_artifact_size=len(rel.data) - 1))
+    assert report.check("sha256").status == "fail" and "nothing was read" in report.check("sha256").detail
+    assert report.exit_code == 14
+
+
+def test_the_manifest_profile_decides_the_cid_recomputed_by_verify(tmp_path):
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.unixfs import import_bytes
+
+    data = tiny_onnx(5)
+    v0_cid = cid_bytes_v1(import_bytes(data, "kubo-v0").cid)
+    rel = offline_release(tmp_path, data, overrides={"artifact_cid": v0_cid})  # manifest says kubo-v1
+    report = rel.verify()
+    assert report.check("sha256").status == "pass" and report.check("cid").status == "fail"
+    assert report.exit_code == 10
+
+
+def test_provenance_is_found_beside_the_file(tmp_path):
+    from registry.verify.provenance_check import provenance_path_beside
+
+    rel = offline_release(tmp_path)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(rel.data)
+    provenance_path_beside(model, rel.manifest.release.name, rel.manifest.release.version).write_bytes(rel.provenance)
+    report = rel.verify(data=None, file=str(model), provenance=None, store=_CrashingStore())
+    assert report.ok, report.to_json()
+
+
+def test_a_trust_entry_that_is_not_an_address_is_bad_input(tmp_path):
+    rel = offline_release(tmp_path)
+    report = rel.verify(trust=["0x1234"])
+    check = report.check("resolve")
+    assert check.status == "fail" and report.exit_code == 3
+    assert check.detail == "--trust '0x1234' is not a 0x-prefixed 20-byte address"
+
+
+def test_an_unreachable_local_devnet_is_named_in_the_evidence(tmp_path, monkeypatch):
+    from registry.errors import UnreachableError
+    from registry.verify import procedure
+
+    def down(settings):
+        raise UnreachableError("no node answers")
+
+    monkeypatch.setattr(procedure, "_connect", down)
+    rel = offline_release(tmp_path)
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, settings=rel.settings)
+    check = report.check("resolve")
+    assert report.exit_code == 15 and check.evidence == {"rpc": rel.settings.profile.rpc_url or "local devnet"}
+    assert check.evidence["rpc"] == "local devnet"
+
+
+@pytest.mark.parametrize("given", ["data", "file"])
+def test_with_a_manifest_the_bytes_are_hashed_before_the_chain_answers(tmp_path, monkeypatch, given):
+    """Online with a manifest beside the bytes, hashing starts at once instead of after check 1's round trip."""
+    import time
+
+    from registry.verify import procedure
+
+    rel = offline_release(tmp_path)
+    node = _Node(rel, delay=0.5)
+    monkeypatch.setattr(procedure, "_connect", lambda settings: node)
+    started: list[float] = []
+    real = procedure.check_bytes
+
+    def spy(*args, **kwargs):
+        started.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(procedure, "check_bytes", spy)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(rel.data)
+    source = {"data": rel.data} if given == "data" else {"file": str(model)}
+    report = verify(rel.ref, manifest=rel.manifest, provenance=rel.provenance, settings=rel.settings, **source)
+    assert report.ok and report.mode == "online", report.to_json()
+    assert len(started) == 1 and started[0] < node.answered_at
+
+
+def test_a_provenance_read_that_crashes_leaves_the_policy_judging_no_document(tmp_path):
+    from registry.policy import Policy
+
+    rel = offline_release(tmp_path)
+    report = rel.verify(provenance=None, store=_CrashingStore(), policy=Policy(min_accuracy=0.5))
+    assert report.check("provenance").detail == "unexpected RuntimeError: store crashed"
+    assert report.check("policy").detail == "provenance records no accuracy (predicate.metrics.accuracy)"
+
+
+def test_offline_the_card_is_fetched_by_the_cid_the_manifest_signs(tmp_path):
+    import hashlib
+
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.local import LocalStore
+
+    card = b"# acme/offline\n\nA tiny model.\n"
+    store = LocalStore(tmp_path / "blocks", "kubo-v1")
+    cid = store.put_bytes(card, "kubo-v1")
+    rel = offline_release(tmp_path, overrides={"card_sha256": hashlib.sha256(card).digest(),
+                                               "card_cid": cid_bytes_v1(cid.cid)})
+    report = rel.verify(store=store)
+    assert report.ok, report.to_json()
+    assert report.check("provenance").evidence["card_source"] == "store (verified block by block)"
