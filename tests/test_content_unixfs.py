@@ -274,3 +274,13 @@ def test_dags_of_three_and_more_levels_match_the_npm_importer():
                 assert str(import_chunks(fast_stream(size), p).cid) == js.cid(size, p), (p, size)
     finally:
         js.close()
+
+
+def test_an_unknown_fixed64_field_before_the_data_is_skipped_by_exactly_eight_bytes():
+    """A producer's future 64-bit field (wire type 1) in a UnixFS Data message must not shift the
+    fields after it: the payload read is the one written, not a misparse or a refusal."""
+    from registry.content.dagpb import decode_unixfs
+
+    data = bytes([0x08, 0x02, 0x39]) + bytes(range(1, 9)) + bytes([0x12, 0x02]) + b"ok" + bytes([0x18, 0x02])
+    got = decode_unixfs(data)
+    assert (got.type, got.data, got.filesize) == (2, b"ok", 2)
