@@ -507,3 +507,17 @@ def test_a_response_stream_enforces_its_overall_deadline_and_only_when_given():
     assert ResponseStream(_Pieces(slow), "gw", 5.0).read(-1) == b"abc"  # type: ignore[arg-type]
     with pytest.raises(UnreachableError, match="gw: the stream took longer than 0 s"):
         ResponseStream(_Pieces(slow), "gw", 0.4).read(-1)  # type: ignore[arg-type]
+
+
+def test_a_response_stream_pulls_no_more_of_the_body_than_asked():
+    """read(n) stops pulling once it holds n bytes (and read(0) pulls nothing): a failure later in the
+    body must not surface while the bytes already asked for are being read."""
+    import httpx
+
+    from registry.content.carwalk import ResponseStream
+
+    s = ResponseStream(_Pieces([b"ab", httpx.ReadError("later")]), "gw")  # type: ignore[arg-type]
+    assert s.read(0) == b""
+    assert s.read(2) == b"ab"
+    with pytest.raises(UnreachableError, match="the stream broke"):
+        s.read(1)
