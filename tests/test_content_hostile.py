@@ -394,7 +394,7 @@ def test_a_car_stream_may_send_up_to_64_blocks_ahead_of_the_walk(ahead, ok):
     if ok:
         assert _walk_car(root, blocks, order) == b"".join(leaves)
     else:
-        with pytest.raises(IntegrityError, match="too many blocks out of order"):
+        with pytest.raises(IntegrityError, match="^gw: too many blocks out of order"):
             _walk_car(root, blocks, order)
 
 
