@@ -174,3 +174,20 @@ def test_a_section_of_exactly_the_largest_size_is_read_then_judged_by_its_block(
     with pytest.raises(IntegrityError) as info:
         list(read_car(_Trickle(data + section, step=1 << 20))[1])
     assert "out of range" not in str(info.value)
+
+
+def test_a_header_length_padded_to_ten_varint_bytes_is_read_as_kubo_reads_it():
+    """go-car (Kubo's ``dag import``) reads lengths with ``binary.ReadUvarint``: up to 10 bytes, padding
+    included. A CAR whose header length is padded to 10 bytes is the same CAR; 11 bytes is refused."""
+    from registry.content.car import read_car
+    from registry.errors import IntegrityError
+
+    data, result = _car()
+    header_len = data[0]
+    padded = bytes([0x80 | header_len]) + b"\x80" * 8 + b"\x00" + data[1:]
+    roots, blocks = read_car(_Trickle(padded))
+    assert [str(r) for r in roots] == [str(result.cid)]
+    assert [bytes(b) for _c, b in blocks] == [b"hello car"]
+    too_long = bytes([0x80 | header_len]) + b"\x80" * 9 + b"\x00" + data[1:]
+    with pytest.raises(IntegrityError, match="header length is not a valid varint"):
+        read_car(_Trickle(too_long))

@@ -362,3 +362,162 @@ def test_a_node_with_a_field_dag_pb_does_not_have_is_refused(block, why):
 
     with pytest.raises(IntegrityError, match=why):
         decode_node(block)
+
+
+def _flat_file(leaves: list[bytes]):
+    """A one-level file over the given leaves: (root, {cid text: (cid, block)}, leaf CIDs in order)."""
+    blocks: dict = {}
+    cids = [_put(blocks, RAW, leaf) for leaf in leaves]
+    root = _put(blocks, DAG_PB, encode_node([(bytes(c), len(b)) for c, b in zip(cids, leaves)],
+                                            unixfs_file_data(sum(map(len, leaves)), [len(b) for b in leaves])))
+    return root, blocks, cids
+
+
+def _walk_car(root, blocks, order, dups=False, fallback=None):
+    from registry.content.carwalk import walk_car_stream
+
+    stream = io.BytesIO(car_bytes([root], [blocks[str(c)] for c in order]))
+    fallback = fallback or (lambda c: pytest.fail(f"fetched {c} singly"))
+    return b"".join(bytes(w.data) for w in walk_car_stream(root, stream, fallback, dups, "gw") if w.data)
+
+
+@pytest.mark.parametrize("ahead,ok", [(64, True), (65, False)])
+def test_a_car_stream_may_send_up_to_64_blocks_ahead_of_the_walk(ahead, ok):
+    """A producer that sends leaves in reverse is served from the buffer up to 64 blocks early; one
+    more is refused before memory grows with what a hostile gateway sends."""
+    from registry.content.carwalk import MAX_BUFFERED_BLOCKS
+
+    assert MAX_BUFFERED_BLOCKS == 64
+    leaves = [bytes([i]) * 10 for i in range(ahead + 1)]
+    root, blocks, cids = _flat_file(leaves)
+    order = [root] + cids[::-1]
+    if ok:
+        assert _walk_car(root, blocks, order) == b"".join(leaves)
+    else:
+        with pytest.raises(IntegrityError, match="^gw: too many blocks out of order"):
+            _walk_car(root, blocks, order)
+
+
+@pytest.mark.parametrize("between,singly", [(15, 0), (16, 1)])
+def test_a_block_sent_once_is_served_again_from_the_last_16_without_a_request(between, singly):
+    """Without dups=y a repeated leaf comes once; the walk serves a repeat from its recent blocks
+    (no extra request) when at most 15 other blocks came between, and fetches it singly after that."""
+    leaves = [b"A" * 10] + [bytes([i]) * 10 for i in range(between)] + [b"A" * 10]
+    root, blocks, cids = _flat_file(leaves)
+    requests = []
+    got = _walk_car(root, blocks, [root] + cids[:-1], fallback=lambda c: requests.append(c) or blocks[str(c)][1])
+    assert got == b"".join(leaves)
+    assert len(requests) == singly
+
+
+def test_a_recently_used_block_stays_in_memory_longest():
+    """The recent-block memory drops the least recently *used* block: a leaf that keeps repeating
+    is never fetched again even when more than 16 distinct blocks pass between its first copy and now."""
+    a = b"A" * 10
+    others = [bytes([i]) * 10 for i in range(30)]
+    leaves = [a]
+    for i in range(0, 30, 10):
+        leaves += others[i:i + 10] + [a]
+    root, blocks, cids = _flat_file(leaves)
+    order, seen = [root], set()
+    for c in cids:
+        if str(c) not in seen:
+            seen.add(str(c))
+            order.append(c)
+    requests = []
+    assert _walk_car(root, blocks, order, fallback=lambda c: requests.append(c) or blocks[str(c)][1]) == b"".join(leaves)
+    assert requests == []
+
+
+def test_with_dups_every_repeat_must_come_again_in_the_stream():
+    """dups=y: the producer promised to resend repeats, so a missing repeat is an incomplete CAR."""
+    leaves = [b"A" * 10, b"B" * 10, b"A" * 10]
+    root, blocks, cids = _flat_file(leaves)
+    assert _walk_car(root, blocks, [root] + cids, dups=True) == b"".join(leaves)
+    with pytest.raises(IntegrityError, match="incomplete CAR, block .* never arrived"):
+        _walk_car(root, blocks, [root] + cids[:2], dups=True)
+
+
+@pytest.mark.parametrize("extra,why", [(0, "incomplete CAR"), (1, "more than 4096 repeated CAR sections")])
+def test_exactly_4096_repeated_sections_are_skipped(extra, why):
+    from registry.content.carwalk import MAX_SKIPPED_SECTIONS, car_fetch
+
+    assert MAX_SKIPPED_SECTIONS == 4096
+    blocks: dict = {}
+    leaf = _put(blocks, RAW, b"a" * 100)
+    root = _put(blocks, DAG_PB, encode_node([(bytes(leaf), 100)], unixfs_file_data(100, [100])))
+    sections = [blocks[str(root)]] + [blocks[str(leaf)]] * (MAX_SKIPPED_SECTIONS + 1 + extra)
+    fetch = car_fetch(root, io.BytesIO(car_bytes([root], sections)), lambda c: blocks[str(c)][1], False, "test")
+    fetch(root)
+    fetch(leaf)
+    with pytest.raises(IntegrityError, match=why):
+        fetch(make_cid(1, RAW, hashlib.sha256(b"never").digest()))
+
+
+def test_a_car_stream_must_name_exactly_the_requested_root():
+    """A gateway's CAR with an extra root, or another root, is refused before any block is used; the
+    same root written as CIDv0 or CIDv1 is the same request."""
+    from registry.content.carwalk import car_fetch
+
+    root, blocks, cids = _flat_file([b"x" * 10])
+    body = [blocks[str(root)], blocks[str(cids[0])]]
+    for roots in ([root, cids[0]], [cids[0]], []):
+        with pytest.raises(IntegrityError, match="roots .* are not"):
+            car_fetch(root, io.BytesIO(car_bytes(roots, body)), lambda c: b"", False, "gw")
+    v0 = root.set(base="base58btc", version=0)
+    assert car_fetch(str(v0), io.BytesIO(car_bytes([root], body)), lambda c: b"", False, "gw")(root) == body[0][1]
+
+
+class _Pieces(list):
+    """An httpx-like response whose body comes in the given pieces (or raises the given exception)."""
+
+    def iter_bytes(self):
+        for piece in self:
+            if isinstance(piece, BaseException):
+                raise piece
+            if isinstance(piece, float):
+                time.sleep(piece)
+                continue
+            yield piece
+
+
+def test_a_response_stream_reads_exactly_what_is_asked_across_pieces():
+    from registry.content.carwalk import ResponseStream
+
+    s = ResponseStream(_Pieces([b"ab", b"", b"cde", b"f"]), "gw")  # type: ignore[arg-type]
+    assert s.readable()
+    assert [s.read(1), s.read(3), s.read(0), s.read(-1), s.read(5), s.read()] == [b"a", b"bcd", b"", b"ef", b"", b""]
+
+
+@pytest.mark.parametrize("exc,why", [(__import__("httpx").ReadTimeout("slow"), "gw: timed out mid-stream"),
+                                     (__import__("httpx").ReadError("reset"), r"gw: the stream broke \(ReadError\)")])
+def test_a_transport_failure_mid_stream_is_unreachable_not_a_crash(exc, why):
+    from registry.content.carwalk import ResponseStream
+
+    s = ResponseStream(_Pieces([b"ab", exc]), "gw")  # type: ignore[arg-type]
+    with pytest.raises(UnreachableError, match=why):
+        s.read(10)
+
+
+def test_a_response_stream_enforces_its_overall_deadline_and_only_when_given():
+    from registry.content.carwalk import ResponseStream
+
+    slow = [b"a", 0.3, b"b", 0.3, b"c"]
+    assert ResponseStream(_Pieces(slow), "gw").read(-1) == b"abc"  # type: ignore[arg-type]
+    assert ResponseStream(_Pieces(slow), "gw", 5.0).read(-1) == b"abc"  # type: ignore[arg-type]
+    with pytest.raises(UnreachableError, match="gw: the stream took longer than 0 s"):
+        ResponseStream(_Pieces(slow), "gw", 0.4).read(-1)  # type: ignore[arg-type]
+
+
+def test_a_response_stream_pulls_no_more_of_the_body_than_asked():
+    """read(n) stops pulling once it holds n bytes (and read(0) pulls nothing): a failure later in the
+    body must not surface while the bytes already asked for are being read."""
+    import httpx
+
+    from registry.content.carwalk import ResponseStream
+
+    s = ResponseStream(_Pieces([b"ab", httpx.ReadError("later")]), "gw")  # type: ignore[arg-type]
+    assert s.read(0) == b""
+    assert s.read(2) == b"ab"
+    with pytest.raises(UnreachableError, match="the stream broke"):
+        s.read(1)

@@ -225,3 +225,62 @@ def test_an_empty_file_writes_its_one_block_to_the_sink(profile):
     block = blocks[0][1]
     assert hashlib.sha256(block).digest() == result.cid.digest[-32:]
     assert result.dag_size == len(block) and result.size == 0
+
+
+def test_an_empty_batch_mid_stream_is_skipped_not_taken_for_the_end():
+    """A reader may hand over an empty view before the rest (a pipe with nothing ready yet): the bytes
+    after it still count, so the CID and size are those of the whole input."""
+    p = PROFILES["kubo-v1"]
+    data = os.urandom(2 * p.chunk_size + 5)
+    views = [memoryview(data)[:p.chunk_size], memoryview(b""), memoryview(data)[p.chunk_size:]]
+    got = unixfs.import_batches(iter(views), p)
+    want = import_bytes(data, p)
+    assert (got.cid, got.size, got.sha256) == (want.cid, len(data), hashlib.sha256(data).digest())
+
+
+def test_keep_sees_every_byte_also_with_a_callers_pool():
+    """``keep`` (the verifier's staging copy) must receive every view whether or not the caller
+    brings its own leaf pool; otherwise the staged file would be empty or short."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = PROFILES["kubo-v0"]
+    data = os.urandom(3 * p.chunk_size + 17)
+    step = 2 * p.chunk_size
+    kept = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = unixfs.import_batches((memoryview(data)[i:i + step] for i in range(0, len(data), step)), p,
+                                       pool=pool, keep=lambda v: kept.append(bytes(v)))
+    assert b"".join(kept) == data
+    assert result.cid == import_bytes(data, p).cid
+
+
+@pytest.mark.skipif(not (os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "node_modules",
+                                                    "ipfs-unixfs-importer"))),
+                    reason="node_modules/ipfs-unixfs-importer missing")
+def test_dags_of_three_and_more_levels_match_the_npm_importer():
+    """Kubo's balanced layout at depth (a 3-level DAG needs 7.9 GB at the real fan-out): tiny chunks and
+    fan-out reach 3-5 levels in bytes, and every size around a level boundary must give the npm
+    ipfs-unixfs-importer's CID, CIDv0 and CIDv1 raw leaves alike."""
+    from registry.content.unixfs import Profile
+    from tests._content_fixtures import fast_stream
+    from tests.test_content_npm import JsImporter
+
+    js = JsImporter()
+    try:
+        for version, raw, chunk, links in ((0, False, 1, 3), (1, True, 7, 4)):
+            p = Profile("custom", version, raw, chunk, links)
+            sizes = sorted({k * chunk * links ** d + e for d in (2, 3, 4) for k in (1, 2) for e in (-1, 0, 1)})
+            for size in sizes:
+                assert str(import_chunks(fast_stream(size), p).cid) == js.cid(size, p), (p, size)
+    finally:
+        js.close()
+
+
+def test_an_unknown_fixed64_field_before_the_data_is_skipped_by_exactly_eight_bytes():
+    """A producer's future 64-bit field (wire type 1) in a UnixFS Data message must not shift the
+    fields after it: the payload read is the one written, not a misparse or a refusal."""
+    from registry.content.dagpb import decode_unixfs
+
+    data = bytes([0x08, 0x02, 0x39]) + bytes(range(1, 9)) + bytes([0x12, 0x02]) + b"ok" + bytes([0x18, 0x02])
+    got = decode_unixfs(data)
+    assert (got.type, got.data, got.filesize) == (2, b"ok", 2)
