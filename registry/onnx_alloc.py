@@ -13,9 +13,10 @@ ConstantOfShape    shape                                product of the shape
 Expand             shape                                product of the shape
 Tile               repeats                              product of the repeats
 Range              start, limit, delta                  number of elements
-Pad                pads                                 product of (1 + before + after)
+Pad                pads (Pad-2: attribute)              product of (1 + before + after)
 CenterCropPad      shape                                product of the shape
-Resize / Upsample  scales or sizes                      product of the scales or sizes
+Resize / Upsample  scales or sizes (Resize-10: input 1; product of the scales or sizes
+                   Upsample-7: attribute)
 OneHot             depth                                depth
 Col2Im             image_shape, block_shape             product of the image shape
 MaxUnpool          output_shape                         product of the output shape
@@ -260,11 +261,16 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
         raise _refuse(label, "has no trip count (M): it can run without bound")
     if op == "Resize" and len(node.input) > 3 and node.input[3]:
         indices: tuple[int, ...] = (3,)  # sizes win over scales
+    elif op == "Resize" and len(node.input) == 2:
+        indices = (1,)  # Resize-10: (X, scales); from opset 11 input 1 is the roi and scales come second
     elif op == "Resize":
         indices = (2,)
     else:
         indices = SIZE_INPUTS[op]
     bounds = [_get(env, node, i) for i in indices]
+    old_form = _attribute_sizes(node)
+    if old_form is not None:
+        bounds = [old_form]
     if any(b is None for b in bounds):
         raise _refuse(label, "takes its output size from a value that is not provably bounded "
                              "(computed from tensor data, not from constants or Shape)")
@@ -299,6 +305,19 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
         return _limit(label, prod(max(1.0, abs(v)) for b in bounds for v in b.exact), max_elements)  # type: ignore[union-attr]
     rank = sum(_rank(node.input[i], ranks) for i in indices if i < len(node.input) and node.input[i])
     _linear(label, bounds, rank, max_elements)  # type: ignore[arg-type]
+
+
+def _attribute_sizes(node: Any) -> Bound | None:
+    """Sizes that older opsets carry as attributes (Pad-2 ``pads``, Upsample-7 ``scales``), or None.
+
+    A model that declares such an opset is held to the same limit as one that passes the sizes as
+    an input; without this its sizes would never be read.
+    """
+    wanted = {"Pad": "pads", "Upsample": "scales"}.get(node.op_type)
+    for attr in node.attribute:
+        if attr.name == wanted:
+            return _const(list(attr.ints) if node.op_type == "Pad" else list(attr.floats))
+    return None
 
 
 def _rank(name: str, ranks: dict[str, int]) -> int:

@@ -343,3 +343,39 @@ def test_a_size_from_a_shape_times_a_fraction_or_from_a_comparison_is_bounded():
     flags = _cos([helper.make_node("Shape", ["x"], ["d"]), _ints("z", [0, 0]), helper.make_node("Greater", ["d", "z"], ["b"]),
                   helper.make_node("Cast", ["b"], ["s"], to=TensorProto.INT64)])
     check_onnx(flags, _limit(1))
+
+
+def _floats(name: str, values: list[float]) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(
+        name, TensorProto.FLOAT, [len(values)], values))
+
+
+# Older opsets carry the same sizes elsewhere: Resize-10 takes (X, scales), Upsample-7 and Pad-2 take
+# attributes. A model declaring such an opset must not slip its sizes past the check.
+def test_resize_10_scales_are_its_second_input():
+    data = _model([_floats("sc", [1.0, 1.0, 4.0, 5.0]), helper.make_node("Resize", ["x4", "sc"], ["y"])],
+                  rank=4, inputs=[helper.make_tensor_value_info("x4", TensorProto.FLOAT, ["N", 1, 2, 2])], opset=10)
+    _at_limit(data, 20, op="Resize")
+
+
+def test_upsample_7_scales_attribute_is_bounded():
+    data = _model([helper.make_node("Upsample", ["x4"], ["y"], scales=[1.0, 1.0, 4.0, 5.0])], rank=4,
+                  inputs=[helper.make_tensor_value_info("x4", TensorProto.FLOAT, ["N", 1, 2, 2])], opset=7)
+    _at_limit(data, 20, op="Upsample")
+
+
+def test_pad_2_pads_attribute_is_bounded():
+    data = _model([helper.make_node("Pad", ["x"], ["y"], pads=[0, 1, 0, 2])], opset=10)
+    _at_limit(data, 4, op="Pad")  # axis 1: 1 + 1 + 2
+
+
+def test_old_opset_forms_with_huge_sizes_are_refused():
+    huge = [1.0, 1.0, 1e6, 1e6]
+    x4 = [helper.make_tensor_value_info("x4", TensorProto.FLOAT, ["N", 1, 2, 2])]
+    for data in (
+        _model([_floats("sc", huge), helper.make_node("Resize", ["x4", "sc"], ["y"])], rank=4, inputs=x4, opset=10),
+        _model([helper.make_node("Upsample", ["x4"], ["y"], scales=huge)], rank=4, inputs=x4, opset=7),
+        _model([helper.make_node("Pad", ["x"], ["y"], pads=[0, 10**9, 0, 10**9])], opset=10),
+    ):
+        with pytest.raises(PolicyError, match=r"would allocate .* times its input"):
+            check_onnx(data)
