@@ -18,7 +18,7 @@ that no mapped test reaches ("no tests") counts as surviving. Prints a per-modul
 surviving mutants with their diffs; also writes build/mutation/report.txt.
 
 Run it through ``make mutation`` (its own venv, ``nice -n 19``); ``MUTATION_MODULES`` picks modules
-(paths from the map, comma-separated, or ``all``; default: the phase-1 modules).
+(paths from the map, comma-separated; default or ``all``: every module in the map).
 ``MUTATION_REPORT_ONLY=1`` (``--report-only``) runs nothing and prints the table from the cache as it
 stands, e.g. while a long module is still being re-tested in another process.
 """
@@ -84,9 +84,7 @@ def load_map() -> tuple[dict[str, dict], dict]:
 
 
 def pick_modules(mapping: dict[str, dict], wanted: str) -> list[str]:
-    if not wanted:
-        return [m for m, spec in mapping.items() if spec.get("phase", 1) == 1]
-    if wanted == "all":
+    if not wanted or wanted == "all":
         return list(mapping)
     chosen = [w.strip() for w in wanted.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in mapping]
@@ -315,7 +313,7 @@ def survivors_report(results: list[ModuleResult]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="*", help="module paths from the map (default: MUTATION_MODULES or phase 1)")
+    parser.add_argument("modules", nargs="*", help="module paths from the map (default: MUTATION_MODULES or all)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")))
     parser.add_argument("--report-only", action="store_true", default=os.environ.get("MUTATION_REPORT_ONLY") == "1",
                         help="run nothing: the table and the survivors from the cache as it stands")
