@@ -115,10 +115,14 @@ def test_unknown_profile_is_an_input_error():
 
 
 def test_unreadable_files_are_input_errors(tmp_path):
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match=r"^cannot read file .*missing\.bin"):
         import_file(tmp_path / "missing.bin")
-    with pytest.raises(InputError, match="directory"):
+    with pytest.raises(InputError, match=r"^file .* is a directory; a regular file is needed"):
         import_file(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"^file .*pipe is a FIFO"):  # never blocks on the open or a read
+        import_file(fifo)
     locked = tmp_path / "locked.bin"
     locked.write_bytes(b"x")
     locked.chmod(0)
@@ -253,6 +257,26 @@ def test_keep_sees_every_byte_also_with_a_callers_pool():
     assert b"".join(kept) == data
     assert result.cid == import_bytes(data, p).cid
 
+
+
+def test_keep_receives_the_views_in_order_even_when_one_is_slow():
+    """The staging copy is written in the order ``keep`` is called: the importer's own leaf worker
+    is one thread, so a slow write of the first view never lets the second overtake it."""
+    import time
+
+    p = PROFILES["kubo-v0"]
+    data = os.urandom(3 * p.chunk_size)
+    kept: list[bytes] = []
+
+    def keep(view: memoryview) -> None:
+        if not kept and bytes(view) == data[:p.chunk_size]:
+            time.sleep(0.3)  # the first write stalls (a slow disk)
+        kept.append(bytes(view))
+
+    views = (memoryview(data)[i:i + p.chunk_size] for i in range(0, len(data), p.chunk_size))
+    result = unixfs.import_batches(views, p, keep=keep)
+    assert b"".join(kept) == data
+    assert result.cid == import_bytes(data, p).cid
 
 @pytest.mark.skipif(not (os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "node_modules",
                                                     "ipfs-unixfs-importer"))),
