@@ -295,7 +295,10 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
             return _limit(label, factor, max_elements)
         if delta.exact is None or not delta.exact or abs(delta.exact[0]) < 1:
             raise _refuse(label, "has a step that is not a constant of magnitude >= 1")
-        _linear(label, [start, limit], 1, max_elements)  # type: ignore[list-item]
+        # |limit - start| is at most |start| + |limit|: the constant parts add up (Range(-c, c) has 2c
+        # elements); each shape part is held to k <= 1 as everywhere else
+        span_bound = Bound(start.c + limit.c, max(start.k, limit.k))  # type: ignore[union-attr]
+        _linear(label, [start, limit, span_bound], 1, max_elements)  # type: ignore[list-item]
         return
     if op in ("Resize", "Upsample"):
         (scale,) = bounds

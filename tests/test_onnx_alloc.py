@@ -578,3 +578,10 @@ def test_a_loop_without_a_trip_count_is_refused_by_name():
         with pytest.raises(PolicyError, match=rf"^Loop node {label} has no trip count \(M\): it can run without bound"):
             check_onnx(data)
         check_onnx(data, Policy(allow_unbounded_ops=frozenset({"Loop"})))
+
+
+def test_a_range_from_minus_c_to_c_counts_both_halves():
+    """Regression: only the larger end's constant was counted, so Range(-c, c) passed at half its size."""
+    data = _model([_scalar("c", 600), helper.make_node("Neg", ["c"], ["a"]), _scalar("b", 600), _scalar("d", 1),
+                   helper.make_node("Range", ["a", "b", "d"], ["y"])], 1, TensorProto.INT64)
+    _at_limit(data, 1200, "Range")
