@@ -585,3 +585,55 @@ def test_a_range_from_minus_c_to_c_counts_both_halves():
     data = _model([_scalar("c", 600), helper.make_node("Neg", ["c"], ["a"]), _scalar("b", 600), _scalar("d", 1),
                    helper.make_node("Range", ["a", "b", "d"], ["y"])], 1, TensorProto.INT64)
     _at_limit(data, 1200, "Range")
+
+
+def test_an_empty_range_allocates_nothing_even_at_a_zero_limit():
+    for start, limit, step in ((0, 10, 0), (10, 0, 1)):
+        data = _model([_scalar("a", start), _scalar("b", limit), _scalar("d", step), helper.make_node("Range", ["a", "b", "d"], ["y"])],
+                      1, TensorProto.INT64)
+        check_onnx(data, _limit(0))
+
+
+def test_an_empty_constant_adds_nothing_to_a_shape():
+    empty = helper.make_node("Constant", [], ["e"], value=helper.make_tensor("e", TensorProto.INT64, [0], []))
+    chain = [helper.make_node("Shape", ["x"], ["d"]), empty, helper.make_node("Concat", ["d", "e"], ["p"], axis=0),
+             _ints("c", [1000]), helper.make_node("Add", ["p", "c"], ["s"])]
+    _at_limit(_cos(chain), 1000 * 1000)
+
+
+def test_a_quotient_by_a_vector_divides_element_by_element():
+    chain = [_ints("a", [30, 50]), _ints("b", [10, 5]), helper.make_node("Div", ["a", "b"], ["s"])]
+    _at_limit(_cos(chain), 30)
+
+
+def test_a_division_by_an_empty_tensor_is_refused_not_a_traceback():
+    empty = helper.make_node("Constant", [], ["e"], value=helper.make_tensor("e", TensorProto.INT64, [0], []))
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(_cos([_ints("a", [5]), empty, helper.make_node("Div", ["a", "e"], ["s"])], 0))
+
+
+def test_a_fill_value_that_cannot_be_read_is_refused_not_a_traceback():
+    data = _model([_ints("two", [2]), helper.make_node("ConstantOfShape", ["two"], ["f"], value=helper.make_tensor(
+                       "v", TensorProto.BFLOAT16, [1], [6.0])),
+                   helper.make_node("Cast", ["f"], ["s"], to=TensorProto.INT64), helper.make_node("ConstantOfShape", ["s"], ["y"])],
+                  opset=20)
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(data)
+
+
+def test_a_constant_of_the_largest_readable_size_is_read():
+    big = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.INT64, [4096], [3, 5] + [0] * 4094))
+    chain = [big, _ints("b", [0]), _ints("e", [2]), helper.make_node("Slice", ["c", "b", "e"], ["s"])]
+    _at_limit(_cos(chain), 25)
+    bigger = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.INT64, [4097], [3, 5] + [0] * 4095))
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(_cos([bigger, *chain[1:]]))
+
+
+def test_a_loop_in_a_training_graph_is_limited_by_its_trip_count():
+    """onnx.checker does not validate training graphs: even a Loop missing its condition is held to M."""
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])])
+    _at_limit(_training([_scalar("m", 10), helper.make_node("Loop", ["m"], ["z"], body=body)], "algorithm"), 10, "Loop")
