@@ -637,3 +637,38 @@ def test_a_loop_in_a_training_graph_is_limited_by_its_trip_count():
                               helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
                              [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])])
     _at_limit(_training([_scalar("m", 10), helper.make_node("Loop", ["m"], ["z"], body=body)], "algorithm"), 10, "Loop")
+
+
+# onnx.checker does not validate training graphs, so what it would refuse in the inference graph can
+# reach the allocation check there; these verdicts are the check's own.
+def test_a_training_graph_spelling_the_default_domain_ai_onnx_is_checked():
+    const = _ints("s", [3, 5])
+    const.domain = "ai.onnx"
+    data = _training([const, helper.make_node("ConstantOfShape", ["s"], ["z"], domain="ai.onnx")], "algorithm")
+    _at_limit(data, 15)
+
+
+def test_a_constant_int_with_a_stray_tensor_field_is_read_as_its_int():
+    attr = helper.make_attribute("value_int", 7)
+    attr.t.CopyFrom(helper.make_tensor("t", TensorProto.INT64, [2], [1 << 30, 1 << 30]))
+    const = helper.make_node("Constant", [], ["n"])
+    const.attribute.append(attr)
+    data = _training([const, _ints("zz", [0]), helper.make_node("Unsqueeze", ["n", "zz"], ["s"]),
+                      helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
+    _at_limit(data, 7)
+
+
+def test_a_range_with_an_empty_step_is_refused_not_a_traceback():
+    empty = helper.make_node("Constant", [], ["e"], value=helper.make_tensor("e", TensorProto.INT64, [0], []))
+    data = _training([_scalar("a", 0), _scalar("b", 10), empty, helper.make_node("Range", ["a", "b", "e"], ["z"])], "algorithm")
+    with pytest.raises(PolicyError, match="^Range node 'z' has a step that is not a constant of magnitude >= 1"):
+        check_onnx(data)
+
+
+def test_a_zero_filled_shape_ignores_a_stray_tensor_attribute():
+    fill = helper.make_node("ConstantOfShape", ["two"], ["f"])
+    fill.attribute.append(helper.make_attribute("junk", helper.make_tensor("v", TensorProto.INT64, [1], [1 << 30])))
+    data = _training([_ints("two", [2]), fill, helper.make_node("Cast", ["f"], ["fi"], to=TensorProto.INT64),
+                      _ints("c", [1, 1]), helper.make_node("Add", ["fi", "c"], ["s"]),
+                      helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
+    check_onnx(data, _limit(2))  # [2] zeros, then zeros + 1: one element, whatever the (unknown here) length
