@@ -296,8 +296,8 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
         if delta.exact is None or not delta.exact or abs(delta.exact[0]) < 1:
             raise _refuse(label, "has a step that is not a constant of magnitude >= 1")
         # |limit - start| is at most |start| + |limit|: the constant parts add up (Range(-c, c) has 2c
-        # elements); each shape part is held to k <= 1 as everywhere else
-        span_bound = Bound(start.c + limit.c, max(start.k, limit.k))  # type: ignore[union-attr]
+        # elements); each end's shape part is held to k <= 1 as everywhere else
+        span_bound = Bound(start.c + limit.c)  # type: ignore[union-attr]
         _linear(label, [start, limit, span_bound], 1, max_elements)  # type: ignore[list-item]
         return
     if op in ("Resize", "Upsample"):

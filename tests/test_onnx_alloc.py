@@ -672,3 +672,23 @@ def test_a_zero_filled_shape_ignores_a_stray_tensor_attribute():
                       _ints("c", [1, 1]), helper.make_node("Add", ["fi", "c"], ["s"]),
                       helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
     check_onnx(data, _limit(2))  # [2] zeros, then zeros + 1: one element, whatever the (unknown here) length
+
+
+def test_col2im_without_its_block_shape_is_refused_with_its_image_growth():
+    data = _training([helper.make_node("Shape", ["x"], ["d"]), _ints("c", [2, 2]), helper.make_node("Add", ["d", "c"], ["s"]),
+                      helper.make_node("Col2Im", ["x", "s"], ["z"])], "algorithm")
+    with pytest.raises(PolicyError, match=r"^Col2Im node 'z' would allocate 1\.84e\+19 times"):
+        check_onnx(data)  # the image shape's length is unknown in a training graph: 2 ** 64; no block shape
+    check_onnx(data, Policy(allow_unbounded_ops=frozenset({"Col2Im"})))
+
+
+def test_an_absent_input_adds_no_elements_to_a_concatenated_shape():
+    data = _training([_ints("a", [3, 5]), helper.make_node("Concat", ["a", ""], ["s"], axis=0),
+                      helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
+    _at_limit(data, 15)
+
+
+def test_pads_of_odd_length_are_not_read_optimistically():
+    """Malformed pads (the checker refuses them, but not in a training graph) count each value once."""
+    data = _training([_ints("p", [0, 5, 0]), helper.make_node("Pad", ["x", "p"], ["z"])], "algorithm")
+    _at_limit(data, 6, "Pad")  # 1 + 0 + 5
