@@ -692,3 +692,11 @@ def test_pads_of_odd_length_are_not_read_optimistically():
     """Malformed pads (the checker refuses them, but not in a training graph) count each value once."""
     data = _training([_ints("p", [0, 5, 0]), helper.make_node("Pad", ["x", "p"], ["z"])], "algorithm")
     _at_limit(data, 6, "Pad")  # 1 + 0 + 5
+
+
+def test_a_size_whose_length_comes_from_a_shape_value_has_that_length():
+    """ConstantOfShape(Shape(Shape(x))) has Shape(x)'s length (2) only by data propagation: 2 ** 2, not 2 ** 64."""
+    chain = [helper.make_node("Shape", ["x"], ["d"]), helper.make_node("Shape", ["d"], ["dd"]),
+             helper.make_node("ConstantOfShape", ["dd"], ["zf"], value=helper.make_tensor("v", TensorProto.INT64, [1], [0])),
+             _ints("c", [2]), helper.make_node("Add", ["zf", "c"], ["s"])]
+    _at_limit(_cos(chain), 4)
