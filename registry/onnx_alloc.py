@@ -246,12 +246,24 @@ def _propagate(node: Any, env: dict[str, Bound | None]) -> Bound | None:
         if a is None or b is None or (a.k and b.k):
             return None
         return Bound(a.c * b.c, a.k * b.c + b.k * a.c)
-    if op in ("Div", "Mod"):
+    if op == "Div":  # (Mod is a move: |a mod b| < |b|)
         a, b = _get(env, node, 0), _get(env, node, 1)
         if a is None or b is None or b.exact is None or not b.exact or min(abs(v) for v in b.exact) < 1:
             return None
-        return a if op == "Div" else Bound(min(a.c, b.c), 0.0 if b.c <= a.c else a.k)
+        return Bound(a.c, a.k, _quotients(a.exact, b.exact))
     return None
+
+
+def _quotients(a: tuple[float, ...] | None, b: tuple[float, ...]) -> tuple[float, ...] | None:
+    """The exact values of ``a / b`` when they are whole numbers (then integer and float Div agree).
+
+    The dividend's own values are not the quotient's: a Range step ``1 / 1e8`` read as 1 would count
+    1e8 times too few elements, and ``100 / -1`` read as 100 flips a Range's direction.
+    """
+    if a is None or len(b) not in (1, len(a)):
+        return None
+    quotients = [x / (b[0] if len(b) == 1 else b[i]) for i, x in enumerate(a)]
+    return tuple(quotients) if all(q.is_integer() for q in quotients) else None
 
 
 def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], max_elements: int) -> None:
@@ -283,7 +295,10 @@ def _check_node(node: Any, env: dict[str, Bound | None], ranks: dict[str, int], 
             return _limit(label, factor, max_elements)
         if delta.exact is None or not delta.exact or abs(delta.exact[0]) < 1:
             raise _refuse(label, "has a step that is not a constant of magnitude >= 1")
-        _linear(label, [start, limit], 1, max_elements)  # type: ignore[list-item]
+        # |limit - start| is at most |start| + |limit|: the constant parts add up (Range(-c, c) has 2c
+        # elements); each end's shape part is held to k <= 1 as everywhere else
+        span_bound = Bound(start.c + limit.c)  # type: ignore[union-attr]
+        _linear(label, [start, limit, span_bound], 1, max_elements)  # type: ignore[list-item]
         return
     if op in ("Resize", "Upsample"):
         (scale,) = bounds

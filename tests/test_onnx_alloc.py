@@ -379,3 +379,324 @@ def test_old_opset_forms_with_huge_sizes_are_refused():
     ):
         with pytest.raises(PolicyError, match=r"would allocate .* times its input"):
             check_onnx(data)
+
+
+def test_a_quotient_of_constants_keeps_its_own_exact_values():
+    # [30, 50] / 10 is [3, 5]: 15 times, not the dividend's 1500
+    chain = [_ints("a", [30, 50]), _ints("b", [10]), helper.make_node("Div", ["a", "b"], ["s"])]
+    _at_limit(_cos(chain), 15)
+
+
+def test_a_range_step_divided_down_is_not_read_as_the_dividend():
+    """Regression: Div handed on its dividend's exact values, so a step of 1 / 1e8 was read as 1 and
+    Range(0, 1e8, 1 / 1e8), 1e16 elements, passed as 1e8; 100 / -1 read as 100 flipped a Range."""
+    tiny = _model([_scalar("a", 0.0, TensorProto.FLOAT), _scalar("b", 1e8, TensorProto.FLOAT),
+                   _scalar("one", 1.0, TensorProto.FLOAT), _scalar("big", 1e8, TensorProto.FLOAT),
+                   helper.make_node("Div", ["one", "big"], ["d"]), helper.make_node("Range", ["a", "b", "d"], ["y"])], 1)
+    with pytest.raises(PolicyError, match="^Range node 'y' has a step that is not a constant of magnitude >= 1"):
+        check_onnx(tiny)
+    flipped = _model([_scalar("h", 100), _scalar("m", -1), helper.make_node("Div", ["h", "m"], ["a"]),
+                      _scalar("b", 0), _scalar("d", 1), helper.make_node("Range", ["a", "b", "d"], ["y"])], 1, TensorProto.INT64)
+    _at_limit(flipped, 100, "Range")
+
+
+def test_a_clip_without_a_minimum_is_bounded_by_its_input_and_maximum():
+    # the absent min bounds nothing: 0.5 * 100 = 50 per element, 2500 for two
+    chain = [helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.FLOAT, [2], [0.5, 0.5])),
+             _scalar("hi", 0.5, TensorProto.FLOAT), helper.make_node("Clip", ["t", "", "hi"], ["c"]),
+             helper.make_node("Constant", [], ["k"], value=helper.make_tensor("k", TensorProto.FLOAT, [1], [100.0])),
+             helper.make_node("Mul", ["c", "k"], ["m"]), helper.make_node("Cast", ["m"], ["s"], to=TensorProto.INT64)]
+    _at_limit(_cos(chain), 2500)
+
+
+def _training(graph_nodes: list, where: str) -> bytes:
+    model = onnx.load_from_string(_model([helper.make_node("Identity", ["x"], ["y"])]))
+    graph = helper.make_graph(graph_nodes, "train", [], [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["a", "b"])])
+    info = model.training_info.add()
+    getattr(info, where).CopyFrom(graph)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("where", ["initialization", "algorithm"])
+def test_training_graphs_are_checked_like_the_inference_graph(where):
+    data = _training([_ints("s", [3, 5]), helper.make_node("ConstantOfShape", ["s"], ["z"])], where)
+    _at_limit(data, 15)
+    shaped = _training([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("ConstantOfShape", ["s"], ["z"])], where)
+    check_onnx(shaped, _limit(1))
+
+
+def test_a_size_with_a_one_in_it_grows_by_the_others():
+    _at_limit(_cos([_ints("s", [1, 7])]), 7)
+
+
+def test_a_zero_filled_shape_plus_a_constant_is_bounded_by_the_constant():
+    chain = [_ints("two", [2]), helper.make_node("ConstantOfShape", ["two"], ["zf"]), _ints("k", [2]),
+             helper.make_node("Cast", ["zf"], ["z"], to=TensorProto.INT64),
+             helper.make_node("Mul", ["z", "k"], ["m"]), _ints("c", [5, 5]), helper.make_node("Add", ["m", "c"], ["s"])]
+    chain.sort(key=lambda n: n.op_type != "Constant")
+    _at_limit(_cos(chain), 25)
+
+
+def test_ceil_of_a_constant_may_round_up_by_one():
+    chain = [helper.make_node("Constant", [], ["f"], value=helper.make_tensor("f", TensorProto.FLOAT, [2], [3.0, 5.0])),
+             helper.make_node("Ceil", ["f"], ["g"]), helper.make_node("Cast", ["g"], ["s"], to=TensorProto.INT64)]
+    _at_limit(_cos(chain), 36)
+    from_data = _cos([helper.make_node("Ceil", ["x"], ["g"]), helper.make_node("Cast", ["g"], ["gi"], to=TensorProto.INT64),
+                      helper.make_node("ReduceMax", ["gi"], ["m"], keepdims=0), helper.make_node("Shape", ["x"], ["d"]),
+                      helper.make_node("Add", ["d", "m"], ["s"])])
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(from_data)
+
+
+def test_ceil_keeps_a_shape_scale():
+    chain = [helper.make_node("Shape", ["x"], ["d"]), _ints("two", [2]), helper.make_node("Mul", ["d", "two"], ["m"]),
+             helper.make_node("Cast", ["m"], ["f"], to=TensorProto.FLOAT), helper.make_node("Ceil", ["f"], ["g"]),
+             helper.make_node("Cast", ["g"], ["s"], to=TensorProto.INT64)]
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its size from a shape scaled by 2"):
+        check_onnx(_cos(chain))
+
+
+def test_slice_bounds_by_its_data_not_by_its_ends():
+    chain = [_ints("c", [3, 5]), _ints("b", [0]), _ints("e", [1000]), helper.make_node("Slice", ["c", "b", "e"], ["s"])]
+    _at_limit(_cos(chain), 25)
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul", "Div"])
+def test_arithmetic_with_a_value_from_data_is_not_provably_bounded(op):
+    data_value = [helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT64), helper.make_node("ReduceMax", ["xi"], ["v"], keepdims=0)]
+    for first, second in (("d", "v"), ("v", "two")):
+        chain = [helper.make_node("Shape", ["x"], ["d"]), _ints("two", [2, 2]), *data_value,
+                 helper.make_node(op, [first, second], ["s"])]
+        with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+            check_onnx(_cos(chain))
+
+
+def test_a_division_by_a_shape_is_not_provably_bounded():
+    chain = [helper.make_node("Shape", ["x"], ["d"]), _ints("c", [8, 8]), helper.make_node("Div", ["c", "d"], ["s"])]
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(_cos(chain))
+
+
+@pytest.mark.parametrize("order", [("d", "d"), ("two", "d")])
+def test_a_sum_or_product_that_doubles_a_shape_is_refused(order):
+    op = "Add" if order == ("d", "d") else "Mul"
+    chain = [helper.make_node("Shape", ["x"], ["d"]), _ints("two", [2]), helper.make_node(op, list(order), ["s"])]
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its size from a shape scaled by 2"):
+        check_onnx(_cos(chain))
+
+
+def test_a_shape_op_of_a_foreign_domain_is_not_a_shape():
+    graph = helper.make_graph([helper.make_node("Shape", ["x"], ["s"], domain="com.acme"),
+                               helper.make_node("ConstantOfShape", ["s"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.acme", 1)])
+    model.ir_version = 8
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(model.SerializeToString(), Policy(allowed_domains=frozenset({"com.acme"})))
+
+
+def test_non_constant_scales_are_refused_for_resize_and_upsample():
+    resize = _model([helper.make_node("Constant", [], ["roi"], value=helper.make_tensor("roi", TensorProto.FLOAT, [0], [])),
+                     _floats("c", [1.0, 2.0]), helper.make_node("Abs", ["c"], ["sc"]),
+                     helper.make_node("Resize", ["x", "roi", "sc"], ["y"])])
+    with pytest.raises(PolicyError, match="^Resize node 'y' has scales that are not constants"):
+        check_onnx(resize)
+    upsample = _model([_floats("c", [1.0, 2.0]), helper.make_node("Abs", ["c"], ["sc"]),
+                       helper.make_node("Upsample", ["x", "sc"], ["y"])], opset=9)
+    with pytest.raises(PolicyError, match="^Upsample node 'y' has scales that are not constants"):
+        check_onnx(upsample)
+
+
+def test_resize_to_a_shape_plus_a_constant_is_bounded_by_the_constant_to_the_rank():
+    nodes = [helper.make_node("Constant", [], ["roi"], value=helper.make_tensor("roi", TensorProto.FLOAT, [0], [])),
+             helper.make_node("Shape", ["x"], ["d"]), _ints("c", [9, 9]), helper.make_node("Add", ["d", "c"], ["sz"]),
+             helper.make_node("Resize", ["x", "roi", "", "sz"], ["y"])]
+    _at_limit(_model(nodes), 81, "Resize")
+
+
+def test_resize_with_a_nan_scale_is_refused():
+    data = _resize([float("nan"), 2.0], None)
+    with pytest.raises(PolicyError, match="^Resize node 'y' would allocate inf times"):
+        check_onnx(data)
+
+
+def test_range_to_a_shape_plus_a_constant_counts_one_dimension():
+    def model(add: int) -> bytes:
+        return _model([helper.make_node("Shape", ["x"], ["s"]), _ints("i", [0]),
+                       helper.make_node("Gather", ["s", "i"], ["n0"], axis=0),
+                       helper.make_node("Squeeze", ["n0", "i"], ["n1"]), _scalar("c", add),
+                       helper.make_node("Add", ["n1", "c"], ["n"]), _scalar("a", 0), _scalar("d", 1),
+                       helper.make_node("Range", ["a", "n", "d"], ["y"])], 1, TensorProto.INT64)
+
+    _at_limit(model(1000), 1000, "Range")
+
+
+def test_a_range_with_a_zero_step_is_empty_not_a_traceback():
+    data = _model([_scalar("a", 0), _scalar("b", 10), _scalar("d", 0), helper.make_node("Range", ["a", "b", "d"], ["y"])],
+                  1, TensorProto.INT64)
+    check_onnx(data, _limit(1))
+
+
+def test_a_size_of_unknown_length_counts_as_a_long_vector():
+    """A shape vector sliced by a data-driven end has no known length: a constant > 1 in it is refused."""
+    def model(add: int) -> bytes:
+        return _cos([helper.make_node("Shape", ["x"], ["d"]), helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT64),
+                      helper.make_node("ReduceMax", ["xi"], ["e1"], keepdims=0),
+                      _ints("z", [0]), helper.make_node("Unsqueeze", ["e1", "z"], ["e"]),
+                      helper.make_node("Slice", ["d", "z", "e"], ["p"]), _ints("c", [add]),
+                      helper.make_node("Add", ["p", "c"], ["s"])])
+
+    check_onnx(model(1), _limit(1))
+    with pytest.raises(PolicyError, match=r"^ConstantOfShape node 'y' would allocate 1\.84e\+19 times"):
+        check_onnx(model(2))
+
+
+def test_a_branch_refuses_a_shape_plus_a_constant_of_unknown_length_there():
+    """Inference does not report a branch's value shapes: the length counts as unknown (refused, not a traceback)."""
+    branch = helper.make_graph([helper.make_node("Shape", ["x"], ["d"]), helper.make_node("Add", ["d", "c"], ["s"]),
+                                helper.make_node("ConstantOfShape", ["s"], ["o"])], "then", [],
+                               [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["a", "b"])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["o2"])], "else", [],
+                              [helper.make_tensor_value_info("o2", TensorProto.FLOAT, ["a", "b"])])
+    data = _model([_ints("c", [3, 3]), helper.make_node("Constant", [], ["b"], value=helper.make_tensor("b", TensorProto.BOOL, [], [True])),
+                   helper.make_node("If", ["b"], ["y"], then_branch=branch, else_branch=other)])
+    with pytest.raises(PolicyError, match=r"^ConstantOfShape node 'o' would allocate 3\.43e\+30 times"):
+        check_onnx(data)
+
+
+def test_a_loop_without_a_trip_count_is_refused_by_name():
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", 4])])
+    t = helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True]))
+    for name, label in (("", "'y'"), ("forever", "'forever'")):
+        data = _model([t, helper.make_node("Loop", ["", "t", "x"], ["y"], body=body, name=name)])
+        with pytest.raises(PolicyError, match=rf"^Loop node {label} has no trip count \(M\): it can run without bound"):
+            check_onnx(data)
+        check_onnx(data, Policy(allow_unbounded_ops=frozenset({"Loop"})))
+
+
+def test_a_range_from_minus_c_to_c_counts_both_halves():
+    """Regression: only the larger end's constant was counted, so Range(-c, c) passed at half its size."""
+    data = _model([_scalar("c", 600), helper.make_node("Neg", ["c"], ["a"]), _scalar("b", 600), _scalar("d", 1),
+                   helper.make_node("Range", ["a", "b", "d"], ["y"])], 1, TensorProto.INT64)
+    _at_limit(data, 1200, "Range")
+
+
+def test_an_empty_range_allocates_nothing_even_at_a_zero_limit():
+    for start, limit, step in ((0, 10, 0), (10, 0, 1)):
+        data = _model([_scalar("a", start), _scalar("b", limit), _scalar("d", step), helper.make_node("Range", ["a", "b", "d"], ["y"])],
+                      1, TensorProto.INT64)
+        check_onnx(data, _limit(0))
+
+
+def test_an_empty_constant_adds_nothing_to_a_shape():
+    empty = helper.make_node("Constant", [], ["e"], value=helper.make_tensor("e", TensorProto.INT64, [0], []))
+    chain = [helper.make_node("Shape", ["x"], ["d"]), empty, helper.make_node("Concat", ["d", "e"], ["p"], axis=0),
+             _ints("c", [1000]), helper.make_node("Add", ["p", "c"], ["s"])]
+    _at_limit(_cos(chain), 1000 * 1000)
+
+
+def test_a_quotient_by_a_vector_divides_element_by_element():
+    chain = [_ints("a", [30, 50]), _ints("b", [10, 5]), helper.make_node("Div", ["a", "b"], ["s"])]
+    _at_limit(_cos(chain), 30)
+
+
+def test_a_division_by_an_empty_tensor_is_refused_not_a_traceback():
+    empty = helper.make_node("Constant", [], ["e"], value=helper.make_tensor("e", TensorProto.INT64, [0], []))
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(_cos([_ints("a", [5]), empty, helper.make_node("Div", ["a", "e"], ["s"])], 0))
+
+
+def test_a_fill_value_that_cannot_be_read_is_refused_not_a_traceback():
+    data = _model([_ints("two", [2]), helper.make_node("ConstantOfShape", ["two"], ["f"], value=helper.make_tensor(
+                       "v", TensorProto.BFLOAT16, [1], [6.0])),
+                   helper.make_node("Cast", ["f"], ["s"], to=TensorProto.INT64), helper.make_node("ConstantOfShape", ["s"], ["y"])],
+                  opset=20)
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(data)
+
+
+def test_a_constant_of_the_largest_readable_size_is_read():
+    big = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.INT64, [4096], [3, 5] + [0] * 4094))
+    chain = [big, _ints("b", [0]), _ints("e", [2]), helper.make_node("Slice", ["c", "b", "e"], ["s"])]
+    _at_limit(_cos(chain), 25)
+    bigger = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.INT64, [4097], [3, 5] + [0] * 4095))
+    with pytest.raises(PolicyError, match="^ConstantOfShape node 'y' takes its output size from a value that is not"):
+        check_onnx(_cos([bigger, *chain[1:]]))
+
+
+def test_a_loop_in_a_training_graph_is_limited_by_its_trip_count():
+    """onnx.checker does not validate training graphs: even a Loop missing its condition is held to M."""
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])])
+    _at_limit(_training([_scalar("m", 10), helper.make_node("Loop", ["m"], ["z"], body=body)], "algorithm"), 10, "Loop")
+
+
+# onnx.checker does not validate training graphs, so what it would refuse in the inference graph can
+# reach the allocation check there; these verdicts are the check's own.
+def test_a_training_graph_spelling_the_default_domain_ai_onnx_is_checked():
+    const = _ints("s", [3, 5])
+    const.domain = "ai.onnx"
+    data = _training([const, helper.make_node("ConstantOfShape", ["s"], ["z"], domain="ai.onnx")], "algorithm")
+    _at_limit(data, 15)
+
+
+def test_a_constant_int_with_a_stray_tensor_field_is_read_as_its_int():
+    attr = helper.make_attribute("value_int", 7)
+    attr.t.CopyFrom(helper.make_tensor("t", TensorProto.INT64, [2], [1 << 30, 1 << 30]))
+    const = helper.make_node("Constant", [], ["n"])
+    const.attribute.append(attr)
+    data = _training([const, _ints("zz", [0]), helper.make_node("Unsqueeze", ["n", "zz"], ["s"]),
+                      helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
+    _at_limit(data, 7)
+
+
+def test_a_range_with_an_empty_step_is_refused_not_a_traceback():
+    empty = helper.make_node("Constant", [], ["e"], value=helper.make_tensor("e", TensorProto.INT64, [0], []))
+    data = _training([_scalar("a", 0), _scalar("b", 10), empty, helper.make_node("Range", ["a", "b", "e"], ["z"])], "algorithm")
+    with pytest.raises(PolicyError, match="^Range node 'z' has a step that is not a constant of magnitude >= 1"):
+        check_onnx(data)
+
+
+def test_a_zero_filled_shape_ignores_a_stray_tensor_attribute():
+    fill = helper.make_node("ConstantOfShape", ["two"], ["f"])
+    fill.attribute.append(helper.make_attribute("junk", helper.make_tensor("v", TensorProto.INT64, [1], [1 << 30])))
+    data = _training([_ints("two", [2]), fill, helper.make_node("Cast", ["f"], ["fi"], to=TensorProto.INT64),
+                      _ints("c", [1, 1]), helper.make_node("Add", ["fi", "c"], ["s"]),
+                      helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
+    check_onnx(data, _limit(2))  # [2] zeros, then zeros + 1: one element, whatever the (unknown here) length
+
+
+def test_col2im_without_its_block_shape_is_refused_with_its_image_growth():
+    data = _training([helper.make_node("Shape", ["x"], ["d"]), _ints("c", [2, 2]), helper.make_node("Add", ["d", "c"], ["s"]),
+                      helper.make_node("Col2Im", ["x", "s"], ["z"])], "algorithm")
+    with pytest.raises(PolicyError, match=r"^Col2Im node 'z' would allocate 1\.84e\+19 times"):
+        check_onnx(data)  # the image shape's length is unknown in a training graph: 2 ** 64; no block shape
+    check_onnx(data, Policy(allow_unbounded_ops=frozenset({"Col2Im"})))
+
+
+def test_an_absent_input_adds_no_elements_to_a_concatenated_shape():
+    data = _training([_ints("a", [3, 5]), helper.make_node("Concat", ["a", ""], ["s"], axis=0),
+                      helper.make_node("ConstantOfShape", ["s"], ["z"])], "algorithm")
+    _at_limit(data, 15)
+
+
+def test_pads_of_odd_length_are_not_read_optimistically():
+    """Malformed pads (the checker refuses them, but not in a training graph) count each value once."""
+    data = _training([_ints("p", [0, 5, 0]), helper.make_node("Pad", ["x", "p"], ["z"])], "algorithm")
+    _at_limit(data, 6, "Pad")  # 1 + 0 + 5
+
+
+def test_a_size_whose_length_comes_from_a_shape_value_has_that_length():
+    """ConstantOfShape(Shape(Shape(x))) has Shape(x)'s length (2) only by data propagation: 2 ** 2, not 2 ** 64."""
+    chain = [helper.make_node("Shape", ["x"], ["d"]), helper.make_node("Shape", ["d"], ["dd"]),
+             helper.make_node("ConstantOfShape", ["dd"], ["zf"], value=helper.make_tensor("v", TensorProto.INT64, [1], [0])),
+             _ints("c", [2]), helper.make_node("Add", ["zf", "c"], ["s"])]
+    _at_limit(_cos(chain), 4)
