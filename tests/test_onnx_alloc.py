@@ -241,13 +241,18 @@ def test_a_window_of_constant_size_and_one_from_data():
         check_onnx(from_data)
 
 
-def test_a_loop_with_a_constant_trip_count_is_limited_by_it():
-    body = helper.make_graph(
+def _identity_loop_body() -> onnx.GraphProto:
+    """A Loop body that carries its condition and one float [N, 4] value through unchanged."""
+    return helper.make_graph(
         [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
         [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
          helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", 4])])
+
+
+def test_a_loop_with_a_constant_trip_count_is_limited_by_it():
+    body = _identity_loop_body()
     data = _model([_scalar("m", 10), helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
                    helper.make_node("Loop", ["m", "t", "x"], ["y"], body=body)])
     _at_limit(data, 10, "Loop")
@@ -566,12 +571,7 @@ def test_a_branch_refuses_a_shape_plus_a_constant_of_unknown_length_there():
 
 
 def test_a_loop_without_a_trip_count_is_refused_by_name():
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", 4])])
+    body = _identity_loop_body()
     t = helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True]))
     for name, label in (("", "'y'"), ("forever", "'forever'")):
         data = _model([t, helper.make_node("Loop", ["", "t", "x"], ["y"], body=body, name=name)])
