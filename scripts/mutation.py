@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -195,6 +196,17 @@ def mutmut(work: Path, *args: str, log: Path | None = None) -> str:
     return ""
 
 
+def durations(work: Path) -> dict[str, float]:
+    """How long each mutant's last test run took, from mutmut's per-file records (a new run, a new value)."""
+    found: dict[str, float] = {}
+    for meta in (work / "mutants").rglob("*.meta"):
+        try:
+            found.update(json.loads(meta.read_text()).get("durations_by_key") or {})
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
+
+
 def statuses(work: Path) -> dict[str, str]:
     out = mutmut(work, "results", "--all", "true")
     found: dict[str, str] = {}
@@ -212,10 +224,16 @@ def run_module(module: str, tests: list[str], settings: dict, jobs: int, fresh: 
     log.write_text("")
     stamp = work / "tests.sha256"
     fingerprint = tests_fingerprint(tests)
-    tests_changed = stamp.exists() and stamp.read_text() != fingerprint
+    # No stamp beside cached verdicts: the last run stopped before writing it, after its tests changed.
+    tests_changed = stamp.read_text() != fingerprint if stamp.exists() else bool(durations(work))
+    before = durations(work)
     mutmut(work, "run", "--max-children", str(jobs), log=log)
     if tests_changed:
-        stale = [n for n, s in statuses(work).items() if s not in KILLED and s not in ("skipped",)]
+        # mutmut re-tests every mutant itself when its test list changed; only verdicts this run did
+        # not renew are stale.
+        after = durations(work)
+        stale = [n for n, s in statuses(work).items()
+                 if s not in KILLED and s not in ("skipped",) and after.get(n) == before.get(n)]
         for start in range(0, len(stale), 200):  # keep argv short
             mutmut(work, "run", "--max-children", str(jobs), *stale[start:start + 200], log=log)
     stamp.write_text(fingerprint)

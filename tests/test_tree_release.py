@@ -68,8 +68,8 @@ def test_load_verified_of_a_tree_uses_a_private_copy_and_removes_it(deployed, tm
     seen = []
     real = artifact.Capture.tree_sink
 
-    def spy(self, size):
-        sink = real(self, size)
+    def spy(self):
+        sink = real(self)
         seen.append(sink)
         return sink
 

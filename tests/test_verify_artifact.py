@@ -131,7 +131,7 @@ class _DownStore:
 
 def test_a_store_that_does_not_answer_is_unreachable_not_an_integrity_failure(tmp_path):
     sha, cid, _ = _check(_record(DATA), tmp_path, store=_DownStore())
-    assert sha.exit_code == UnreachableError.exit_code
+    assert (sha.name, sha.status, sha.exit_code) == ("sha256", "fail", UnreachableError.exit_code)
     assert sha.detail == "cannot read the artifact: gateway http://gw.invalid did not answer"
     assert (cid.status, cid.detail) == ("skip", "no bytes to hash")
 
@@ -276,3 +276,244 @@ def test_a_declared_size_over_the_cap_is_refused_with_both_numbers(tmp_path):
                            Policy(max_artifact_size=len(DATA) - 1))
     assert sha.exit_code == PolicyError.exit_code and sha.evidence == {"expected_size": len(DATA), "cap": len(DATA) - 1}
     assert (cid.name, cid.status, cid.detail) == ("cid", "skip", "no bytes to hash")
+
+
+def test_a_release_of_exactly_the_cap_is_read_and_one_byte_over_is_told_how_to_accept_it(tmp_path):
+    from registry.policy import Policy
+
+    artifact = ArtifactBytes()
+    sha, cid = check_bytes(_record(DATA), None, None, DATA, _settings(tmp_path), None, artifact, None,
+                           Policy(max_artifact_size=len(DATA)))
+    assert (sha.status, cid.status) == ("pass", "pass") and artifact.ok
+    sha, _ = check_bytes(_record(DATA), None, None, DATA, _settings(tmp_path), None, ArtifactBytes(), None,
+                         Policy(max_artifact_size=len(DATA) - 1))
+    assert sha.detail == (f"the release declares {len(DATA)} bytes, over the {len(DATA) - 1}-byte cap "
+                          "(raise max_artifact_size in a policy to accept it); nothing was read")
+
+
+class _KindlessStore:
+    """A node that fails when asked whether the root is a file or a directory."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def kind(self, cid):
+        raise self.error
+
+    def open(self, cid, max_size=None):  # pragma: no cover - never reached
+        raise AssertionError("bytes were requested after the root could not be read")
+
+
+@pytest.mark.parametrize("error", [UnreachableError("node http://n.invalid did not answer"),
+                                   IntegrityError("root block does not match its CID")])
+def test_a_root_that_cannot_be_read_fails_the_digest_check_with_the_nodes_reason(tmp_path, error):
+    sha, cid, artifact = _check(_record(DATA), tmp_path, store=_KindlessStore(error))
+    assert (sha.name, sha.status, sha.exit_code) == ("sha256", "fail", type(error).exit_code)
+    assert sha.detail == f"cannot read the artifact: {error}" and sha.evidence == {"expected_size": len(DATA)}
+    assert (cid.name, cid.status, cid.detail) == ("cid", "skip", "no bytes to hash")
+    assert not artifact.ok
+
+
+# --- directory releases: the tree in hand, from a store, and kept on disk for load and pull ----------------------------
+
+def _tree(tmp_path: Path) -> Path:
+    folder = tmp_path / "tree"
+    (folder / "tokenizer").mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(os.urandom(3000))
+    (folder / "model.onnx.data").write_bytes(os.urandom(300_000))
+    (folder / "tokenizer" / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n")
+    return folder
+
+
+def _tree_record(folder: Path, profile: str = "kubo-v1") -> ReleaseRecord:
+    from registry.content.tree import import_tree
+
+    art = import_tree(folder, profile)
+    return _record(b"", artifact_sha256=art.sha256, artifact_cid=cid_bytes_v1(art.cid), artifact_size=art.size)
+
+
+def _staging_dirs(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".registry"))
+
+
+def test_a_tree_in_hand_passes_reports_its_bytes_and_keeps_the_signed_digest(tmp_path):
+    folder = _tree(tmp_path)
+    record = _tree_record(folder)
+    seen: list[int] = []
+    sha, cid, artifact = _check(record, tmp_path, file=str(folder), progress=seen.append)
+    assert (sha.status, cid.status) == ("pass", "pass"), (sha, cid)
+    assert artifact.ok and artifact.kind == "directory" and artifact.sha256 == record.artifact_sha256
+    assert sum(seen) == record.artifact_size
+
+    (folder / "tokenizer" / "vocab.txt").write_bytes(b"[PAD]\n[UNX]\n")  # same size, other bytes
+    sha, cid, artifact = _check(record, tmp_path, file=str(folder))
+    assert sha.status == "fail" and not artifact.ok and artifact.tree is None
+    assert artifact.sha256 == bytes.fromhex(sha.evidence["actual"]) != record.artifact_sha256
+
+    (folder / "tokenizer" / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n[EVIL]")  # past the signed size: no digest
+    sha, cid, artifact = _check(record, tmp_path, file=str(folder))
+    assert sha.status == "fail" and "actual" not in sha.evidence and artifact.sha256 is None
+
+
+def test_a_tree_is_fetched_from_the_store_handed_in_not_the_configured_one(tmp_path):
+    folder = _tree(tmp_path)
+    store = LocalStore(tmp_path / "elsewhere", "kubo-v1")
+    store.put_tree(folder, "kubo-v1")
+    seen: list[int] = []
+    record = _tree_record(folder)
+    sha, cid, artifact = _check(record, tmp_path, store=store, progress=seen.append)
+    assert (sha.status, cid.status) == ("pass", "pass"), (sha, cid)
+    assert cid.detail.endswith("(fetched and verified block by block)") and sum(seen) == record.artifact_size
+
+
+@pytest.mark.parametrize("mode, file_mode, fsynced", [("stage", 0o644, True), ("load", 0o600, False)])
+def test_a_kept_tree_is_a_private_directory_with_the_modes_its_use_needs(tmp_path, monkeypatch, mode, file_mode,
+                                                                        fsynced):
+    folder = _tree(tmp_path)
+    parent = tmp_path / "target"
+    parent.mkdir()
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    sha, cid, artifact = _check(_tree_record(folder), tmp_path, file=str(folder), capture=Capture(mode, str(parent)))
+    try:
+        assert artifact.ok
+        kept = artifact.tree.sink.path
+        assert kept.parent == parent and kept.name.startswith(".registry-tree-")
+        assert os.stat(kept).st_mode & 0o777 == 0o700
+        for rel in ("model.onnx", "model.onnx.data", "tokenizer/vocab.txt"):
+            assert (kept / rel).read_bytes() == (folder / rel).read_bytes()
+            assert os.stat(kept / rel).st_mode & 0o777 == file_mode, rel
+        assert (len(synced) >= 3) is fsynced, synced  # a pull survives a crash: every file is on disk
+    finally:
+        artifact.release()
+    assert _staging_dirs(parent) == []
+
+
+@pytest.mark.parametrize("mode", ["stage", "load"])
+def test_a_tree_that_fails_or_is_interrupted_leaves_no_copy_behind(tmp_path, mode):
+    folder = _tree(tmp_path)
+    record = _tree_record(folder)
+    parent = tmp_path / "target"
+    parent.mkdir()
+
+    def interrupt(_n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _check(record, tmp_path, file=str(folder), capture=Capture(mode, str(parent)), progress=interrupt)
+    assert _staging_dirs(parent) == []
+
+    (folder / "model.onnx.data").write_bytes(os.urandom(300_000))
+    sha, _, artifact = _check(record, tmp_path, file=str(folder), capture=Capture(mode, str(parent)))
+    assert sha.status == "fail" and not artifact.ok
+    assert _staging_dirs(parent) == []
+
+
+@pytest.mark.parametrize("mode, where", [("stage", "pull target"), ("load", "private copy directory")])
+def test_a_place_that_cannot_hold_the_copy_is_named_as_the_user_knows_it(tmp_path, mode, where):
+    not_a_dir = tmp_path / "occupied"
+    not_a_dir.write_bytes(b"a file where the directory should be")
+    folder = _tree(tmp_path)
+    with pytest.raises(InputError, match=f"^cannot write into {where} {not_a_dir}"):
+        _check(_tree_record(folder), tmp_path, file=str(folder), capture=Capture(mode, str(not_a_dir)))
+    model = folder / "model.onnx"
+    with pytest.raises(InputError, match=f"^cannot write into {where} {not_a_dir}"):
+        _check(_record(model.read_bytes()), tmp_path, file=str(model), capture=Capture(mode, str(not_a_dir)))
+
+
+@pytest.mark.parametrize("mode, file_mode, fsynced", [("stage", 0o644, True), ("load", 0o600, False)])
+def test_a_kept_file_is_a_private_directory_with_the_modes_its_use_needs(tmp_path, monkeypatch, mode, file_mode,
+                                                                        fsynced):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(DATA)
+    parent = tmp_path / "target"
+    parent.mkdir()
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    sha, cid, artifact = _check(_record(DATA), tmp_path, file=str(model), capture=Capture(mode, str(parent)))
+    try:
+        assert artifact.ok and artifact.staged_name == "model.onnx"
+        kept = Path(artifact.staged.path)
+        assert kept.parent == parent and kept.name.startswith(".registry-file-")
+        assert os.stat(kept).st_mode & 0o777 == 0o700
+        assert (kept / "model.onnx").read_bytes() == DATA
+        assert os.stat(kept / "model.onnx").st_mode & 0o777 == file_mode
+        assert bool(synced) is fsynced, synced
+    finally:
+        artifact.release()
+    assert _staging_dirs(parent) == []
+
+
+def test_without_a_manifest_a_file_on_disk_is_also_recognised_under_another_profile(tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(DATA)
+    sha, cid, artifact = _check(_record(DATA, "kubo-v0"), tmp_path, file=str(model))
+    assert (sha.status, cid.status) == ("pass", "pass") and cid.evidence["profile"] == "kubo-v0"
+    assert bytes(artifact.data) == DATA
+
+
+@pytest.mark.parametrize("source", ["file", "plain store"])
+def test_no_more_than_the_signed_size_plus_one_byte_is_read_from_a_longer_source(tmp_path, source):
+    data = os.urandom(5000)
+    longer = data + os.urandom(3000)
+    seen: list[int] = []
+    if source == "file":
+        model = tmp_path / "model.onnx"
+        model.write_bytes(longer)
+        sha, _, artifact = _check(_record(data), tmp_path, file=str(model), progress=seen.append)
+    else:  # one byte per chunk: the cap is counted read by read
+        sha, _, artifact = _check(_record(data), tmp_path, store=_StreamStore(longer, 1), progress=seen.append)
+    assert sha.detail == f"artifact is larger than the signed size {len(data)} (stopped reading at {len(data) + 1} bytes)"
+    assert sum(seen) == len(data) + 1 and not artifact.ok
+
+
+def test_a_store_handing_out_one_byte_more_a_byte_at_a_time_is_refused(tmp_path):
+    data = os.urandom(3000)
+    sha, _, artifact = _check(_record(data), tmp_path, store=_StreamStore(data + b"!", 1))
+    assert sha.status == "fail" and "larger than the signed size" in sha.detail and not artifact.ok
+
+
+class _SizeBlindStore(LocalStore):
+    """Verifies every block against its CID but ignores the size it is told to stop at."""
+
+    def open(self, cid, max_size=None):
+        return super().open(cid)
+
+
+def test_a_verified_dag_one_byte_longer_than_signed_is_refused_as_too_large(tmp_path):
+    store = _SizeBlindStore(tmp_path / "blocks", "kubo-v1")
+    data = os.urandom(700_001)
+    store.put_bytes(data, "kubo-v1")
+    sha, cid, artifact = _check(_record(data, artifact_size=len(data) - 1), tmp_path, store=store)
+    assert sha.detail == (f"artifact is larger than the signed size {len(data) - 1} (stopped reading at "
+                          f"{len(data)} bytes)")
+    assert not artifact.ok
+
+
+def test_without_lazily_backed_memory_the_file_is_kept_in_an_ordinary_buffer(tmp_path, monkeypatch):
+    import mmap
+
+    import registry.verify.artifact as artifact_module
+
+    class _FileMapsOnly(mmap.mmap):
+        def __new__(cls, fileno, *args, **kwargs):
+            if fileno == -1:
+                raise OSError(12, "Cannot allocate memory")
+            return mmap.mmap.__new__(cls, fileno, *args, **kwargs)
+
+    class _NoAnonymousMaps:
+        mmap = _FileMapsOnly
+
+        def __getattr__(self, name):
+            return getattr(mmap, name)
+
+    monkeypatch.setattr(artifact_module, "mmap", _NoAnonymousMaps())
+    monkeypatch.setattr(unixfs, "READ_BATCH", 1024 * 1024)
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(data)
+    sha, cid, artifact = _check(_record(data), tmp_path, file=str(model))
+    assert (sha.status, cid.status) == ("pass", "pass")
+    assert bytes(artifact.data) == data and isinstance(artifact.data.obj, bytearray)

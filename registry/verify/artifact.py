@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from registry.errors import InputError, IntegrityError, RegistryError, UnreachableError
+from registry.errors import InputError, IntegrityError, RegistryError
 from registry.verify.report import Check, fail
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Capture:
     mode: str = "check"
     stage_parent: str | None = None  # where private directories are created
 
-    def tree_sink(self, declared_size: int) -> Any:
+    def tree_sink(self) -> Any:
         from registry.content.sinks import DiskSink, MemorySink
         from registry.verify.tree import is_onnx
 
@@ -152,7 +152,7 @@ def check_bytes(record: "ReleaseRecord", man: "Manifest | None", file: Any, data
     if kind == "directory":
         from registry.verify.tree import check_tree
 
-        sink = capture.tree_sink(expected_size)
+        sink = capture.tree_sink()
         try:
             sha, cid, tree = check_tree(record, man, file, settings, store, sink, progress, file_progress)
         except BaseException:
@@ -190,8 +190,7 @@ def _check_file(record: "ReleaseRecord", man: "Manifest | None", file: Any, data
         keeper.close_file()
     except RegistryError as exc:
         keeper.discard()
-        failed = fail("sha256", f"cannot read the artifact: {exc}", {"expected_size": expected_size},
-                      error=type(exc) if not isinstance(exc, UnreachableError) else UnreachableError)
+        failed = fail("sha256", f"cannot read the artifact: {exc}", {"expected_size": expected_size}, error=type(exc))
         return failed, Check("cid", "skip", "no bytes to hash")
     except BaseException:
         keeper.discard()
@@ -351,7 +350,6 @@ class _Keeper:
         from registry.content.sinks import DiskSink
 
         self.limit = limit
-        self.capture = capture
         self.arena: memoryview | None = None
         self.staged: DiskSink | None = None
         self.filled = 0
