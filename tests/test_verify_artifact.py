@@ -390,6 +390,27 @@ def test_a_kept_tree_is_a_private_directory_with_the_modes_its_use_needs(tmp_pat
     assert _staging_dirs(parent) == []
 
 
+def test_a_tree_names_each_file_as_its_bytes_are_read(tmp_path):
+    folder = _tree(tmp_path)
+    record = _tree_record(folder)
+    started: list[tuple[str, int]] = []
+    artifact = ArtifactBytes()
+    sha, cid = check_bytes(record, None, str(folder), None, _settings(tmp_path), None, artifact, None,
+                           file_progress=lambda path, size: started.append((path, size)))
+    assert (sha.status, cid.status) == ("pass", "pass")
+    assert sorted({path for path, _ in started}) == ["model.onnx", "model.onnx.data", "tokenizer/vocab.txt"]
+
+
+def test_an_interrupted_check_of_a_tree_in_memory_raises_the_interrupt_itself(tmp_path):
+    folder = _tree(tmp_path)
+
+    def interrupt(_n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _check(_tree_record(folder), tmp_path, file=str(folder), progress=interrupt)
+
+
 @pytest.mark.parametrize("mode", ["stage", "load"])
 def test_a_tree_that_fails_or_is_interrupted_leaves_no_copy_behind(tmp_path, mode):
     folder = _tree(tmp_path)
