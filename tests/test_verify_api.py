@@ -340,6 +340,23 @@ def test_a_crashing_node_fails_the_checks_it_answers_under_their_own_names(tmp_p
     assert by["signature"].status == "pass" and by["not_revoked"].status == "pass"
 
 
+@pytest.mark.parametrize("check, target", [("signature", "check_signature"), ("onnx", "check_onnx")])
+def test_a_check_that_crashes_fails_under_its_own_name_and_the_others_still_run(tmp_path, monkeypatch, check, target):
+    from registry.verify import procedure
+
+    def crash(*args, **kwargs):
+        raise RuntimeError(f"{target} crashed")
+
+    monkeypatch.setattr(procedure, target, crash)
+    rel = offline_release(tmp_path)
+    report = verify(rel.ref, data=rel.data, manifest=rel.manifest, client=_Node(rel), provenance=rel.provenance,
+                    settings=rel.settings)
+    by = {c.name: c for c in report.checks}
+    assert [c.name for c in report.checks] == list(CHECK_NAMES) and not report.ok
+    assert (by[check].status, by[check].detail) == ("fail", f"unexpected RuntimeError: {target} crashed")
+    assert [c.name for c in report.checks if c.status == "fail"] == [check]
+
+
 def test_a_release_with_a_crashing_lineage_read_fails_not_revoked_by_name(tmp_path):
     import dataclasses
 
