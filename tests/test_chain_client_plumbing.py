@@ -284,6 +284,23 @@ def test_connect_applies_the_profiles_confirmations(deployed, tmp_path: Path) ->
     assert client.block_number >= result.block_number + 2
 
 
+def test_connect_on_the_local_profile_starts_the_devnet(registry_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded profile needs no URL or contract: connect starts anvil, deploys, and connects."""
+    from registry.chain import devnet
+    from registry.config import load_settings
+
+    monkeypatch.setenv("REGISTRY_DEVNET_PORT", str(devnet.free_port()))
+    settings = load_settings()
+    assert settings.profile.is_local
+    try:
+        client = RegistryClient.connect(settings)
+        info = devnet.ensure_running(settings)
+        assert (client.rpc_url, client.address, client.chain_id) == (info.rpc_url, info.contract, 31337)
+        assert client.release_count("acme/demo") == 0
+    finally:
+        devnet.stop(settings)
+
+
 # ------------------------------------------------------------------------------------------
 # The reads the verifier relies on, against the contract
 # ------------------------------------------------------------------------------------------
