@@ -162,7 +162,7 @@ class _DeepJson(BaseHTTPRequestHandler):
 def _serve(handler: type) -> tuple[_QuietServer, str]:
     httpd = _QuietServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 

@@ -168,7 +168,7 @@ class _NotFound(http.server.BaseHTTPRequestHandler):
 
 def test_an_rpc_url_that_answers_404_fails_fast(deployed: Any) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/wrong/path"
         events: list[dict[str, Any]] = []
