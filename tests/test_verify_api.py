@@ -500,10 +500,54 @@ def test_offline_the_card_is_fetched_by_the_cid_the_manifest_signs(tmp_path):
     from registry.content.local import LocalStore
 
     card = b"# acme/offline\n\nA tiny model.\n"
-    store = LocalStore(tmp_path / "blocks", "kubo-v1")
+    store = LocalStore(tmp_path / "not-the-configured-store", "kubo-v1")
     cid = store.put_bytes(card, "kubo-v1")
-    rel = offline_release(tmp_path, overrides={"card_sha256": hashlib.sha256(card).digest(),
-                                               "card_cid": cid_bytes_v1(cid.cid)})
+    rel = offline_release(tmp_path / "home", overrides={"card_sha256": hashlib.sha256(card).digest(),
+                                                        "card_cid": cid_bytes_v1(cid.cid)})
     report = rel.verify(store=store)
     assert report.ok, report.to_json()
     assert report.check("provenance").evidence["card_source"] == "store (verified block by block)"
+
+
+def test_a_card_travelling_beside_the_model_file_is_read_from_there(tmp_path):
+    import hashlib
+
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.unixfs import import_bytes
+    from registry.verify.card_check import card_path_beside
+
+    card = b"# acme/offline\n\nShipped next to the model.\n"
+    rel = offline_release(tmp_path / "home", overrides={"card_sha256": hashlib.sha256(card).digest(),
+                                                        "card_cid": cid_bytes_v1(import_bytes(card, "kubo-v1").cid)})
+    model = tmp_path / "model.onnx"
+    model.write_bytes(rel.data)
+    beside = card_path_beside(model, rel.manifest.release.name, rel.manifest.release.version)
+    beside.write_bytes(card)
+    report = rel.verify(data=None, file=model)
+    assert report.ok, report.to_json()
+    assert report.check("provenance").evidence["card_source"] == f"file {beside.name}"
+
+
+def test_a_crashing_onnx_check_of_a_directory_fails_under_its_own_name(tmp_path, monkeypatch):
+    from registry.content.cids import cid_bytes_v1
+    from registry.content.tree import import_tree
+    from registry.provenance import statement
+    from registry.verify import tree as tree_module
+    from tests._tree_fixtures import onnx_with_external_data
+
+    folder = tmp_path / "model"
+    onnx_with_external_data(folder, n=64, extra={"tokenizer/vocab.txt": b"a\nb\n"})
+    art = import_tree(folder, "kubo-v1")
+    rel = offline_release(tmp_path / "home", provenance_doc=statement(art.sha256.hex(), "model", {"metrics": {}}),
+                          overrides={"artifact_sha256": art.sha256, "artifact_cid": cid_bytes_v1(art.cid),
+                                     "artifact_size": art.size})
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("check_tree_onnx crashed")
+
+    monkeypatch.setattr(tree_module, "check_tree_onnx", crash)
+    report = rel.verify(data=None, file=folder)
+    by = {c.name: c for c in report.checks}
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
+    assert (by["sha256"].status, by["cid"].status) == ("pass", "pass"), report.to_json()
+    assert (by["onnx"].status, by["onnx"].detail) == ("fail", "unexpected RuntimeError: check_tree_onnx crashed")
