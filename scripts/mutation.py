@@ -126,9 +126,7 @@ def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     for name in ("registry", "tests", "pyproject.toml"):
-        link = work / name
-        if not link.is_symlink():
-            link.symlink_to(ROOT / name)
+        _link(work / name, ROOT / name)
     from importlib.metadata import version
 
     # What decides which mutants exist and how they are numbered: a change drops the module's cache.
@@ -171,10 +169,17 @@ def prepare(module: str, tests: list[str], settings: dict, fresh: bool) -> Path:
     # package they import, which is mutants/registry.
     (work / "mutants").mkdir(exist_ok=True)
     for name in ("node_modules", "scripts"):
-        link = work / "mutants" / name
-        if not link.is_symlink():
-            link.symlink_to(ROOT / name)
+        _link(work / "mutants" / name, ROOT / name)
     return work
+
+
+def _link(link: Path, target: Path) -> None:
+    """``link`` pointing at ``target`` (a cache copied from another checkout would test that checkout)."""
+    if link.is_symlink() and os.readlink(link) == str(target):
+        return
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(target)
 
 
 def mutmut(work: Path, *args: str, log: Path | None = None) -> str:
@@ -225,8 +230,8 @@ def run_module(module: str, tests: list[str], settings: dict, jobs: int, fresh: 
     stamp = work / "tests.sha256"
     fingerprint = tests_fingerprint(tests)
     # No stamp beside cached verdicts: the last run stopped before writing it, after its tests changed.
-    tests_changed = stamp.read_text() != fingerprint if stamp.exists() else bool(durations(work))
     before = durations(work)
+    tests_changed = stamp.read_text() != fingerprint if stamp.exists() else bool(before)
     mutmut(work, "run", "--max-children", str(jobs), log=log)
     if tests_changed:
         # mutmut re-tests every mutant itself when its test list changed; only verdicts this run did
