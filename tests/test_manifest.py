@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from registry.content.unixfs import PROFILES
 from registry.errors import InputError
 from registry.manifest import SCHEMA, dumps, filename, load_manifest, parse_manifest, write_manifest
 from registry.verify import verify
@@ -123,7 +125,13 @@ def test_hostile_field_values_end_in_a_report(key, value):
         return
     assert report.exit_code in (0, 3, 10, 11, 13), report.to_json()
     if report.exit_code == 0:  # only semantically identical documents may pass (e.g. "0" vs 0)
-        assert parse_manifest(doc) == REL.manifest
+        parsed = parse_manifest(doc)
+        if key == "cidProfile":
+            # Not signed, only how to recompute the signed CID: a profile this version does not know
+            # falls back to the settings' one, and passes only if the signed CID comes out of it.
+            assert parsed.cid_profile not in PROFILES and report.check("cid").evidence["profile"] in PROFILES
+            parsed = dataclasses.replace(parsed, cid_profile=REL.manifest.cid_profile)
+        assert parsed == REL.manifest
 
 
 @settings(max_examples=100, deadline=None)
