@@ -700,3 +700,32 @@ def test_a_size_whose_length_comes_from_a_shape_value_has_that_length():
              helper.make_node("ConstantOfShape", ["dd"], ["zf"], value=helper.make_tensor("v", TensorProto.INT64, [1], [0])),
              _ints("c", [2]), helper.make_node("Add", ["zf", "c"], ["s"])]
     _at_limit(_cos(chain), 4)
+
+
+@pytest.mark.parametrize("graph, policy", [
+    ("elementwise", Policy()),
+    ("tile allowed", Policy(allow_unbounded_ops=frozenset({"Tile"}))),
+    ("custom-domain tile", Policy(allowed_domains=frozenset({"", "ai.onnx", "com.example"}))),
+])
+def test_a_graph_without_a_size_taking_op_to_judge_is_not_analysed(monkeypatch, graph, policy):
+    """The analysis (shape ranks, a walk over every node) costs time on a large model: it runs only when
+    some standard-domain size-taking op is left for it to judge."""
+    import registry.onnx_alloc as alloc
+
+    def analysed(*args, **kwargs):
+        raise AssertionError("the graph was analysed")
+
+    if graph == "elementwise":
+        nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "x"], ["y"])]
+    else:
+        domain = "com.example" if graph == "custom-domain tile" else ""
+        nodes = [_ints("reps", [3, 5]), helper.make_node("Tile", ["x", "reps"], ["y"], domain=domain)]
+    data = _model(nodes)
+    if graph == "custom-domain tile":
+        model = onnx.load_from_string(data)
+        model.opset_import.append(helper.make_opsetid("com.example", 1))
+        data = model.SerializeToString()
+    monkeypatch.setattr(alloc, "_ranks", analysed)
+    check_onnx(data, policy)
+    with pytest.raises(AssertionError, match="the graph was analysed"):  # one size-taking op to judge: analysed
+        check_onnx(_model([_ints("reps", [3, 5]), helper.make_node("Tile", ["x", "reps"], ["y"])]), Policy())
