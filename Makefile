@@ -81,9 +81,9 @@ bench: install
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/update.py
 
-# Mutation testing of the trust core (tests/mutation_map.toml), cached in build/mutation/; well over an
-# hour from a cold cache on 2 cores (the verify modules' anvil-backed tests dominate), seconds to minutes
-# after a small change. MUTATION_MODULES=a.py,b.py picks modules, MUTATION_FRESH=1 drops the cache.
+# Mutation testing of the trust core (tests/mutation_map.toml), cached in build/mutation/; about 40 min
+# from a cold cache on 2 cores (verify/procedure.py is a quarter of it), seconds after a small change.
+# MUTATION_MODULES=a.py,b.py picks modules, MUTATION_FRESH=1 drops the cache.
 # Prints the per-module table and the surviving mutants.
 mutation: $(MUTATION_STAMP) $(NODE_STAMP)
 	nice -n 19 $(MUTATION_VENV)/bin/python scripts/mutation.py

@@ -3,7 +3,7 @@
 Why one mutmut project per module: tests/mutation_map.toml names, for each module, the test files
 that cover it, and mutmut's stats pass (which test calls which function) then runs only those files
 once; each mutant runs only the tests among them that call its function, stopping at the first
-failure. Each module keeps its cache in build/mutation/<module>/ (mutmut's own per-function hashes):
+failure, cheapest first (tests/_mutation_order.py: those without the session anvil, then by time). Each module keeps its cache in build/mutation/<module>/ (mutmut's own per-function hashes):
 a re-run mutates only functions whose source changed. mutmut keeps a verdict when only the *tests*
 change, so this script adds one rule: when a module's test files (or the shared fixtures) changed
 since its last run, its surviving mutants are tested again. Killed verdicts stay (a test change that
