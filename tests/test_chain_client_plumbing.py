@@ -4,12 +4,10 @@ hand-built client gets, and the reads the verifier relies on cross-checked again
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import socket
 import threading
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -22,6 +20,7 @@ from registry.chain.rpc import make_web3
 from registry.config import Profile, Settings
 from registry.errors import ChainError, InputError, RegistryError, UnreachableError
 from registry.release import signing_digest
+from tests._rpc_proxy import RpcProxy
 from tests.test_chain_client import make_release
 
 RID = b"\x01" * 32
@@ -93,42 +92,22 @@ def test_a_malformed_argument_is_named_before_any_rpc(
 # ------------------------------------------------------------------------------------------
 
 
-class FlakyProxy:
+class FlakyProxy(RpcProxy):
     """Forwards JSON-RPC to anvil, but answers HTTP 503 to the next ``n`` calls of a chosen method
     (``fail``). Records every method it was asked for, in order."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
         self.failures: dict[str, int] = {}
         self.calls: list[str] = []
-        proxy = self
+        super().__init__(upstream, self._flake)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                method = str(json.loads(body).get("method"))
-                proxy.calls.append(method)
-                if proxy.failures.get(method, 0) > 0:
-                    proxy.failures[method] -= 1
-                    self.send_response(503)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                request = urllib.request.Request(proxy.upstream, body, {"content-type": "application/json"})
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    answer = response.read()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+    def _flake(self, body: Any) -> tuple[int, bytes] | None:
+        method = str(body.get("method"))
+        self.calls.append(method)
+        if self.failures.get(method, 0) > 0:
+            self.failures[method] -= 1
+            return 503, b""
+        return None
 
     def fail(self, method: str, times: int = 1) -> None:
         self.failures[method] = times
@@ -137,12 +116,10 @@ class FlakyProxy:
 @pytest.fixture
 def proxy(deployed) -> Iterator[FlakyProxy]:
     flaky = FlakyProxy(deployed.rpc_url)
-    flaky.thread.start()
     try:
         yield flaky
     finally:
-        flaky.server.shutdown()
-        flaky.server.server_close()
+        flaky.close()
 
 
 def _unreachable(url: str, attempts: int) -> str:

@@ -374,54 +374,24 @@ def test_rule_texts_quote_at_most_64_characters_of_a_label_and_survive_a_failed_
     assert failed.check("policy").detail == "provenance records no accuracy (predicate.metrics.accuracy)"
 
 
-class _RefusingRpc:
+_REFUSED = {"code": -32005, "message": "query refused by the provider"}
+
+
+def _refusing_rpc(upstream: str, refuse) -> Any:
     """A JSON-RPC front for the real node that refuses some calls, as public RPCs refuse log queries
-    or rate-limit: ``refuse(body) -> bool`` picks them; everything else is forwarded unchanged."""
+    or rate-limit: ``refuse(call) -> bool`` picks them; everything else is forwarded unchanged."""
+    import json
 
-    def __init__(self, upstream: str, refuse) -> None:
-        import http.server
-        import json
-        import threading
-        import urllib.request
+    from tests._rpc_proxy import RpcProxy
 
-        owner = self
-        self.refuse = refuse
+    def intercept(body: Any) -> tuple[int, bytes] | None:
+        calls = body if isinstance(body, list) else [body]
+        if not any(refuse(c) for c in calls):
+            return None
+        answers = [{"jsonrpc": "2.0", "id": c.get("id"), "error": _REFUSED} for c in calls]
+        return 200, json.dumps(answers if isinstance(body, list) else answers[0]).encode()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                body = json.loads(raw)
-                calls = body if isinstance(body, list) else [body]
-                if any(owner.refuse(c) for c in calls):
-                    answer = json.dumps([{"jsonrpc": "2.0", "id": c.get("id"),
-                                          "error": {"code": -32005, "message": "query refused by the provider"}}
-                                         for c in calls] if isinstance(body, list) else
-                                        {"jsonrpc": "2.0", "id": body.get("id"),
-                                         "error": {"code": -32005, "message": "query refused by the provider"}})
-                    data = answer.encode()
-                else:
-                    request = urllib.request.Request(upstream, raw, {"Content-Type": "application/json"})
-                    with urllib.request.urlopen(request, timeout=10) as resp:
-                        data = resp.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        from tests._content_fixtures import _QuietServer  # a client hanging up is not an error here
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return RpcProxy(upstream, intercept)
 
 
 def test_a_provider_that_refuses_the_reads_a_rule_needs_fails_that_rule_saying_why(deployed, tmp_path: Path) -> None:
@@ -431,7 +401,7 @@ def test_a_provider_that_refuses_the_reads_a_rule_needs_fails_that_rule_saying_w
 
     pub = publish_tiny(deployed, tmp_path)
     selector = "0x" + keccak(b"attestationOf(bytes32,address)")[:4].hex()
-    proxy = _RefusingRpc(deployed.rpc_url, lambda call: call.get("method") == "eth_getLogs" or (
+    proxy = _refusing_rpc(deployed.rpc_url, lambda call: call.get("method") == "eth_getLogs" or (
         call.get("method") == "eth_call" and str(call["params"][0].get("data", call["params"][0].get("input", "")))
         .startswith(selector)))
     try:
@@ -455,7 +425,7 @@ def test_a_provider_that_refuses_the_publisher_read_fails_that_check_not_the_ver
 
     pub = publish_tiny(deployed, tmp_path)
     selector = "0x" + keccak(b"mayPublish(string,address)")[:4].hex()
-    proxy = _RefusingRpc(deployed.rpc_url, lambda call: call.get("method") == "eth_call" and str(
+    proxy = _refusing_rpc(deployed.rpc_url, lambda call: call.get("method") == "eth_call" and str(
         call["params"][0].get("data", call["params"][0].get("input", ""))).startswith(selector))
     try:
         settings = load_settings(env={"REGISTRY_HOME": str(deployed.home), "REGISTRY_RPC_URL": proxy.url,

@@ -332,6 +332,11 @@ def _tree_record(folder: Path, profile: str = "kubo-v1") -> ReleaseRecord:
     return _record(b"", artifact_sha256=art.sha256, artifact_cid=cid_bytes_v1(art.cid), artifact_size=art.size)
 
 
+def _interrupt(_n: int) -> None:
+    """A progress callback that stands for Ctrl-C in the middle of the read."""
+    raise KeyboardInterrupt
+
+
 def _staging_dirs(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".registry"))
 
@@ -366,15 +371,32 @@ def test_a_tree_is_fetched_from_the_store_handed_in_not_the_configured_one(tmp_p
     assert cid.detail.endswith("(fetched and verified block by block)") and sum(seen) == record.artifact_size
 
 
-@pytest.mark.parametrize("mode, file_mode, fsynced", [("stage", 0o644, True), ("load", 0o600, False)])
-def test_a_kept_tree_is_a_private_directory_with_the_modes_its_use_needs(tmp_path, monkeypatch, mode, file_mode,
+# What each use keeps on disk: a pull's files are readable by others and fsynced (a pull survives a
+# crash); a load's copy is the caller's alone and goes away with the session.
+KEPT_MODES = pytest.mark.parametrize("mode, file_mode, fsynced", [("stage", 0o644, True), ("load", 0o600, False)])
+
+
+@pytest.fixture
+def parent(tmp_path: Path) -> Path:
+    """The directory a kept copy is made in (a pull target, or where private copies go)."""
+    target = tmp_path / "target"
+    target.mkdir()
+    return target
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file descriptors fsynced while the test runs (os.fsync still does its work)."""
+    seen: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (seen.append(fd), real_fsync(fd)))
+    return seen
+
+
+@KEPT_MODES
+def test_a_kept_tree_is_a_private_directory_with_the_modes_its_use_needs(tmp_path, parent, synced, mode, file_mode,
                                                                         fsynced):
     folder = _tree(tmp_path)
-    parent = tmp_path / "target"
-    parent.mkdir()
-    synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     sha, cid, artifact = _check(_tree_record(folder), tmp_path, file=str(folder), capture=Capture(mode, str(parent)))
     try:
         assert artifact.ok
@@ -384,7 +406,7 @@ def test_a_kept_tree_is_a_private_directory_with_the_modes_its_use_needs(tmp_pat
         for rel in ("model.onnx", "model.onnx.data", "tokenizer/vocab.txt"):
             assert (kept / rel).read_bytes() == (folder / rel).read_bytes()
             assert os.stat(kept / rel).st_mode & 0o777 == file_mode, rel
-        assert (len(synced) >= 3) is fsynced, synced  # a pull survives a crash: every file is on disk
+        assert (len(synced) >= 3) is fsynced, synced  # every file of a pull is on disk
     finally:
         artifact.release()
     assert _staging_dirs(parent) == []
@@ -403,26 +425,16 @@ def test_a_tree_names_each_file_as_its_bytes_are_read(tmp_path):
 
 def test_an_interrupted_check_of_a_tree_in_memory_raises_the_interrupt_itself(tmp_path):
     folder = _tree(tmp_path)
-
-    def interrupt(_n: int) -> None:
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        _check(_tree_record(folder), tmp_path, file=str(folder), progress=interrupt)
+        _check(_tree_record(folder), tmp_path, file=str(folder), progress=_interrupt)
 
 
 @pytest.mark.parametrize("mode", ["stage", "load"])
-def test_a_tree_that_fails_or_is_interrupted_leaves_no_copy_behind(tmp_path, mode):
+def test_a_tree_that_fails_or_is_interrupted_leaves_no_copy_behind(tmp_path, parent, mode):
     folder = _tree(tmp_path)
     record = _tree_record(folder)
-    parent = tmp_path / "target"
-    parent.mkdir()
-
-    def interrupt(_n: int) -> None:
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        _check(record, tmp_path, file=str(folder), capture=Capture(mode, str(parent)), progress=interrupt)
+        _check(record, tmp_path, file=str(folder), capture=Capture(mode, str(parent)), progress=_interrupt)
     assert _staging_dirs(parent) == []
 
     (folder / "model.onnx.data").write_bytes(os.urandom(300_000))
@@ -443,16 +455,11 @@ def test_a_place_that_cannot_hold_the_copy_is_named_as_the_user_knows_it(tmp_pat
         _check(_record(model.read_bytes()), tmp_path, file=str(model), capture=Capture(mode, str(not_a_dir)))
 
 
-@pytest.mark.parametrize("mode, file_mode, fsynced", [("stage", 0o644, True), ("load", 0o600, False)])
-def test_a_kept_file_is_a_private_directory_with_the_modes_its_use_needs(tmp_path, monkeypatch, mode, file_mode,
+@KEPT_MODES
+def test_a_kept_file_is_a_private_directory_with_the_modes_its_use_needs(tmp_path, parent, synced, mode, file_mode,
                                                                         fsynced):
     model = tmp_path / "model.onnx"
     model.write_bytes(DATA)
-    parent = tmp_path / "target"
-    parent.mkdir()
-    synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     sha, cid, artifact = _check(_record(DATA), tmp_path, file=str(model), capture=Capture(mode, str(parent)))
     try:
         assert artifact.ok and artifact.staged_name == "model.onnx"
